@@ -1,0 +1,40 @@
+# citypulse: `make demo` runs the whole service, `make test` runs the tests.
+# Both install what they need (system packages via scripts/system-deps.sh when root).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-fast test-faults lint deps system-deps assets clean bench
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
+	@touch $(STAMP)
+
+system-deps:
+	@bash scripts/system-deps.sh --browser
+
+deps: system-deps $(STAMP) assets
+
+assets: $(STAMP)
+	@if [ -x scripts/build-assets.sh ]; then bash scripts/build-assets.sh; fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: deps lint
+	$(BIN)/pytest -q -p no:cacheprovider
+
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not integration and not browser"
+
+test-faults: deps
+	$(BIN)/pytest -q -m slow --run-slow
+
+demo: deps
+	$(BIN)/citypulse up
+
+clean:
+	rm -rf $(VENV) .citypulse

@@ -1,0 +1,164 @@
+"""Core commands: ``citypulse up``, ``citypulse db migrate|maintain``, ``citypulse config``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+from citypulse.settings import Settings, load_settings
+
+db_app = typer.Typer(no_args_is_help=True, help="Database schema and upkeep.")
+
+# Services `citypulse up` runs, in start order: (name, argv after `citypulse`).  A stage
+# adds itself by appending to UP_SERVICES in its cli.register(); the order of registration
+# follows the pipeline.
+UP_SERVICES: list[tuple[str, list[str]]] = []
+
+
+@db_app.command("migrate")
+def db_migrate(
+    database_url: str = typer.Option(None, help="postgresql:// URL (CITYPULSE_DATABASE_URL)"),
+    dry_run: bool = typer.Option(False, help="Print the statements, change nothing."),
+    backend: str = typer.Option(None, help="timescale|postgres (default: detect)"),
+) -> None:
+    """Apply pending schema migrations (idempotent)."""
+    from citypulse import schema
+
+    settings = load_settings(database_url=database_url)
+    if dry_run:
+        for stmt in schema.migrate(None, settings, backend=backend or "postgres", dry_run=True):
+            print(stmt + "\n")
+        return
+    with schema.connect(settings, autocommit=True) as conn:
+        issued = schema.migrate(conn, settings, backend=backend)
+        store = schema.Store.open(conn, settings, migrate_now=False)
+        print(f"migrated: {len(issued)} statements issued; backend {store.backend}")
+
+
+@db_app.command("maintain")
+def db_maintain(database_url: str = typer.Option(None)) -> None:
+    """Run the store's upkeep once (partitions, retention, rollups)."""
+    from citypulse import schema
+
+    settings = load_settings(database_url=database_url)
+    with schema.connect(settings, autocommit=True) as conn:
+        print(json.dumps(schema.Store.open(conn, settings).maintain(conn)))
+
+
+def config_show() -> None:
+    """Print the effective settings (secrets masked) as JSON."""
+    s = load_settings()
+    data = json.loads(s.model_dump_json())
+    for k in ("dashboard_secret", "kiosk_token"):
+        if data.get(k):
+            data[k] = "***"
+    print(json.dumps(data, indent=2))
+
+
+def up(
+    demo: bool = typer.Option(True, help="Also run the simulator on a demo city."),
+    data_dir: Path = typer.Option(None, help="Private services' data (default .citypulse/)."),
+    sensors: int = typer.Option(20_000, help="Simulated sensors in the demo deployment."),
+) -> None:
+    """Start everything on this machine; Ctrl-C stops it all cleanly.
+
+    Starts a private Mosquitto and PostgreSQL (unless CITYPULSE_MQTT_URL /
+    CITYPULSE_DATABASE_URL are set to running servers), migrates, then runs each stage's
+    service: collector, simulator (demo), twin, alerts, dashboards.
+    """
+    from citypulse import schema
+    from citypulse.stack import PrivateMosquitto, PrivatePostgres
+
+    base = load_settings(data_dir=data_dir)
+    data = base.data_dir.resolve()
+    started = []
+    env = dict(os.environ)
+    if "CITYPULSE_DATABASE_URL" not in os.environ:
+        pg = PrivatePostgres(data / "pg", port=_stable_port(data / "pg.port"), durable=True)
+        pg.start()
+        started.append(pg)
+        env["CITYPULSE_DATABASE_URL"] = pg.url
+    if "CITYPULSE_MQTT_URL" not in os.environ:
+        mq = PrivateMosquitto(data / "mqtt", port=_stable_port(data / "mqtt.port"))
+        mq.start()
+        started.append(mq)
+        env["CITYPULSE_MQTT_URL"] = mq.url
+    env.setdefault("CITYPULSE_DATA_DIR", str(data))
+    settings = Settings(database_url=env["CITYPULSE_DATABASE_URL"],
+                        mqtt_url=env["CITYPULSE_MQTT_URL"], data_dir=data)
+    with schema.connect(settings, autocommit=True) as conn:
+        schema.migrate(conn, settings)
+    print(f"database {settings.database_url}\nbroker   {settings.mqtt_url}", flush=True)
+    env["CITYPULSE_DEMO"] = "1" if demo else "0"
+    env["CITYPULSE_DEMO_SENSORS"] = str(sensors)
+    procs: list[tuple[str, subprocess.Popen]] = []
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        for name, argv in UP_SERVICES:
+            if name == "sim" and not demo:
+                continue
+            p = subprocess.Popen([sys.executable, "-m", "citypulse", *argv], env=env)
+            procs.append((name, p))
+            print(f"started {name}: citypulse {' '.join(argv)} (pid {p.pid})", flush=True)
+        while not stopping:
+            for name, p in procs:
+                if p.poll() is not None:
+                    print(f"{name} exited with {p.returncode}; stopping", file=sys.stderr)
+                    stopping = True
+            time.sleep(0.5)
+    finally:
+        for _name, p in reversed(procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for _name, p in reversed(procs):
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for svc in reversed(started):
+            svc.stop()
+        print("citypulse stopped", flush=True)
+
+
+def _stable_port(path: Path) -> int:
+    """Reuse the port chosen last time for this data dir, so URLs stay put across runs."""
+    from citypulse.stack import free_port
+
+    try:
+        port = int(path.read_text())
+    except (OSError, ValueError):
+        port = 0
+    import socket
+
+    if port:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                port = 0
+    if not port:
+        port = free_port()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(str(port))
+    return port
+
+
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    """Add the core commands to the root app."""
+    app.add_typer(db_app, name="db")
+    app.command("up")(up)
+    app.command("config")(config_show)

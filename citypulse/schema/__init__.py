@@ -1,0 +1,351 @@
+"""The store: schema, migrations and the one interface over TimescaleDB and plain PostgreSQL.
+
+In: a psycopg 3 connection and the settings.  Out: a migrated database and a
+:class:`Store` whose methods behave the same on both backends::
+
+    with connect(settings) as conn:
+        store = Store.open(conn, settings)          # detects the backend, migrates
+        store.write_rows(conn, rows)                # COPY raw readings, duplicates dropped
+        store.maintain(conn)                        # partitions, retention, rollups
+
+Backends: ``timescale`` when the timescaledb extension is available (hypertable,
+continuous aggregate, compression and retention policies), else ``postgres`` (daily
+range partitions created ahead, rollups maintained by citypulse, retention by dropping
+partitions).  The SQL lives in ``sql/NNN_name[.backend].sql``; version numbers are
+reserved by stage: 001-009 core/ingest, 010-019 twin, 020-029 analytics,
+030-039 dashboards, 040-049 production.
+
+Storage: one row per reading in ``citypulse.raw(time, sensor, seq, v0..v7)``, where
+``sensor`` is ``citypulse.sensors.id`` and slot ``vN`` is the N-th metric of the sensor's
+kind in :mod:`citypulse.catalogue`.  The documented interface for people is the view
+``citypulse.readings(time, sensor_id, kind, metric, value)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+
+import psycopg
+from psycopg import sql
+
+from citypulse.catalogue import MAX_SLOTS, metric_rows
+from citypulse.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TIMESCALE = "timescale"
+POSTGRES = "postgres"
+BACKENDS = (TIMESCALE, POSTGRES)
+
+RAW_COLUMNS = ("time", "sensor", "seq") + tuple(f"v{i}" for i in range(MAX_SLOTS))
+RAW_TYPES = ("timestamptz", "int4", "int8") + ("float8",) * MAX_SLOTS
+
+_FILE_RE = re.compile(r"^(\d{3})_([a-z0-9_]+?)(?:\.(postgres|timescale))?\.sql$")
+
+# A reading row as written: (time, sensor id, seq or None, v0 .. v7 or None).
+Row = tuple
+
+
+@dataclass(frozen=True)
+class Step:
+    """One migration file to apply: its version, name, backend ('' = common), statements."""
+
+    version: int
+    name: str
+    backend: str
+    statements: tuple[str, ...]
+
+    @property
+    def transactional(self) -> bool:
+        """Timescale steps run statement by statement in autocommit; others in one transaction."""
+        return self.backend != TIMESCALE
+
+
+def split_statements(text: str) -> list[str]:
+    """Split SQL text on ``;`` at line ends, keeping ``$$ ... $$`` bodies whole."""
+    out: list[str] = []
+    cur: list[str] = []
+    in_body = False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not cur and (not stripped or stripped.startswith("--")):
+            continue
+        cur.append(line)
+        if line.count("$$") % 2 == 1:
+            in_body = not in_body
+        if not in_body and stripped.endswith(";"):
+            out.append("\n".join(cur).strip())
+            cur = []
+    if "".join(cur).strip():
+        out.append("\n".join(cur).strip())
+    return out
+
+
+def _sql_files() -> list[tuple[int, str, str, str]]:
+    files = []
+    for entry in resources.files("citypulse.schema").joinpath("sql").iterdir():
+        m = _FILE_RE.match(entry.name)
+        if m:
+            files.append((int(m.group(1)), m.group(2), m.group(3) or "", entry.read_text()))
+    return sorted(files, key=lambda f: (f[0], f[2] != ""))
+
+
+def plan(backend: str, applied: Iterable[int] = ()) -> list[Step]:
+    """The migration steps for ``backend`` not yet in ``applied``, in order."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown store backend {backend!r}; use one of {BACKENDS}")
+    done = set(applied)
+    return [
+        Step(v, name, be, tuple(split_statements(text)))
+        for v, name, be, text in _sql_files()
+        if v not in done and be in ("", backend)
+    ]
+
+
+def connect(settings: Settings, **kwargs) -> psycopg.Connection:
+    """Open a connection to the configured database (opened only when a component starts)."""
+    return psycopg.connect(settings.database_url, **kwargs)
+
+
+def detect_backend(conn: psycopg.Connection, wanted: str = "auto") -> str:
+    """``timescale`` if wanted and the extension is available (it is created), else ``postgres``."""
+    if wanted == POSTGRES:
+        return POSTGRES
+    row = conn.execute(
+        "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
+    ).fetchone()
+    if row is None:
+        if wanted == TIMESCALE:
+            raise RuntimeError("CITYPULSE_STORE_BACKEND=timescale but the timescaledb "
+                               "extension is not available on this server")
+        return POSTGRES
+    return TIMESCALE
+
+
+def _ensure_migrations_table(conn: psycopg.Connection) -> None:
+    conn.execute("CREATE SCHEMA IF NOT EXISTS citypulse")
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS citypulse.schema_migrations (
+               version integer NOT NULL, name text NOT NULL, backend text NOT NULL,
+               applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (version, backend))"""
+    )
+
+
+def migrate(conn: psycopg.Connection, settings: Settings, backend: str | None = None,
+            dry_run: bool = False) -> list[str]:
+    """Apply pending migrations; return the statements issued (or that would be, if dry_run).
+
+    Idempotent: a second call issues nothing.  ``conn`` must be in autocommit mode.
+    """
+    params = {
+        "raw_retention": timedelta(days=settings.raw_retention_days),
+        "rollup_retention": timedelta(days=settings.rollup_retention_days),
+    }
+    applied_steps: set[tuple[int, str]] = set()
+    if not dry_run:
+        conn.autocommit = True
+        _ensure_migrations_table(conn)
+        applied_steps = {
+            (v, b) for v, b in conn.execute(
+                "SELECT version, backend FROM citypulse.schema_migrations").fetchall()
+        }
+        prev = {b for _, b in applied_steps if b}
+        backend = backend or detect_backend(conn, settings.store_backend)
+        if prev and backend not in prev:
+            raise RuntimeError(f"database was migrated for {prev.pop()}, not {backend}")
+    backend = backend or POSTGRES
+    issued: list[str] = []
+    for step in plan(backend):
+        if (step.version, step.backend) in applied_steps:
+            continue
+        issued.extend(step.statements)
+        if dry_run:
+            continue
+        log.info("migrating %03d_%s (%s)", step.version, step.name, step.backend or "common")
+        if step.backend == TIMESCALE:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        with conn.transaction() if step.transactional else _nullctx():
+            for stmt in step.statements:
+                conn.execute(stmt, params if "%(" in stmt else None)
+            conn.execute(
+                "INSERT INTO citypulse.schema_migrations (version, name, backend) "
+                "VALUES (%s, %s, %s)", (step.version, step.name, step.backend))
+    if not dry_run:
+        sync_catalogue(conn)
+    return issued
+
+
+class _nullctx:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def sync_catalogue(conn: psycopg.Connection) -> None:
+    """Make ``citypulse.metric_catalogue`` equal the Python catalogue."""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO citypulse.metric_catalogue
+                   (kind, slot, metric, unit, min_value, max_value, description)
+               VALUES (%s, %s, %s, %s, %s, %s, %s)
+               ON CONFLICT (kind, slot) DO UPDATE SET metric = EXCLUDED.metric,
+                   unit = EXCLUDED.unit, min_value = EXCLUDED.min_value,
+                   max_value = EXCLUDED.max_value, description = EXCLUDED.description""",
+            metric_rows(),
+        )
+
+
+def current_backend(conn: psycopg.Connection) -> str:
+    """The backend the database was migrated for."""
+    row = conn.execute(
+        "SELECT backend FROM citypulse.schema_migrations WHERE backend <> '' LIMIT 1"
+    ).fetchone()
+    if row is None:
+        raise RuntimeError("database not migrated: run `citypulse db migrate`")
+    return row[0]
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What one write did: rows inserted, rows merged (new metrics at an existing key), duplicates."""
+
+    inserted: int
+    merged: int
+    duplicates: int
+
+
+_COPY_RAW = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)")
+_INSERT_NEW = sql.SQL(
+    "INSERT INTO citypulse.raw SELECT * FROM {stage} ON CONFLICT (sensor, time) DO NOTHING")
+_MERGE_METRICS = sql.SQL(
+    """UPDATE citypulse.raw AS r SET {sets} FROM {stage} AS e
+       WHERE r.sensor = e.sensor AND r.time = e.time AND ({cond})"""
+)
+
+
+class Store:
+    """The store's one interface; backend differences stay inside."""
+
+    def __init__(self, backend: str, settings: Settings) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown store backend {backend!r}")
+        self.backend = backend
+        self.settings = settings
+
+    @classmethod
+    def open(cls, conn: psycopg.Connection, settings: Settings, migrate_now: bool = True) -> Store:
+        """Migrate (unless told not to), then return the store for the database's backend."""
+        if migrate_now:
+            migrate(conn, settings)
+        store = cls(current_backend(conn), settings)
+        store.maintain(conn)
+        return store
+
+    # --- writing -------------------------------------------------------------------------
+    def write_rows(self, conn: psycopg.Connection, rows: Sequence[Row]) -> WriteResult:
+        """Write reading rows in one transaction; a (sensor, time, metric) seen before is dropped.
+
+        Fast path: binary COPY straight into the table.  When the batch collides with rows
+        already stored (a redelivery), it falls back to a staging table and an upsert that
+        keeps the first value of each metric and adds metrics not stored yet.
+        Rows must be unique by (sensor, time) within the batch.  Raises psycopg errors;
+        the caller tells temporary from permanent ones.
+        """
+        if not rows:
+            return WriteResult(0, 0, 0)
+        with conn.transaction():
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    self._copy(cur, sql.Identifier("citypulse", "raw"), rows)
+                result = WriteResult(len(rows), 0, 0)
+            except psycopg.errors.UniqueViolation:
+                result = self._merge(conn, rows)
+            self._mark_dirty(conn, rows)
+        return result
+
+    @staticmethod
+    def _copy(cur: psycopg.Cursor, table: sql.Composable, rows: Sequence[Row]) -> None:
+        stmt = _COPY_RAW.format(table, sql.SQL(", ").join(map(sql.Identifier, RAW_COLUMNS)))
+        with cur.copy(stmt) as copy:
+            copy.set_types(RAW_TYPES)
+            for row in rows:
+                copy.write_row(row)
+
+    def _merge(self, conn: psycopg.Connection, rows: Sequence[Row]) -> WriteResult:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TEMP TABLE IF NOT EXISTS raw_stage "
+                        "(LIKE citypulse.raw INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+            cur.execute("TRUNCATE raw_stage")
+            self._copy(cur, sql.Identifier("raw_stage"), rows)
+            slots = [f"v{i}" for i in range(MAX_SLOTS)]
+            stage = sql.Identifier("raw_stage")
+            sets = sql.SQL(", ").join(
+                sql.SQL("{c} = COALESCE(r.{c}, e.{c})").format(c=sql.Identifier(c))
+                for c in slots)
+            cond = sql.SQL(" OR ").join(
+                sql.SQL("(r.{c} IS NULL AND e.{c} IS NOT NULL)").format(c=sql.Identifier(c))
+                for c in slots)
+            inserted = cur.execute(_INSERT_NEW.format(stage=stage)).rowcount
+            merged = cur.execute(_MERGE_METRICS.format(sets=sets, stage=stage, cond=cond)).rowcount
+        return WriteResult(inserted, merged, len(rows) - inserted - merged)
+
+    def _mark_dirty(self, conn: psycopg.Connection, rows: Sequence[Row]) -> None:
+        if self.backend != POSTGRES:
+            return  # the continuous aggregate tracks its own invalidations
+        minutes = {r[0].replace(second=0, microsecond=0) for r in rows}
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO citypulse.rollup_dirty (bucket) VALUES (%s) ON CONFLICT DO NOTHING",
+                [(m,) for m in sorted(minutes)])
+
+    # --- upkeep ----------------------------------------------------------------------------
+    def oldest_allowed(self, now: datetime | None = None) -> datetime:
+        """Readings older than this are outside retention (dead-lettered, not stored)."""
+        now = now or datetime.now(UTC)
+        return now - timedelta(days=self.settings.raw_retention_days)
+
+    def maintain(self, conn: psycopg.Connection, now: datetime | None = None,
+                 settle_s: float = 5.0) -> dict:
+        """Periodic upkeep; returns what it did.
+
+        postgres: create daily partitions covering retention and the days ahead, drop
+        partitions past retention, roll up dirty minutes, expire old rollups.
+        timescale: nothing (its policies do all of it).
+        """
+        if self.backend == TIMESCALE:
+            return {}
+        now = now or datetime.now(UTC)
+        s = self.settings
+        first = (now - timedelta(days=s.raw_retention_days)).date()
+        last = (now + timedelta(days=s.partitions_ahead_days)).date()
+        with conn.transaction():
+            made = conn.execute("SELECT citypulse.ensure_raw_partitions(%s, %s)",
+                                (first, last)).fetchone()[0]
+            dropped = conn.execute("SELECT citypulse.drop_raw_partitions_before(%s)",
+                                   (self.oldest_allowed(now),)).fetchone()[0]
+            expired = conn.execute(
+                "DELETE FROM citypulse.rollup_1m WHERE bucket < %s",
+                (now - timedelta(days=s.rollup_retention_days),)).rowcount
+        return {"partitions_created": made, "partitions_dropped": dropped,
+                "rollups_expired": expired, **self.refresh_rollups(conn, settle_s)}
+
+    def refresh_rollups(self, conn: psycopg.Connection, settle_s: float = 5.0) -> dict:
+        """Bring ``citypulse.rollup_1m`` up to date with minutes ended ``settle_s`` ago.
+
+        postgres: recompute every dirty minute.  timescale: refresh the continuous aggregate.
+        """
+        if self.backend == TIMESCALE:
+            conn.execute("CALL refresh_continuous_aggregate('citypulse.rollup_1m', NULL, "
+                         "now() - %s::interval)", (timedelta(seconds=settle_s),))
+            return {}
+        with conn.transaction():
+            n = conn.execute("SELECT citypulse.refresh_dirty_rollups(%s)",
+                             (timedelta(seconds=settle_s),)).fetchone()[0]
+        return {"minutes_rolled_up": n}

@@ -1,0 +1,186 @@
+"""The one typed settings model of citypulse.
+
+In: environment variables prefixed ``CITYPULSE_`` (and a ``.env`` file), plus keyword
+overrides from command-line flags.  Out: a frozen :class:`Settings`.  Validation does no
+I/O; connections open only when a component starts.  A wrong value fails at start with a
+message naming the environment variable and the fix::
+
+    settings = load_settings(mqtt_url="mqtt://127.0.0.1:1883")
+
+Every default lives here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "CITYPULSE_"
+
+
+class ConfigError(ValueError):
+    """A setting is wrong; the message names the key and the fix."""
+
+
+class MqttEndpoint:
+    """Parsed parts of an ``mqtt://user:pass@host:port`` (or ``mqtts://``) URL."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.url = url
+        self.tls = parts.scheme == "mqtts"
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or (8883 if self.tls else 1883)
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+
+    def __repr__(self) -> str:
+        return f"MqttEndpoint({self.host}:{self.port}, tls={self.tls}, user={self.username})"
+
+
+class Settings(BaseSettings):
+    """All of citypulse's settings, with their defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
+    )
+
+    # --- connections -------------------------------------------------------------------
+    mqtt_url: str = Field(
+        "mqtt://127.0.0.1:1883",
+        description="Broker URL, mqtt://user:pass@host:port or mqtts:// for TLS.",
+    )
+    database_url: str = Field(
+        "postgresql://postgres@127.0.0.1:5432/citypulse",
+        description="PostgreSQL/TimescaleDB URL, postgresql://user:pass@host:port/db.",
+    )
+    mqtt_ca_file: Path | None = Field(None, description="CA bundle for mqtts:// brokers.")
+
+    # --- wire contract -----------------------------------------------------------------
+    topic_prefix: str = Field("city", description="First topic level of the wire contract.")
+    max_payload_bytes: int = Field(
+        1_048_576, ge=1024, description="Larger MQTT payloads are dead-lettered as too_large."
+    )
+    max_future_s: float = Field(
+        300.0, ge=0, description="Readings stamped further ahead than this are bad_timestamp."
+    )
+
+    # --- collector ---------------------------------------------------------------------
+    share_group: str | None = Field(
+        None, description="MQTT 5 shared-subscription group ($share/GROUP/...)."
+    )
+    client_id: str | None = Field(None, description="MQTT client id (default: derived).")
+    batch_max_readings: int = Field(
+        20_000, ge=1, description="A batch is committed at this many readings..."
+    )
+    batch_max_ms: int = Field(200, ge=1, description="...or after this many milliseconds.")
+    max_inflight_messages: int = Field(
+        20_000, ge=1, description="Unacknowledged messages a collector holds at most."
+    )
+    writer_connections: int = Field(
+        2, ge=1, le=16, description="Parallel database writer connections per collector."
+    )
+    spool_dir: Path = Field(
+        Path(".citypulse/spool"), description="On-disk spool used while the database is down."
+    )
+    spool_max_bytes: int = Field(
+        512 * 1024 * 1024, ge=0, description="Spool size at which the collector stops acking."
+    )
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="Port of the Prometheus /metrics endpoint."
+    )
+    device_rate_limit: float = Field(
+        50.0, gt=0, description="Messages/s one device or gateway may send before dead letters."
+    )
+
+    # --- store -------------------------------------------------------------------------
+    store_backend: Literal["auto", "timescale", "postgres"] = Field(
+        "auto", description="auto: TimescaleDB when the extension is available."
+    )
+    raw_retention_days: int = Field(7, ge=1, description="Raw readings kept this many days.")
+    rollup_retention_days: int = Field(
+        3650, ge=1, description="One-minute rollups kept this many days."
+    )
+    partitions_ahead_days: int = Field(
+        2, ge=1, description="Plain PostgreSQL: daily partitions created this far ahead."
+    )
+
+    # --- local stack -------------------------------------------------------------------
+    data_dir: Path = Field(
+        Path(".citypulse"), description="Where `citypulse up` keeps private services' data."
+    )
+
+    # --- dashboards --------------------------------------------------------------------
+    dashboard_host: str = Field("127.0.0.1", description="Dashboard bind address.")
+    dashboard_port: int = Field(8050, ge=1, le=65535, description="Dashboard port.")
+    dashboard_secret: str = Field(
+        "change-me-citypulse-dev-secret", min_length=16, description="Session signing key."
+    )
+    users_file: Path | None = Field(
+        None, description="YAML of dashboard users (name, role, password hash)."
+    )
+    kiosk_token: str | None = Field(None, description="Token that opens /wall read-only.")
+
+    # --- analytics ---------------------------------------------------------------------
+    rules_file: Path | None = Field(None, description="Alert rules YAML (default: built in).")
+    webhook_urls: list[str] = Field(default_factory=list, description="Alert webhooks.")
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _check_mqtt_url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("mqtt", "mqtts", "tcp") or not parts.hostname:
+            raise ValueError("use mqtt://[user:pass@]host:port (or mqtts:// for TLS)")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError as exc:
+            raise ValueError(f"bad port: {exc}") from None
+        return v
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("postgresql", "postgres") or not parts.path.strip("/"):
+            raise ValueError("use postgresql://user[:pass]@host:port/dbname")
+        return v
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _check_prefix(cls, v: str) -> str:
+        if not v or any(c in v for c in "+#") or v.startswith("/") or v.endswith("/"):
+            raise ValueError("a topic prefix like 'city' (no wildcards, no leading/trailing /)")
+        return v
+
+    @field_validator("share_group")
+    @classmethod
+    def _check_share(cls, v: str | None) -> str | None:
+        if v is not None and (not v or any(c in v for c in "/+#")):
+            raise ValueError("a group name without '/', '+' or '#'")
+        return v
+
+    @property
+    def mqtt(self) -> MqttEndpoint:
+        """The broker URL, parsed."""
+        return MqttEndpoint(self.mqtt_url)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from the environment plus non-None ``overrides``.
+
+    Raises :class:`ConfigError` naming the environment variable of each bad key.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            key = str(err["loc"][0]) if err["loc"] else "?"
+            env = ENV_PREFIX + key.upper()
+            lines.append(f"{env} ({key}): {err['msg']}; got {err.get('input')!r}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None

@@ -1,0 +1,1 @@
+"""Wire contract v1: topics (:mod:`.topics`) and payloads (:mod:`.payload`)."""

@@ -1,0 +1,84 @@
+"""Topic parsing and building for wire contract v1.
+
+In: an MQTT topic string and the configured prefix.  Out: a frozen :class:`Topic`
+(``kind`` one of ``telemetry``, ``gateway``, ``status``, ``alert``, ``unknown``; plus the
+sensor or gateway id).  Never raises: a topic outside the contract parses as ``unknown``.
+
+    city/v1/telemetry/{sensor_id}
+    city/v1/gateway/{gateway_id}/telemetry
+    city/v1/status/{sensor_id}
+    city/v1/alerts/{severity}/{zone}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+VERSION = "v1"
+TELEMETRY = "telemetry"
+GATEWAY = "gateway"
+STATUS = "status"
+ALERT = "alert"
+UNKNOWN = "unknown"
+
+_ID_FORBIDDEN = set("+#/\x00")
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """A parsed topic: its kind and the id it names (sensor, gateway, or severity/zone)."""
+
+    kind: str
+    ident: str = ""
+    extra: str = ""
+
+
+def _valid_id(s: str) -> bool:
+    return bool(s) and len(s) <= 128 and not (_ID_FORBIDDEN & set(s))
+
+
+def parse(topic: str, prefix: str = "city") -> Topic:
+    """Parse ``topic`` under ``prefix``; anything outside the contract is ``unknown``."""
+    head = prefix + "/" + VERSION + "/"
+    if not topic.startswith(head):
+        return Topic(UNKNOWN)
+    parts = topic[len(head):].split("/")
+    match parts:
+        case ["telemetry", sid] if _valid_id(sid):
+            return Topic(TELEMETRY, sid)
+        case ["gateway", gid, "telemetry"] if _valid_id(gid):
+            return Topic(GATEWAY, gid)
+        case ["status", sid] if _valid_id(sid):
+            return Topic(STATUS, sid)
+        case ["alerts", severity, zone] if _valid_id(severity) and _valid_id(zone):
+            return Topic(ALERT, severity, zone)
+    return Topic(UNKNOWN)
+
+
+def telemetry(sensor_id: str, prefix: str = "city") -> str:
+    """Topic a directly connected sensor publishes its readings on."""
+    return f"{prefix}/{VERSION}/telemetry/{sensor_id}"
+
+
+def gateway(gateway_id: str, prefix: str = "city") -> str:
+    """Topic a gateway publishes its sensors' readings on."""
+    return f"{prefix}/{VERSION}/gateway/{gateway_id}/telemetry"
+
+
+def status(sensor_id: str, prefix: str = "city") -> str:
+    """Retained online/offline status topic of a device (its last will)."""
+    return f"{prefix}/{VERSION}/status/{sensor_id}"
+
+
+def alert(severity: str, zone: str, prefix: str = "city") -> str:
+    """Topic citypulse publishes an alert on."""
+    return f"{prefix}/{VERSION}/alerts/{severity}/{zone}"
+
+
+def ingest_subscriptions(prefix: str = "city") -> list[str]:
+    """Topic filters the collector subscribes to (before any ``$share/`` group)."""
+    return [
+        f"{prefix}/{VERSION}/telemetry/+",
+        f"{prefix}/{VERSION}/gateway/+/telemetry",
+        f"{prefix}/{VERSION}/status/+",
+    ]
