@@ -113,7 +113,7 @@ class PrivatePostgres(_Service):
                     os.chmod(parent, mode | 0o011)
 
     def init(self) -> None:
-        """initdb into ``data_dir`` unless a cluster is there already."""
+        """Initdb into ``data_dir`` unless a cluster is there already."""
         if (self.data_dir / "PG_VERSION").exists():
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -150,7 +150,7 @@ class PrivatePostgres(_Service):
                 pid = int(stale.read_text().split()[0])
                 os.kill(pid, 0)
                 raise ServiceError(f"PostgreSQL already running in {self.data_dir} (pid {pid})")
-        logf = open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab")  # noqa: SIM115
+        logf = open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab")
         self.proc = subprocess.Popen(
             [*_as_postgres_user(), str(self.bindir / "postgres"), "-D", str(self.data_dir),
              "-p", str(self.port)],
@@ -175,10 +175,17 @@ class PrivatePostgres(_Service):
         raise ServiceError(f"PostgreSQL not ready after {timeout:.0f}s")
 
     def _create_db(self) -> None:
-        r = self._psql("-c", f"SELECT 1 FROM pg_database WHERE datname = '{self.dbname}'")
-        if r.stdout.strip() != "1":
-            subprocess.run([str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p",
-                            str(self.port), "-U", "postgres", self.dbname], check=True)
+        r = subprocess.run([str(self.bindir / "createdb"), "-h", "127.0.0.1", "-p",
+                            str(self.port), "-U", "postgres", self.dbname],
+                           capture_output=True, text=True)
+        if r.returncode != 0 and "already exists" not in r.stderr:
+            raise ServiceError(f"createdb {self.dbname} failed: {r.stderr.strip()}")
+
+    def _postmaster_pid(self) -> int | None:
+        try:
+            return int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
 
     def stop(self, mode: str = "fast") -> None:
         """Stop cleanly (``fast``: roll back open transactions, checkpoint)."""
@@ -186,12 +193,13 @@ class PrivatePostgres(_Service):
             self.proc = None
             return
         sig = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}[mode]
-        self.proc.send_signal(sig)
+        pid = self._postmaster_pid()  # runuser does not forward signals: address postgres
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig) if pid else self.proc.send_signal(sig)
         try:
             self.proc.wait(60)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+            self.kill()
         self.proc = None
 
     def kill(self) -> None:
