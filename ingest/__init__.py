@@ -1,0 +1,1 @@
+"""Ingest: the sensor registry, validation, the MQTT collector and its benchmark."""

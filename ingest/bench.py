@@ -1,0 +1,191 @@
+"""``citypulse bench ingest``: a measured load through the real broker into the real database.
+
+In: :class:`BenchSpec` (sensors, readings/s, seconds, readings per message, QoS, optional
+broker/database URLs; private ones are started otherwise).  Out: a dict (printed as JSON)
+with offered_per_s, stored_per_s, p50/p99 latency (sensor ts -> commit, from the
+collector's lag histogram), lost (seqs sent minus distinct seqs stored), duplicates,
+dead_letters and collector_rss_mb.  The collector runs as a subprocess
+(``citypulse ingest``), the load generator is :mod:`device_sim.loadgen`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from prometheus_client.parser import text_string_to_metric_families
+
+from citypulse import schema
+from citypulse.settings import Settings
+from citypulse.stack import PrivateMosquitto, PrivatePostgres, free_port
+from device_sim.loadgen import LoadSpec, gateway_of, run_load
+from ingest import registry
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """Benchmark parameters."""
+
+    sensors: int = 1000
+    rate: float = 5000.0
+    duration: float = 20.0
+    per_message: int = 1
+    qos: int = 1
+    workers: int = 1
+    mqtt_url: str | None = None
+    database_url: str | None = None
+    writer_connections: int = 2
+
+
+def scrape(port: int) -> dict[str, list]:
+    """The collector's /metrics as ``name -> [(labels, value), ...]``."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    out: dict[str, list] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            out.setdefault(s.name, []).append((s.labels, s.value))
+    return out
+
+
+def quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
+    """Quantile from cumulative histogram buckets ``[(le, count), ...]`` (linear in a bucket)."""
+    buckets = sorted(buckets)
+    total = buckets[-1][1] if buckets else 0
+    if not total:
+        return None
+    target = q * total
+    prev_le, prev_n = 0.0, 0.0
+    for le, n in buckets:
+        if n >= target:
+            if le == float("inf"):
+                return prev_le
+            frac = (target - prev_n) / (n - prev_n) if n > prev_n else 1.0
+            return prev_le + frac * (le - prev_le)
+        prev_le, prev_n = le, n
+    return prev_le
+
+
+def _rss_mb(pid: int) -> float:
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def run_bench(spec: BenchSpec, progress=None) -> dict:
+    """Run the benchmark (see module docstring); ``progress(str)`` gets status lines."""
+    say = progress or (lambda _m: None)
+    with tempfile.TemporaryDirectory(prefix="cp-bench-") as tmp, contextlib.ExitStack() as stack:
+        tmpd = Path(tmp)
+        db_url, mqtt_url = spec.database_url, spec.mqtt_url
+        if db_url is None:
+            say("starting private PostgreSQL")
+            db_url = stack.enter_context(PrivatePostgres(tmpd / "pg", durable=False)).url
+        if mqtt_url is None:
+            say("starting private Mosquitto")
+            mqtt_url = stack.enter_context(PrivateMosquitto(tmpd / "mqtt")).url
+        prefix = "bench" + uuid.uuid4().hex[:6]
+        settings = Settings(database_url=db_url, mqtt_url=mqtt_url, topic_prefix=prefix)
+        ids = [f"{prefix}-s{i:06d}" for i in range(spec.sensors)]
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            schema.Store.open(conn, settings)
+            say(f"registering {spec.sensors} sensors")
+            registry.upsert(conn, [
+                registry.SensorRecord(sid, "traffic", 121.93, 30.9,
+                                      gateway_of(i, spec.per_message), "{}")
+                for i, sid in enumerate(ids)])
+        port = free_port()
+        env = dict(os.environ, CITYPULSE_DATABASE_URL=db_url, CITYPULSE_MQTT_URL=mqtt_url,
+                   CITYPULSE_TOPIC_PREFIX=prefix, CITYPULSE_DEVICE_RATE_LIMIT="1000000",
+                   CITYPULSE_SPOOL_DIR=str(tmpd / "spool"),
+                   CITYPULSE_WRITER_CONNECTIONS=str(spec.writer_connections))
+        log = open(tmpd / "collector.log", "wb")
+        proc = subprocess.Popen([sys.executable, "-m", "citypulse", "ingest", "--metrics-port",
+                                 str(port), "--client-id", f"{prefix}-collector"],
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                with contextlib.suppress(OSError):
+                    m = scrape(port)
+                    if m.get("citypulse_ingest_mqtt_connected", [({}, 0)])[0][1] == 1:
+                        break
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("collector did not start; log:\n"
+                                       + (tmpd / "collector.log").read_text()[-3000:])
+                time.sleep(0.2)
+            time.sleep(0.5)  # subscriptions settle
+            rss0 = _rss_mb(proc.pid)
+            say(f"sending {spec.rate:g} readings/s for {spec.duration:g}s "
+                f"({spec.per_message}/message)")
+            t0 = time.monotonic()
+            ep = settings.mqtt
+            load = run_load(LoadSpec(ep.host, ep.port, prefix, tuple(ids), spec.rate,
+                                     spec.duration, spec.per_message, spec.qos, spec.workers))
+            say(f"sent {load.readings} readings in {load.messages} messages; waiting for commits")
+            stored = last = -1
+            t_done = time.monotonic()
+            settle = time.monotonic() + 120
+            while time.monotonic() < settle:
+                m = scrape(port)
+                stored = int(sum(v for _, v in m.get("citypulse_ingest_readings_stored_total", [])))
+                if stored >= load.readings:
+                    t_done = time.monotonic()
+                    break
+                if stored != last:
+                    last, t_done = stored, time.monotonic()
+                elif time.monotonic() - t_done > 5:
+                    break
+                time.sleep(0.2)
+            rss = _rss_mb(proc.pid)
+            m = scrape(port)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            log.close()
+        lag = [(float(lbl["le"]), v) for lbl, v in m.get("citypulse_ingest_lag_seconds_bucket", [])]
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            rows, distinct = conn.execute(
+                "SELECT count(*), count(DISTINCT (r.sensor, r.seq)) FROM citypulse.raw r "
+                "JOIN citypulse.sensors s ON s.id = r.sensor WHERE s.sensor_id LIKE %s",
+                (prefix + "-%",)).fetchone()
+            dead = conn.execute("SELECT count(*) FROM citypulse.dead_letters WHERE topic LIKE %s",
+                                (prefix + "/%",)).fetchone()[0]
+        elapsed = max(1e-6, t_done - t0)
+        p50, p99 = quantile(lag, 0.5), quantile(lag, 0.99)
+        return {
+            "sensors": spec.sensors, "per_message": spec.per_message, "qos": spec.qos,
+            "duration_s": round(load.seconds, 2),
+            "sent": load.readings, "messages": load.messages,
+            "offered_per_s": round(load.readings / max(1e-6, load.seconds), 1),
+            "stored": rows,
+            "stored_per_s": round(rows / elapsed, 1),
+            "p50_latency_ms": None if p50 is None else round(p50 * 1000, 1),
+            "p99_latency_ms": None if p99 is None else round(p99 * 1000, 1),
+            "lost": load.readings - distinct,
+            "duplicates": rows - distinct,
+            "dead_letters": dead,
+            "internal_errors": int(sum(v for _, v in m.get(
+                "citypulse_ingest_internal_errors_total", []))),
+            "collector_rss_mb": round(rss, 1), "collector_rss_start_mb": round(rss0, 1),
+        }
+
+
+def main_json(spec: BenchSpec) -> str:
+    """Run and return the JSON text."""
+    return json.dumps(run_bench(spec))

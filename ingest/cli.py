@@ -1,0 +1,89 @@
+"""Ingest commands: ``citypulse ingest``, ``citypulse registry load``, ``citypulse bench ingest``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import typer
+
+from citypulse.settings import load_settings
+
+registry_app = typer.Typer(no_args_is_help=True, help="The sensor registry.")
+
+
+@registry_app.command("load")
+def registry_load(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False,
+                                help="CSV (sensor_id,kind,lon,lat[,gateway_id]), Parquet or GeoJSON"),
+    database_url: str = typer.Option(None, help="postgresql:// URL (CITYPULSE_DATABASE_URL)"),
+) -> None:
+    """Load sensors from FILE into citypulse.sensors (idempotent upsert)."""
+    from citypulse import schema
+    from ingest import registry
+
+    settings = load_settings(database_url=database_url)
+    try:
+        records = registry.read_file(file)
+    except registry.RegistryError as exc:
+        print(f"citypulse registry load: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    with schema.connect(settings, autocommit=True) as conn:
+        schema.migrate(conn, settings)
+        inserted, updated = registry.upsert(conn, records)
+    print(json.dumps({"file": str(file), "sensors": len(records), "inserted": inserted,
+                      "updated": updated, "unchanged": len(records) - inserted - updated}))
+
+
+def ingest(
+    mqtt_url: str = typer.Option(None, help="mqtt://user:pass@host:port (CITYPULSE_MQTT_URL)"),
+    database_url: str = typer.Option(None, help="postgresql:// URL (CITYPULSE_DATABASE_URL)"),
+    share: str = typer.Option(None, help="MQTT 5 shared-subscription group: N collectors split the load."),
+    metrics_port: int = typer.Option(None, help="Serve Prometheus /metrics on this port (0: any)."),
+    client_id: str = typer.Option(None, help="MQTT client id (stable: the persistent session)."),
+) -> None:
+    """Run the MQTT collector until SIGTERM (then it flushes, acks and exits)."""
+    from ingest.collector import run_collector
+
+    settings = load_settings(mqtt_url=mqtt_url, database_url=database_url, share_group=share,
+                             metrics_port=metrics_port, client_id=client_id)
+    logging.getLogger().setLevel(logging.INFO)
+    run_collector(settings)
+
+
+def bench_ingest(
+    sensors: int = typer.Option(1000, help="Sensors registered and publishing."),
+    rate: float = typer.Option(5000.0, help="Offered readings per second."),
+    duration: float = typer.Option(20.0, help="Seconds of load."),
+    per_message: int = typer.Option(1, help="Readings per MQTT message (>1: gateway payloads)."),
+    qos: int = typer.Option(1, help="MQTT QoS of the load."),
+    workers: int = typer.Option(1, help="Load generator processes."),
+    writers: int = typer.Option(2, help="Collector writer connections."),
+    mqtt_url: str = typer.Option(None, help="Use this broker instead of a private one."),
+    database_url: str = typer.Option(None, help="Use this database instead of a private one."),
+    as_json: bool = typer.Option(True, "--json/--no-json", help="Print JSON only."),
+) -> None:
+    """Drive a load through the real broker into the real database; print JSON figures."""
+    from rich.console import Console
+
+    from ingest.bench import BenchSpec, run_bench
+
+    console = Console(stderr=True)
+    spec = BenchSpec(sensors, rate, duration, per_message, qos, workers, mqtt_url,
+                     database_url, writers)
+    with console.status("bench ingest") as status:
+        result = run_bench(spec, progress=lambda m: status.update(f"bench ingest: {m}"))
+    print(json.dumps(result) if as_json else json.dumps(result, indent=2))
+
+
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    """Add the ingest commands and the collector service of `citypulse up`."""
+    from citypulse.commands import UP_SERVICES
+
+    app.add_typer(registry_app, name="registry")
+    app.command("ingest")(ingest)
+    bench_app.command("ingest")(bench_ingest)
+    if ("ingest", ["ingest"]) not in UP_SERVICES:
+        UP_SERVICES.append(("ingest", ["ingest"]))

@@ -1,0 +1,160 @@
+"""Validation of decoded readings against the registry and the catalogue (pure, no I/O).
+
+In: a :class:`~citypulse.wire.payload.Decoded` message, its topic, raw payload and receive
+time, a registry snapshot (``sensor_id -> Registered``) and a :class:`Window` of
+acceptable timestamps.  Out: a frozen :class:`Validated` with rows ready for
+``Store.write_rows`` (``(time, sensor, seq, v0..v7)``, unique by (sensor, time)) and
+:class:`DeadLetter` s.  Never raises; every reading ends up a row, part of a row, or a dead
+letter.  Reasons: unknown_sensor, wrong_gateway, unknown_metric, out_of_range,
+bad_timestamp (plus the decoder's malformed/too_large)::
+
+    v = validate(decoded, topic, "city/v1/telemetry/s1", payload, now_ms, registry, window)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from citypulse.catalogue import KINDS, MAX_SLOTS
+from citypulse.wire import payload as wp
+from citypulse.wire.topics import GATEWAY, Topic
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Acceptable reading times, epoch ms (inclusive): not older than retention, not too far ahead."""
+
+    oldest_ms: int
+    newest_ms: int
+
+    @classmethod
+    def around(cls, now_ms: int, retention_days: float, max_future_s: float) -> Window:
+        """The window for readings received at ``now_ms``."""
+        return cls(now_ms - int(retention_days * 86_400_000), now_ms + int(max_future_s * 1000))
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A row of ``citypulse.dead_letters``."""
+
+    received_at: datetime
+    topic: str
+    reason: str
+    payload: bytes
+    detail: str
+    sensor_id: str | None
+
+    def as_row(self) -> tuple:
+        """The tuple in the table's column order."""
+        return (self.received_at, self.topic, self.reason, self.payload, self.detail,
+                self.sensor_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Validated:
+    """What one message contributes: rows (time, sensor, seq, v0..v7), dead letters, seq marks."""
+
+    rows: tuple[tuple, ...]
+    dead: tuple[DeadLetter, ...]
+    duplicates: int = 0
+    unknown_sensors: int = 0
+
+
+def to_time(ms: int) -> datetime:
+    """Epoch milliseconds as an aware UTC datetime (exact)."""
+    return EPOCH + timedelta(milliseconds=ms)
+
+
+def dead_letter(received_ms: int, topic: str, reason: str, data: bytes, detail: str,
+                sensor_id: str | None = None) -> DeadLetter:
+    """Build one dead letter."""
+    return DeadLetter(to_time(received_ms), topic, reason, data, detail[:1000], sensor_id)
+
+
+def _frag(sensor_id: str, ts: int, seq: int | None, values: Iterable[tuple[str, float]]) -> bytes:
+    return orjson.dumps({"sensor_id": sensor_id, **wp.reading_obj(ts, dict(values), seq)})
+
+
+def merge_rows(rows: Iterable[tuple]) -> tuple[list[tuple], int]:
+    """Merge rows with the same (sensor, time): first value of each slot wins.
+
+    Returns the unique rows and the number of metric values dropped as duplicates.
+    """
+    merged: dict[tuple, list] = {}
+    dups = 0
+    for r in rows:
+        key = (r[1], r[0])
+        cur = merged.get(key)
+        if cur is None:
+            merged[key] = list(r)
+            continue
+        for i in range(3, 3 + MAX_SLOTS):
+            if r[i] is not None:
+                if cur[i] is None:
+                    cur[i] = r[i]
+                else:
+                    dups += 1
+        if cur[2] is None:
+            cur[2] = r[2]
+    return [tuple(v) for v in merged.values()], dups
+
+
+def validate(decoded: wp.Decoded, topic: Topic, topic_str: str, payload: bytes,
+             received_ms: int, registry: Mapping, window: Window) -> Validated:
+    """Split a decoded message into rows and dead letters (see module docstring)."""
+    dead = [dead_letter(received_ms, topic_str, r.reason, r.fragment, r.detail, r.sensor_id)
+            for r in decoded.rejected]
+    rows: list[tuple] = []
+    unknown = 0
+    for rd in decoded.readings:
+        reg = registry.get(rd.sensor_id)
+        if reg is None:
+            unknown += 1
+            dead.append(dead_letter(received_ms, topic_str, wp.UNKNOWN_SENSOR,
+                                    _frag(rd.sensor_id, rd.ts_ms, rd.seq, rd.values),
+                                    f"sensor {rd.sensor_id!r} is not registered", rd.sensor_id))
+            continue
+        if topic.kind == GATEWAY and reg.gateway_id != topic.ident:
+            dead.append(dead_letter(
+                received_ms, topic_str, wp.WRONG_GATEWAY,
+                _frag(rd.sensor_id, rd.ts_ms, rd.seq, rd.values),
+                f"sensor {rd.sensor_id!r} is behind gateway {reg.gateway_id!r}, "
+                f"not {topic.ident!r}", rd.sensor_id))
+            continue
+        if not window.oldest_ms <= rd.ts_ms <= window.newest_ms:
+            when = "older than retention" if rd.ts_ms < window.oldest_ms else "too far in the future"
+            dead.append(dead_letter(received_ms, topic_str, wp.BAD_TIMESTAMP,
+                                    _frag(rd.sensor_id, rd.ts_ms, rd.seq, rd.values),
+                                    f"ts {rd.ts_ms} is {when}", rd.sensor_id))
+            continue
+        kind = KINDS.get(reg.kind)
+        slots: list = [None] * MAX_SLOTS
+        any_good = False
+        for name, value in rd.values:
+            i = kind.slot_of.get(name) if kind is not None else None
+            if i is None:
+                dead.append(dead_letter(received_ms, topic_str, wp.UNKNOWN_METRIC,
+                                        _frag(rd.sensor_id, rd.ts_ms, rd.seq, [(name, value)]),
+                                        f"{name!r} is not a metric of kind {reg.kind!r}",
+                                        rd.sensor_id))
+                continue
+            m = kind.metrics[i]
+            if not m.min <= value <= m.max:
+                dead.append(dead_letter(received_ms, topic_str, wp.OUT_OF_RANGE,
+                                        _frag(rd.sensor_id, rd.ts_ms, rd.seq, [(name, value)]),
+                                        f"{name}={value!r} outside [{m.min:g}, {m.max:g}] {m.unit}",
+                                        rd.sensor_id))
+                continue
+            if slots[i] is None:
+                slots[i] = value
+            any_good = True
+        if any_good:
+            rows.append((to_time(rd.ts_ms), reg.id, rd.seq, *slots))
+    unique, dups = merge_rows(rows)
+    return Validated(tuple(unique), tuple(dead), dups, unknown)
