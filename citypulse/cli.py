@@ -24,6 +24,7 @@ app.add_typer(bench_app, name="bench")
 _COMMAND_MODULES = (
     "citypulse.commands",
     "ingest.cli",
+    "ingest.credentials_cli",
     "device_sim.cli",
     "twin.cli",
     "analytics.cli",
