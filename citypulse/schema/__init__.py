@@ -128,6 +128,8 @@ def detect_backend(conn: psycopg.Connection, wanted: str = "auto") -> str:
 
 
 def _ensure_migrations_table(conn: psycopg.Connection) -> None:
+    if conn.execute("SELECT to_regclass('citypulse.schema_migrations')").fetchone()[0]:
+        return  # exists: a service role without CREATE (040_roles) may still call migrate
     conn.execute("CREATE SCHEMA IF NOT EXISTS citypulse")
     conn.execute(
         """CREATE TABLE IF NOT EXISTS citypulse.schema_migrations (
