@@ -125,9 +125,26 @@ class Settings(BaseSettings):
     )
     kiosk_token: str | None = Field(None, description="Token that opens /wall read-only.")
 
+    # --- twin --------------------------------------------------------------------------
+    twin_interval_s: float = Field(5.0, gt=0, description="Twin worker: seconds between passes.")
+    twin_recompute_s: int = Field(
+        600, ge=60, description="Twin worker: trailing seconds re-aggregated each pass (late data)."
+    )
+    twin_place_tolerance_m: float = Field(
+        25.0, gt=0, description="A segment sensor further than this from any road is unplaceable."
+    )
+    twin_trip_lookback_h: float = Field(
+        6.0, gt=0, description="Truck trips are rebuilt from this many hours of positions."
+    )
+
     # --- analytics ---------------------------------------------------------------------
     rules_file: Path | None = Field(None, description="Alert rules YAML (default: built in).")
     webhook_urls: list[str] = Field(default_factory=list, description="Alert webhooks.")
+    alerts_tick_s: float = Field(1.0, gt=0, description="Alert evaluation period (seconds).")
+    webhook_max_attempts: int = Field(8, ge=1, description="Webhook POST attempts per alert.")
+    webhook_backoff_s: float = Field(0.5, ge=0, description="First webhook retry delay.")
+    webhook_backoff_cap_s: float = Field(60.0, ge=0, description="Longest webhook retry delay.")
+    webhook_timeout_s: float = Field(5.0, gt=0, description="Webhook HTTP timeout.")
 
     @field_validator("mqtt_url")
     @classmethod

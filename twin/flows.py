@@ -1,0 +1,311 @@
+"""Flows: per-minute state of segments, zones and trucks, trips and hourly OD, from the rollups.
+
+In: a psycopg connection (autocommit) to a migrated store whose sensors are placed
+(:mod:`twin.placement`) and a half-open minute range ``[lo, hi)``.  Out: rows upserted into
+the twin tables; :func:`aggregate` returns counts.  Idempotent: a range may be aggregated
+again (late readings) and gives the same rows.  :func:`run_pass` is one incremental step of
+the worker (refresh the rollups, place new sensors, aggregate from the watermark, rebuild
+trips over the look-back window)::
+
+    aggregate(conn, lo, hi)            # segments, zones, trucks, zone flows
+    rebuild_trips(conn, lo, hi)        # visits, trips, OD per hour
+    run_pass(conn, store, settings)    # what `citypulse twin run` does every few seconds
+
+Definitions (all per one-minute bucket):
+- segment: ``vehicles`` = mean over the segment's traffic sensors of vehicles counted in the
+  minute; ``flow_veh_h`` = 60 x vehicles; ``speed_kmh`` and ``occupancy_pct`` = mean of the
+  readings; ``congestion`` = 1 - speed / free-flow speed, clipped to [0, 1].
+- zone: ``people`` = sum over the zone's counters of their mean ``people_count``;
+  ``density_per_1000m2`` = 1000 x people / area; ``entries``/``exits`` = sums over the
+  minute; ``trucks`` = trackers whose mean position lies in the zone.
+- zone flow a -> b (neighbours, an estimate): a's net outflow (exits - entries) split among
+  its neighbours with a net inflow, in proportion to their inflows.
+- truck visit: a run of consecutive minutes in one zone (a gap > 5 min ends it); a stop is
+  a visit to a port, logistics or industrial zone in which the truck stood still (a minute
+  under 5 km/h); a trip goes from one stop to the next stop in another zone (depart = end
+  of the first stop, arrive = start of the next); OD counts trips by departure hour.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import psycopg
+
+from citypulse.schema import Store
+from citypulse.settings import Settings
+from twin.citymodel import DEPOT_TYPES, City, build_city
+
+log = logging.getLogger(__name__)
+
+MINUTE = timedelta(minutes=1)
+STOP_SPEED_KMH = 5.0
+VISIT_GAP = timedelta(minutes=5)
+CHUNK = timedelta(hours=1)
+
+_SEGMENTS = """
+WITH a AS (
+    SELECT r.bucket, p.segment_id, count(*)::int AS sensors, avg(r.s0) AS vehicles,
+           sum(r.s1) / NULLIF(sum(r.c1), 0) AS speed, sum(r.s2) / NULLIF(sum(r.c2), 0) AS occ
+    FROM citypulse.rollup_1m r
+    JOIN citypulse.sensor_placement p ON p.sensor = r.sensor
+    WHERE r.bucket >= %(lo)s AND r.bucket < %(hi)s
+      AND p.placement = 'segment' AND p.status = 'placed'
+    GROUP BY 1, 2
+)
+INSERT INTO citypulse.twin_segment_1m AS t (bucket, segment_id, sensors, vehicles, flow_veh_h,
+    speed_kmh, occupancy_pct, congestion)
+SELECT a.bucket, a.segment_id, a.sensors, a.vehicles, a.vehicles * 60, a.speed, a.occ,
+       greatest(0, least(1, 1 - a.speed / s.free_flow_kmh))
+FROM a JOIN citypulse.twin_segments s USING (segment_id)
+ON CONFLICT (segment_id, bucket) DO UPDATE SET sensors = EXCLUDED.sensors,
+    vehicles = EXCLUDED.vehicles, flow_veh_h = EXCLUDED.flow_veh_h,
+    speed_kmh = EXCLUDED.speed_kmh, occupancy_pct = EXCLUDED.occupancy_pct,
+    congestion = EXCLUDED.congestion
+"""
+
+_TRUCK_MINUTES = """
+SELECT r.bucket, r.sensor, r.s0 / r.c0 AS lon, r.s1 / r.c1 AS lat,
+       r.s2 / NULLIF(r.c2, 0) AS speed, r.s4 / NULLIF(r.c4, 0) AS load
+FROM citypulse.rollup_1m r
+JOIN citypulse.sensor_placement p ON p.sensor = r.sensor
+WHERE r.bucket >= %(lo)s AND r.bucket < %(hi)s AND p.placement = 'vehicle'
+  AND r.c0 > 0 AND r.c1 > 0
+"""
+
+_ZONES = """
+WITH people AS (
+    SELECT r.bucket, p.zone_id, count(*)::int AS counters,
+           sum(r.s0 / NULLIF(r.c0, 0)) AS people, sum(r.s1) AS entries, sum(r.s2) AS exits
+    FROM citypulse.rollup_1m r
+    JOIN citypulse.sensor_placement p ON p.sensor = r.sensor
+    WHERE r.bucket >= %(lo)s AND r.bucket < %(hi)s
+      AND p.placement = 'zone' AND p.status = 'placed'
+    GROUP BY 1, 2
+), trucks AS (
+    SELECT bucket, zone_id, count(*)::int AS trucks
+    FROM citypulse.twin_truck_1m
+    WHERE bucket >= %(lo)s AND bucket < %(hi)s AND zone_id IS NOT NULL
+    GROUP BY 1, 2
+), j AS (
+    SELECT coalesce(p.bucket, t.bucket) AS bucket, coalesce(p.zone_id, t.zone_id) AS zone_id,
+           coalesce(p.counters, 0) AS counters, p.people, p.entries, p.exits,
+           coalesce(t.trucks, 0) AS trucks
+    FROM people p FULL JOIN trucks t ON t.bucket = p.bucket AND t.zone_id = p.zone_id
+)
+INSERT INTO citypulse.twin_zone_1m (bucket, zone_id, counters, people, density_per_1000m2,
+    entries, exits, trucks)
+SELECT j.bucket, j.zone_id, j.counters, j.people, 1000 * j.people / NULLIF(z.area_m2, 0),
+       j.entries, j.exits, j.trucks
+FROM j JOIN citypulse.twin_zones z USING (zone_id)
+ON CONFLICT (zone_id, bucket) DO UPDATE SET counters = EXCLUDED.counters,
+    people = EXCLUDED.people, density_per_1000m2 = EXCLUDED.density_per_1000m2,
+    entries = EXCLUDED.entries, exits = EXCLUDED.exits, trucks = EXCLUDED.trucks
+"""
+
+_ZONE_FLOWS = """
+WITH z AS (
+    SELECT bucket, zone_id, coalesce(entries, 0) - coalesce(exits, 0) AS net
+    FROM citypulse.twin_zone_1m
+    WHERE bucket >= %(lo)s AND bucket < %(hi)s AND counters > 0
+), pairs AS (
+    SELECT zone_a AS a, zone_b AS b FROM citypulse.twin_zone_neighbours
+    UNION ALL SELECT zone_b, zone_a FROM citypulse.twin_zone_neighbours
+), e AS (
+    SELECT za.bucket, p.a, p.b, -za.net AS out_a, zb.net AS in_b
+    FROM pairs p
+    JOIN z za ON za.zone_id = p.a
+    JOIN z zb ON zb.zone_id = p.b AND zb.bucket = za.bucket
+    WHERE za.net < 0 AND zb.net > 0
+)
+INSERT INTO citypulse.twin_zone_flow_1m (bucket, zone_a, zone_b, persons)
+SELECT bucket, a, b, out_a * in_b / sum(in_b) OVER (PARTITION BY bucket, a) FROM e
+"""
+
+
+@dataclass(frozen=True)
+class AggregateResult:
+    """Rows written by one :func:`aggregate` call."""
+
+    segment_rows: int
+    zone_rows: int
+    truck_rows: int
+    flow_rows: int
+
+
+def _minute(t: datetime) -> datetime:
+    return t.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def aggregate(conn: psycopg.Connection, lo: datetime, hi: datetime,
+              city: City | None = None) -> AggregateResult:
+    """Aggregate the minute buckets in ``[lo, hi)`` into the twin's per-minute tables."""
+    city = city or build_city()
+    lo, hi = _minute(lo), _minute(hi)
+    segs = zones = trucks = flows = 0
+    t = lo
+    while t < hi:
+        u = min(t + CHUNK, hi)
+        p = {"lo": t, "hi": u}
+        with conn.transaction():
+            segs += conn.execute(_SEGMENTS, p).rowcount
+            trucks += _trucks(conn, t, u, city)
+            zones += conn.execute(_ZONES, p).rowcount
+            conn.execute("DELETE FROM citypulse.twin_zone_flow_1m "
+                         "WHERE bucket >= %(lo)s AND bucket < %(hi)s", p)
+            flows += conn.execute(_ZONE_FLOWS, p).rowcount
+        t = u
+    return AggregateResult(segs, zones, trucks, flows)
+
+
+def _trucks(conn: psycopg.Connection, lo: datetime, hi: datetime, city: City) -> int:
+    """Mean position per truck and minute, with the zone it falls in (point in polygon)."""
+    with conn.cursor() as cur:
+        cur.execute(_TRUCK_MINUTES, {"lo": lo, "hi": hi})
+        rows = cur.fetchall()
+        if not rows:
+            return 0
+        lon = np.fromiter((r[2] for r in rows), float, len(rows))
+        lat = np.fromiter((r[3] for r in rows), float, len(rows))
+        zones = city.zones_of(lon, lat)
+        cur.execute("CREATE TEMP TABLE IF NOT EXISTS _truck_stage (LIKE citypulse.twin_truck_1m) "
+                    "ON COMMIT DELETE ROWS")
+        cur.execute("TRUNCATE _truck_stage")
+        with cur.copy("COPY _truck_stage (bucket, sensor, lon, lat, speed_kmh, load_kg, zone_id) "
+                      "FROM STDIN") as copy:
+            for r, z in zip(rows, zones, strict=True):
+                copy.write_row((*r, z))
+        cur.execute(
+            """INSERT INTO citypulse.twin_truck_1m SELECT * FROM _truck_stage
+               ON CONFLICT (sensor, bucket) DO UPDATE SET lon = EXCLUDED.lon,
+                   lat = EXCLUDED.lat, speed_kmh = EXCLUDED.speed_kmh,
+                   load_kg = EXCLUDED.load_kg, zone_id = EXCLUDED.zone_id""")
+    return len(rows)
+
+
+def truck_visits(frame: pl.DataFrame) -> pl.DataFrame:
+    """Zone visits from per-minute truck rows (bucket, sensor, zone_id, speed_kmh).
+
+    Returns sensor, zone_id, entered, exited, dwell_s, min_speed: one row per run of
+    consecutive minutes in the same zone (a minute outside every zone or a gap longer
+    than five minutes ends a run).
+    """
+    f = frame.sort("sensor", "bucket").with_columns(
+        prev_zone=pl.col("zone_id").shift(1).over("sensor"),
+        gap=(pl.col("bucket") - pl.col("bucket").shift(1).over("sensor")),
+    )
+    new_run = (pl.col("prev_zone").is_null() | (pl.col("prev_zone") != pl.col("zone_id"))
+               | pl.col("gap").is_null() | (pl.col("gap") > VISIT_GAP))
+    f = f.with_columns(run=new_run.cast(pl.Int32).cum_sum().over("sensor"))
+    v = (f.filter(pl.col("zone_id").is_not_null())
+          .group_by("sensor", "run")
+          .agg(zone_id=pl.col("zone_id").first(), entered=pl.col("bucket").min(),
+               last=pl.col("bucket").max(), min_speed=pl.col("speed_kmh").min())
+          .with_columns(exited=pl.col("last") + MINUTE)
+          .with_columns(dwell_s=(pl.col("exited") - pl.col("entered")).dt.total_seconds())
+          .sort("sensor", "entered"))
+    return v.select("sensor", "zone_id", "entered", "exited", "dwell_s", "min_speed")
+
+
+def trips_from_visits(visits: pl.DataFrame, depot_zones: set[str]) -> pl.DataFrame:
+    """Trips (sensor, origin_zone, dest_zone, depart, arrive) between consecutive stops."""
+    stops = visits.filter(pl.col("zone_id").is_in(list(depot_zones))
+                          & (pl.col("min_speed") < STOP_SPEED_KMH)).sort("sensor", "entered")
+    t = stops.with_columns(
+        dest_zone=pl.col("zone_id").shift(-1).over("sensor"),
+        arrive=pl.col("entered").shift(-1).over("sensor"),
+    ).filter(pl.col("dest_zone").is_not_null() & (pl.col("dest_zone") != pl.col("zone_id")))
+    return t.select("sensor", pl.col("zone_id").alias("origin_zone"), "dest_zone",
+                    pl.col("exited").alias("depart"), "arrive")
+
+
+def rebuild_trips(conn: psycopg.Connection, lo: datetime, hi: datetime,
+                  city: City | None = None) -> dict:
+    """Rebuild visits and trips from truck minutes in ``[lo, hi)`` and the OD hours they touch."""
+    city = city or build_city()
+    lo, hi = _minute(lo), _minute(hi)
+    rows = conn.execute(
+        "SELECT bucket, sensor, zone_id, speed_kmh FROM citypulse.twin_truck_1m "
+        "WHERE bucket >= %s AND bucket < %s", (lo, hi)).fetchall()
+    schema = {"bucket": pl.Datetime("us", "UTC"), "sensor": pl.Int32, "zone_id": pl.Utf8,
+              "speed_kmh": pl.Float64}
+    frame = pl.DataFrame(rows, schema=schema, orient="row")
+    visits = truck_visits(frame)
+    depot_zones = set(city.zones.loc[city.zones.zone_type.isin(DEPOT_TYPES), "zone_id"])
+    trips = trips_from_visits(visits, depot_zones)
+    # a visit entered at lo may be cut by the window's start: it serves trips, is not stored
+    stored_visits = visits.filter(pl.col("entered") > lo)
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("DELETE FROM citypulse.twin_truck_visits WHERE entered > %s AND entered < %s",
+                    (lo, hi))
+        with cur.copy("COPY citypulse.twin_truck_visits (sensor, zone_id, entered, exited, "
+                      "dwell_s) FROM STDIN") as copy:
+            for r in stored_visits.select(
+                    "sensor", "zone_id", "entered", "exited", "dwell_s").iter_rows():
+                copy.write_row(r)
+        cur.execute("DELETE FROM citypulse.twin_trips WHERE depart >= %s", (lo,))
+        with cur.copy("COPY citypulse.twin_trips (sensor, origin_zone, dest_zone, depart, "
+                      "arrive) FROM STDIN") as copy:
+            for r in trips.iter_rows():
+                copy.write_row(r)
+        h = lo.replace(minute=0)
+        cur.execute("DELETE FROM citypulse.twin_od_hourly WHERE hour >= %s", (h,))
+        cur.execute(
+            """INSERT INTO citypulse.twin_od_hourly (hour, origin_zone, dest_zone, trips)
+               SELECT date_trunc('hour', depart), origin_zone, dest_zone, count(*)
+               FROM citypulse.twin_trips WHERE depart >= %s GROUP BY 1, 2, 3""", (h,))
+    return {"truck_minutes": frame.height, "visits": visits.height, "trips": trips.height}
+
+
+def watermark(conn: psycopg.Connection, name: str = "aggregate") -> datetime | None:
+    """Minute buckets before this are aggregated (None before the first pass)."""
+    row = conn.execute("SELECT upto FROM citypulse.twin_watermark WHERE name = %s",
+                       (name,)).fetchone()
+    return row[0] if row else None
+
+
+def _set_watermark(conn: psycopg.Connection, upto: datetime, name: str = "aggregate") -> None:
+    conn.execute(
+        """INSERT INTO citypulse.twin_watermark (name, upto, updated_at) VALUES (%s, %s, now())
+           ON CONFLICT (name) DO UPDATE SET upto = EXCLUDED.upto, updated_at = now()""",
+        (name, upto))
+
+
+def run_pass(conn: psycopg.Connection, store: Store, settings: Settings,
+             now: datetime | None = None, settle_s: float = 5.0, place: bool = True,
+             city: City | None = None) -> dict:
+    """One incremental pass of the worker; returns what it did (and the lag in seconds)."""
+    from twin.placement import place_sensors
+
+    city = city or build_city()
+    now = now or datetime.now(UTC)
+    out: dict = {}
+    store.refresh_rollups(conn, settle_s)
+    if place:
+        rep = place_sensors(conn, city, settings.twin_place_tolerance_m)
+        out["placed"] = rep.examined
+        if rep.unplaceable:
+            log.warning("%d sensors unplaceable, e.g. %s", len(rep.unplaceable),
+                        rep.unplaceable[:3])
+    hi = _minute(now - timedelta(seconds=settle_s))
+    mark = watermark(conn)
+    first_pass = mark is None
+    if mark is None:
+        row = conn.execute("SELECT min(bucket) FROM citypulse.rollup_1m "
+                           "WHERE bucket >= %s", (now - timedelta(days=1),)).fetchone()
+        mark = _minute(row[0]) if row and row[0] else hi
+    lo = min(mark, hi - timedelta(seconds=settings.twin_recompute_s))
+    res = aggregate(conn, lo, hi, city)
+    lookback = hi - timedelta(hours=settings.twin_trip_lookback_h)
+    trip_lo = min(lo, lookback) if first_pass else lookback
+    out.update(rebuild_trips(conn, trip_lo, hi, city))
+    _set_watermark(conn, hi)
+    out.update(segment_rows=res.segment_rows, zone_rows=res.zone_rows,
+               truck_rows=res.truck_rows, flow_rows=res.flow_rows,
+               lo=lo.isoformat(), hi=hi.isoformat(),
+               lag_s=(datetime.now(UTC) - hi).total_seconds())
+    return out
