@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -24,6 +25,7 @@ _COLUMNS = (
     "updated_at, acknowledged_at, acknowledged_by, resolved_at, resolved_by, escalated_at, "
     "escalation_level, zone_id, lon, lat, geometry, scope, evidence"
 )
+_COLS = sql.SQL(_COLUMNS)
 
 
 class AlertError(ValueError):
@@ -158,7 +160,8 @@ def update_alert(conn: psycopg.Connection, alert_id: int, *, evidence: dict | No
 def get_alert(conn: psycopg.Connection, alert_id: int) -> Alert | None:
     """One alert, or None."""
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute("SELECT " + _COLUMNS + " FROM citypulse.alerts WHERE id = %s", (alert_id,))
+        cur.execute(sql.SQL("SELECT {} FROM citypulse.alerts WHERE id = %s").format(_COLS),
+                    (alert_id,))
         r = cur.fetchone()
     return _row(r) if r else None
 
@@ -167,12 +170,12 @@ def list_alerts(conn: psycopg.Connection, open_only: bool = True, limit: int = 5
                 since: datetime | None = None) -> list[Alert]:
     """Alerts, most severe and newest first; ``open_only`` = not resolved."""
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(
-            "SELECT " + _COLUMNS + " FROM citypulse.alerts "
+        cur.execute(sql.SQL(
+            "SELECT {} FROM citypulse.alerts "
             "WHERE (NOT %s OR status <> 'resolved') AND (%s::timestamptz IS NULL "
             "OR started_at >= %s) ORDER BY (status = 'resolved'), "
             "array_position(ARRAY['critical','warning','info'], severity), started_at DESC "
-            "LIMIT %s", (open_only, since, since, limit))
+            "LIMIT %s").format(_COLS), (open_only, since, since, limit))
         return [_row(r) for r in cur.fetchall()]
 
 
@@ -197,8 +200,9 @@ def _transition(conn: psycopg.Connection, alert_id: int, action: str, by: str, n
             raise AlertError(f"no alert {alert_id}")
         if r["status"] not in allowed:
             raise AlertError(f"alert {alert_id} is {r['status']}; cannot {action}")
-        cur.execute("UPDATE citypulse.alerts SET updated_at = %s, " + set_sql
-                    + " WHERE id = %s RETURNING " + _COLUMNS, (now, *params, alert_id))
+        cur.execute(sql.SQL("UPDATE citypulse.alerts SET updated_at = %s, {} WHERE id = %s "
+                            "RETURNING {}").format(sql.SQL(set_sql), _COLS),
+                    (now, *params, alert_id))
         row = cur.fetchone()
         _event(cur, alert_id, action, by, note, at=now)
     return _row(row)
@@ -206,7 +210,7 @@ def _transition(conn: psycopg.Connection, alert_id: int, action: str, by: str, n
 
 def acknowledge(conn: psycopg.Connection, alert_id: int, by: str, note: str = "",
                 now: datetime | None = None) -> Alert:
-    """open -> acknowledged, recording who and when."""
+    """Move open -> acknowledged, recording who and when."""
     now = now or datetime.now(UTC)
     return _transition(conn, alert_id, "acknowledge", by, note,
                        "status = 'acknowledged', acknowledged_at = %s, acknowledged_by = %s",
@@ -215,7 +219,7 @@ def acknowledge(conn: psycopg.Connection, alert_id: int, by: str, note: str = ""
 
 def resolve(conn: psycopg.Connection, alert_id: int, by: str, note: str = "",
             now: datetime | None = None, action: str = "resolve") -> Alert:
-    """open|acknowledged -> resolved (by a person, or ``auto_resolve`` by the engine)."""
+    """Move open|acknowledged -> resolved (by a person, or ``auto_resolve`` by the engine)."""
     now = now or datetime.now(UTC)
     return _transition(conn, alert_id, action, by, note,
                        "status = 'resolved', resolved_at = %s, resolved_by = %s",

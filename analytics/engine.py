@@ -1,0 +1,740 @@
+"""The alert engine: evaluate the rules on the freshest readings every tick, drive the lifecycle.
+
+In: a psycopg connection (autocommit), a :class:`~analytics.rules.RuleSet`, optionally a
+:class:`~analytics.delivery.Delivery`.  Out: alerts opened, refreshed, escalated and
+auto-resolved in the store (and delivered).  Call :meth:`Engine.tick` every 1-2 s (the
+``citypulse alerts run`` worker does); ``now`` may be given (tests, replay).
+
+Each tick reads the raw readings that arrived since the previous tick (``citypulse.raw`` by
+time, with a lateness margin) into polars, keeps the latest reading per sensor, and
+evaluates every rule to two sets per rule: entities where the condition is ON (with
+evidence), and entities where the CLEAR condition holds.  Timers turn these into alerts: an
+entity ON for ``for_s`` opens an alert (one per rule and entity); an open alert whose entity
+is CLEAR for ``clear_for_s`` auto-resolves.  ON and CLEAR use separate levels (hysteresis),
+so values oscillating around a threshold neither flap nor re-open.  Grouping: a finding's
+``scope`` lists members; members' own open alerts are resolved into it ("regroup"); more
+than ``collapse_above`` entities at once become one city-wide alert.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import polars as pl
+import psycopg
+from psycopg import sql
+
+from analytics import lifecycle
+from analytics.rules import (
+    AnomalyRule,
+    ConditionRule,
+    CongestionRule,
+    CrowdRule,
+    FloodRule,
+    OfflineRule,
+    RateRule,
+    RuleSet,
+    ThresholdRule,
+    op_func,
+)
+from citypulse.catalogue import KINDS, MAX_SLOTS
+
+log = logging.getLogger(__name__)
+
+SLOTS = [f"v{i}" for i in range(MAX_SLOTS)]
+CITY = "city"
+_RAW_SCHEMA = {"sensor": pl.Int32, "t": pl.Int64, **{s: pl.Float64 for s in SLOTS}}
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One entity where a rule's condition holds now, with where and why."""
+
+    entity_kind: str
+    entity_id: str
+    since_ms: int
+    zone_id: str = CITY
+    lon: float | None = None
+    lat: float | None = None
+    evidence: dict = field(default_factory=dict)
+    scope: tuple = ()
+    geometry: dict | None = None
+
+
+@dataclass
+class Evaluation:
+    """A rule's verdict this tick: entities ON (by key) and open entities now CLEAR."""
+
+    on: dict[tuple[str, str], Finding] = field(default_factory=dict)
+    clear: set[tuple[str, str]] = field(default_factory=set)
+
+
+def _slot(kind: str, metric: str) -> str:
+    return f"v{KINDS[kind].slot_of[metric]}"
+
+
+def _zone_topic_id(z: Any) -> str:
+    s = str(z) if z else CITY
+    return "".join("_" if c in "+#/\x00" else c for c in s)[:128] or CITY
+
+
+class CityModel:
+    """What the engine needs of the twin: segment topology and geometry, zone areas."""
+
+    def __init__(self, city: Any = None) -> None:
+        self.segments: dict[str, dict] = {}
+        self.succ: dict[str, list[str]] = {}
+        self.pred: dict[str, list[str]] = {}
+        self.zones: dict[str, dict] = {}
+        self.zone_lookup: Callable[[Any, Any], Any] | None = None
+        if city is None:
+            try:
+                from twin.citymodel import build_city
+
+                city = build_city()
+            except Exception as exc:  # noqa: BLE001 - the twin is optional for the engine
+                log.warning("twin city model unavailable (%s); segments/zones from props", exc)
+                return
+        import shapely
+        from shapely.geometry import mapping
+
+        seg = city.segments
+        mids = shapely.line_interpolate_point(seg.geometry.values, 0.5, normalized=True)
+        seg_zone = city.zones_of(shapely.get_x(mids), shapely.get_y(mids))
+        by_from: dict[str, list[str]] = {}
+        by_to: dict[str, list[str]] = {}
+        for row, mid, z in zip(seg.itertuples(index=False), mids, seg_zone, strict=True):
+            self.segments[row.segment_id] = {
+                "from": row.from_node, "to": row.to_node, "road": row.road,
+                "free_flow_kmh": float(row.free_flow_kmh), "length_m": float(row.length_m),
+                "geometry": mapping(row.geometry), "lon": mid.x, "lat": mid.y,
+                "zone_id": z or CITY,
+            }
+            by_from.setdefault(row.from_node, []).append(row.segment_id)
+            by_to.setdefault(row.to_node, []).append(row.segment_id)
+        for sid, s in self.segments.items():
+            self.succ[sid] = [x for x in by_from.get(s["to"], [])
+                              if self.segments[x]["to"] != s["from"]]
+            self.pred[sid] = [x for x in by_to.get(s["from"], [])
+                              if self.segments[x]["from"] != s["to"]]
+        for row in city.zones.itertuples(index=False):
+            c = row.geometry.centroid
+            self.zones[row.zone_id] = {
+                "zone_type": row.zone_type, "area_m2": float(row.area_m2), "name": row.name,
+                "lon": c.x, "lat": c.y, "geometry": mapping(row.geometry.simplify(1e-4)),
+            }
+        self.zone_lookup = city.zones_of
+
+
+class Engine:
+    """Evaluates the rules every tick and keeps the alerts in the store in step."""
+
+    def __init__(self, conn: psycopg.Connection, rules: RuleSet, delivery: Any = None,
+                 city: CityModel | None = None, lateness_s: float = 5.0,
+                 meta_refresh_s: float = 60.0) -> None:
+        self.conn = conn
+        self.rules = rules
+        self.delivery = delivery
+        self.city = city if city is not None else CityModel()
+        self.lateness_ms = int(lateness_s * 1000)
+        self.meta_refresh_s = meta_refresh_s
+        self.meta: pl.DataFrame | None = None
+        self._meta_at = 0.0
+        self.latest = pl.DataFrame(schema=_RAW_SCHEMA)
+        self.history = pl.DataFrame(schema=_RAW_SCHEMA)
+        self.fetched_to_ms: int | None = None
+        self.started_ms: int | None = None
+        self.on_since: dict[tuple[str, str, str], int] = {}
+        self.off_since: dict[tuple[str, str, str], int] = {}
+        self._last_update: dict[int, int] = {}
+        self._baselines: dict[str, tuple[int, pl.DataFrame]] = {}
+        self._last_escalation_check = 0
+        self.stats = {"ticks": 0, "rows": 0, "opened": 0, "resolved": 0, "escalated": 0,
+                      "tick_ms": 0.0}
+        rate_rules = rules.of_type("rate_of_change")
+        self.history_ms = int(max((r.over_s for r in rate_rules), default=0) * 1000) + 30_000
+        self.history_kinds = sorted({r.kind for r in rate_rules})
+
+    # --- inputs ---------------------------------------------------------------------------
+    def load_meta(self) -> pl.DataFrame:
+        """Sensor registry with placement props (zone, segment, role, gateway, interval)."""
+        cur = self.conn.cursor()
+        buf = io.BytesIO()
+        q = ("COPY (SELECT id, sensor_id, kind, lon, lat, coalesce(gateway_id, ''), "
+             "coalesce(props->>'zone_id', props->>'zone', ''), "
+             "coalesce(props->>'zone_type', ''), coalesce(props->>'role', ''), "
+             "coalesce(props->>'segment_id', props->>'segment', ''), "
+             "(props->>'free_flow_kmh')::float8, (props->>'area_m2')::float8, "
+             "(props->>'interval_s')::float8 FROM citypulse.sensors) TO STDOUT (FORMAT CSV)")
+        with cur.copy(q) as copy:
+            for data in copy:
+                buf.write(data)
+        cols = ["id", "sensor_id", "kind", "lon", "lat", "gateway_id", "zone_id", "zone_type",
+                "role", "segment_id", "free_flow_kmh", "area_m2", "interval_s"]
+        schema = {"id": pl.Int32, "sensor_id": pl.Utf8, "kind": pl.Utf8, "lon": pl.Float64,
+                  "lat": pl.Float64, "gateway_id": pl.Utf8, "zone_id": pl.Utf8,
+                  "zone_type": pl.Utf8, "role": pl.Utf8, "segment_id": pl.Utf8,
+                  "free_flow_kmh": pl.Float64, "area_m2": pl.Float64, "interval_s": pl.Float64}
+        buf.seek(0)
+        if buf.getbuffer().nbytes == 0:
+            meta = pl.DataFrame(schema=schema)
+        else:
+            meta = pl.read_csv(buf, has_header=False, new_columns=cols, schema=schema)
+        default_iv = pl.DataFrame({"kind": list(KINDS),
+                                   "kind_interval_s": [float(k.interval_s) for k in
+                                                       KINDS.values()]})
+        meta = meta.join(default_iv, on="kind", how="left").with_columns(
+            pl.coalesce("interval_s", "kind_interval_s", pl.lit(60.0)).alias("interval_s"),
+            pl.col("gateway_id").fill_null(""), pl.col("role").fill_null(""),
+            pl.col("segment_id").fill_null(""), pl.col("zone_type").fill_null(""),
+            pl.col("zone_id").fill_null(""),
+        ).drop("kind_interval_s")
+        missing = meta.filter(pl.col("zone_id") == "")
+        if len(missing) and self.city.zone_lookup is not None:
+            zones = self.city.zone_lookup(missing["lon"].to_numpy(), missing["lat"].to_numpy())
+            fill = pl.DataFrame({"id": missing["id"],
+                                 "zfill": [z or CITY for z in zones]})
+            meta = meta.join(fill, on="id", how="left").with_columns(
+                pl.when(pl.col("zone_id") == "").then(pl.col("zfill"))
+                .otherwise(pl.col("zone_id")).alias("zone_id")).drop("zfill")
+        meta = meta.with_columns(pl.when(pl.col("zone_id") == "").then(pl.lit(CITY))
+                                 .otherwise(pl.col("zone_id")).alias("zone_id"))
+        if len(missing) and not self.city.zones:
+            pass
+        return meta
+
+    def _fetch(self, lo_ms: int, hi_ms: int) -> pl.DataFrame:
+        lo = datetime.fromtimestamp(lo_ms / 1000, UTC)
+        hi = datetime.fromtimestamp(hi_ms / 1000, UTC)
+        q = sql.SQL(
+            "COPY (SELECT sensor, (extract(epoch FROM time) * 1000)::int8, {slots} "
+            "FROM citypulse.raw WHERE time > {lo} AND time <= {hi}) TO STDOUT (FORMAT CSV)"
+        ).format(slots=sql.SQL(", ").join(map(sql.Identifier, SLOTS)),
+                 lo=sql.Literal(lo), hi=sql.Literal(hi))
+        buf = io.BytesIO()
+        with self.conn.cursor() as cur, cur.copy(q) as copy:
+            for data in copy:
+                buf.write(data)
+        if buf.getbuffer().nbytes == 0:
+            return pl.DataFrame(schema=_RAW_SCHEMA)
+        buf.seek(0)
+        return pl.read_csv(buf, has_header=False, new_columns=list(_RAW_SCHEMA),
+                           schema=_RAW_SCHEMA)
+
+    def ingest(self, now_ms: int) -> int:
+        """Read readings that arrived since the last tick; update latest and history."""
+        if self.fetched_to_ms is None:
+            warm = max((k.interval_s for k in KINDS.values()), default=60) * 3 * 1000
+            lo = now_ms - int(max(warm, self.history_ms))
+        else:
+            lo = self.fetched_to_ms - self.lateness_ms
+        new = self._fetch(lo, now_ms)
+        self.fetched_to_ms = now_ms
+        if len(new):
+            self.latest = (pl.concat([self.latest, new]).sort("t")
+                           .unique(subset="sensor", keep="last"))
+            if self.history_kinds and self.meta is not None:
+                ids = self.meta.filter(pl.col("kind").is_in(self.history_kinds))["id"]
+                h = new.filter(pl.col("sensor").is_in(ids.implode()))
+                self.history = pl.concat([self.history, h]).unique(subset=["sensor", "t"])
+        if self.history_kinds:
+            self.history = self.history.filter(pl.col("t") > now_ms - self.history_ms)
+        return len(new)
+
+    # --- the tick ---------------------------------------------------------------------------
+    def tick(self, now: datetime | None = None) -> dict:
+        """One evaluation round; returns what happened (counts)."""
+        t0 = time.perf_counter()
+        now = now or datetime.now(UTC)
+        now_ms = int(now.timestamp() * 1000)
+        if self.started_ms is None:
+            self.started_ms = now_ms
+        if self.meta is None or time.monotonic() - self._meta_at > self.meta_refresh_s:
+            self.meta = self.load_meta()
+            self._meta_at = time.monotonic()
+        rows = self.ingest(now_ms)
+        cur = self._current(now_ms)
+        open_alerts = self._open_alerts()
+        done = {"rows": rows, "opened": 0, "resolved": 0, "escalated": 0}
+        for rule in self.rules.active():
+            open_keys = {(k, e): a for (r, k, e), a in open_alerts.items() if r == rule.id}
+            try:
+                ev = self.evaluate(rule, cur, now_ms, set(open_keys))
+            except Exception:  # a broken rule must not stop the others
+                log.exception("rule %s failed", rule.id)
+                continue
+            ev = self._collapse(rule, ev, open_keys, now_ms)
+            o, r = self._apply(rule, ev, open_keys, now, now_ms)
+            done["opened"] += o
+            done["resolved"] += r
+        if now_ms - self._last_escalation_check >= 5000:
+            self._last_escalation_check = now_ms
+            done["escalated"] = self.escalate_due(now)
+        self.stats["ticks"] += 1
+        for k in ("rows", "opened", "resolved", "escalated"):
+            self.stats[k] += done[k]
+        self.stats["tick_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+        return done
+
+    def _current(self, now_ms: int) -> pl.DataFrame:
+        """Latest reading per sensor joined with the registry, with freshness."""
+        assert self.meta is not None
+        cur = self.meta.join(self.latest, left_on="id", right_on="sensor", how="left")
+        return cur.with_columns(
+            ((pl.lit(now_ms) - pl.col("t")) <= pl.col("interval_s") * 3000).fill_null(False)
+            .alias("fresh"))
+
+    def _open_alerts(self) -> dict[tuple[str, str, str], dict]:
+        rows = self.conn.execute(
+            "SELECT id, rule, entity_kind, entity_id, status, scope FROM citypulse.alerts "
+            "WHERE status <> 'resolved'").fetchall()
+        return {(r[1], r[2], r[3]): {"id": r[0], "status": r[4], "scope": r[5]} for r in rows}
+
+    # --- rules --------------------------------------------------------------------------------
+    def evaluate(self, rule: Any, cur: pl.DataFrame, now_ms: int,
+                 open_keys: set[tuple[str, str]]) -> Evaluation:
+        """Evaluate one rule on the current state."""
+        if isinstance(rule, ThresholdRule):
+            return self._threshold(rule, cur, open_keys)
+        if isinstance(rule, ConditionRule):
+            return self._condition(rule, cur, open_keys)
+        if isinstance(rule, RateRule):
+            return self._rate(rule, cur, now_ms, open_keys)
+        if isinstance(rule, CongestionRule):
+            return self._congestion(rule, cur, open_keys)
+        if isinstance(rule, CrowdRule):
+            return self._crowd(rule, cur, open_keys)
+        if isinstance(rule, FloodRule):
+            return self._flood(rule, cur, open_keys)
+        if isinstance(rule, OfflineRule):
+            return self._offline(rule, cur, now_ms, open_keys)
+        if isinstance(rule, AnomalyRule):
+            return self._anomaly(rule, cur, now_ms, open_keys)
+        return Evaluation()
+
+    @staticmethod
+    def _select(df: pl.DataFrame, select: dict[str, str]) -> pl.DataFrame:
+        for k, v in select.items():
+            if k in df.columns:
+                df = df.filter(pl.col(k) == v)
+        return df
+
+    def _sensor_findings(self, df: pl.DataFrame, on: pl.Expr, clear: pl.Expr,
+                         evidence: Callable[[dict], dict], open_keys: set) -> Evaluation:
+        df = df.with_columns(on.fill_null(False).alias("_on"), clear.fill_null(False)
+                             .alias("_clear"))
+        ev = Evaluation()
+        for r in df.filter(pl.col("_on") & pl.col("fresh")).iter_rows(named=True):
+            ev.on[("sensor", r["sensor_id"])] = Finding(
+                "sensor", r["sensor_id"], int(r["t"]), r["zone_id"], r["lon"], r["lat"],
+                evidence(r))
+        open_ids = [e for k, e in open_keys if k == "sensor"]
+        if open_ids:
+            ev.clear = {("sensor", s) for s in df.filter(
+                pl.col("_clear") & pl.col("fresh") & pl.col("sensor_id").is_in(open_ids)
+            )["sensor_id"]}
+        return ev
+
+    def _threshold(self, rule: ThresholdRule, cur: pl.DataFrame, open_keys: set) -> Evaluation:
+        df = self._select(cur.filter(pl.col("kind") == rule.kind), rule.select)
+        v = pl.col(_slot(rule.kind, rule.metric))
+        if rule.above is not None:
+            on, lvl = v > rule.above, rule.above
+            clear = v <= (rule.clear if rule.clear is not None else rule.above)
+        else:
+            on, lvl = v < rule.below, rule.below
+            clear = v >= (rule.clear if rule.clear is not None else rule.below)
+        slot = _slot(rule.kind, rule.metric)
+        return self._sensor_findings(
+            df, on, clear, lambda r: {"metric": rule.metric, "value": r[slot],
+                                      "threshold": lvl, "at_ms": r["t"]}, open_keys)
+
+    def _condition(self, rule: ConditionRule, cur: pl.DataFrame, open_keys: set) -> Evaluation:
+        df = self._select(cur.filter(pl.col("kind") == rule.kind), rule.select)
+
+        def clauses(parsed: list) -> pl.Expr:
+            exprs = []
+            for clause in parsed:
+                e = pl.lit(True)
+                for metric, op, val in clause:
+                    c = pl.col(_slot(rule.kind, metric))
+                    e = e & _expr_op(c, op, val).fill_null(False)
+                exprs.append(e)
+            return pl.any_horizontal(exprs)
+
+        on = clauses(rule.parsed_when)
+        clear = clauses(rule.parsed_clear) if rule.parsed_clear else ~on
+        metrics = {m for c in rule.parsed_when for m, _, _ in c}
+        slots = {m: _slot(rule.kind, m) for m in metrics}
+        return self._sensor_findings(
+            df, on, clear, lambda r: {**{m: r[s] for m, s in slots.items()}, "at_ms": r["t"],
+                                      "when": rule.when}, open_keys)
+
+    def _rate(self, rule: RateRule, cur: pl.DataFrame, now_ms: int, open_keys: set
+              ) -> Evaluation:
+        slot = _slot(rule.kind, rule.metric)
+        h = self.history.filter((pl.col("t") >= now_ms - int(rule.over_s * 1000))
+                                & pl.col(slot).is_not_null())
+        if h.is_empty():
+            return Evaluation()
+        g = h.sort("t").group_by("sensor").agg(
+            pl.col("t").first().alias("t0"), pl.col("t").last().alias("t1"),
+            pl.col(slot).first().alias("x0"), pl.col(slot).last().alias("x1"))
+        g = g.filter(pl.col("t1") - pl.col("t0") >= rule.over_s * 500).with_columns(
+            ((pl.col("x1") - pl.col("x0")) / (pl.col("t1") - pl.col("t0")) * 60000)
+            .alias("rate"))
+        df = self._select(cur.filter(pl.col("kind") == rule.kind), rule.select).drop(
+            [c for c in ("rate",) if c in cur.columns]).join(
+            g.select("sensor", "rate"), left_on="id", right_on="sensor", how="inner")
+        lim = rule.rise_per_min if rule.rise_per_min is not None else rule.fall_per_min
+        r_ = pl.col("rate") if rule.rise_per_min is not None else -pl.col("rate")
+        return self._sensor_findings(
+            df, r_ >= lim, r_ < lim * rule.clear_ratio,
+            lambda r: {"metric": rule.metric, "rate_per_min": r["rate"], "limit": lim,
+                       "value": r[slot], "over_s": rule.over_s}, open_keys)
+
+    def _congestion(self, rule: CongestionRule, cur: pl.DataFrame, open_keys: set
+                    ) -> Evaluation:
+        speed, occ, cnt = (_slot("traffic", m) for m in
+                           ("speed_kmh", "occupancy_pct", "vehicle_count"))
+        df = self._select(cur.filter((pl.col("kind") == "traffic") & pl.col("fresh")
+                                     & (pl.col("segment_id") != "")), rule.select)
+        if df.is_empty():
+            return Evaluation()
+        seg = df.group_by("segment_id").agg(
+            pl.col(speed).mean().alias("speed"), pl.col(occ).mean().alias("occ"),
+            pl.col(cnt).sum().alias("count"), pl.col("free_flow_kmh").max().alias("ff"),
+            pl.col("t").max().alias("t"), pl.col("zone_id").first().alias("zone_id"),
+            pl.col("lon").mean().alias("lon"), pl.col("lat").mean().alias("lat"),
+            pl.col("sensor_id").alias("sensors"))
+        segs = self.city.segments
+        ff_model = pl.DataFrame({"segment_id": list(segs),
+                                 "ff_model": [s["free_flow_kmh"] for s in segs.values()]},
+                                schema={"segment_id": pl.Utf8, "ff_model": pl.Float64})
+        seg = seg.join(ff_model, on="segment_id", how="left").with_columns(
+            pl.coalesce("ff", "ff_model", pl.lit(rule.default_free_flow_kmh)).alias("ff"))
+        seg = seg.with_columns(
+            (1 - pl.col("speed") / pl.col("ff")).clip(0, 1).alias("index"))
+        on = seg.filter((pl.col("index") >= rule.index_above)
+                        & (pl.col("occ").fill_null(100) >= rule.min_occupancy_pct))
+        congested = set(on["segment_id"])
+        info = {r["segment_id"]: r for r in seg.iter_rows(named=True)}
+        ev = Evaluation()
+        for sid in sorted(congested):
+            if any(x in congested for x in self.city.succ.get(sid, ())):
+                continue  # not the head of its queue
+            queue, todo, seen = [sid], [sid], {sid}
+            while todo:
+                for p in self.city.pred.get(todo.pop(), ()):
+                    if p in congested and p not in seen:
+                        seen.add(p)
+                        queue.append(p)
+                        todo.append(p)
+            r = info[sid]
+            model = segs.get(sid, {})
+            length = sum(segs.get(q, {}).get("length_m", 0.0) for q in queue)
+            ev.on[("segment", sid)] = Finding(
+                "segment", sid, int(r["t"]), model.get("zone_id", r["zone_id"]),
+                model.get("lon", r["lon"]), model.get("lat", r["lat"]),
+                {"congestion_index": round(r["index"], 3), "speed_kmh": r["speed"],
+                 "free_flow_kmh": r["ff"], "occupancy_pct": r["occ"],
+                 "queue_segments": len(queue), "queue_length_m": round(length, 1),
+                 "road": model.get("road"), "sensors": r["sensors"][:20]},
+                tuple(queue), model.get("geometry"))
+        open_ids = [e for k, e in open_keys if k == "segment"]
+        ev.clear = {("segment", s) for s in seg.filter(
+            (pl.col("index") < rule.clear_below) & pl.col("segment_id").is_in(open_ids)
+        )["segment_id"]}
+        return ev
+
+    def _zone_areas(self, df: pl.DataFrame) -> pl.DataFrame:
+        zones = self.city.zones
+        return pl.DataFrame(
+            {"zone_id": list(zones), "zarea": [z["area_m2"] for z in zones.values()],
+             "ztype": [z["zone_type"] for z in zones.values()]},
+            schema={"zone_id": pl.Utf8, "zarea": pl.Float64, "ztype": pl.Utf8})
+
+    def _zone_finding(self, zid: str, t: int, evidence: dict, scope: tuple = ()) -> Finding:
+        z = self.city.zones.get(zid, {})
+        return Finding("zone", zid, t, zid, z.get("lon"), z.get("lat"),
+                       {"zone_name": z.get("name", zid), **evidence}, scope, z.get("geometry"))
+
+    def _crowd(self, rule: CrowdRule, cur: pl.DataFrame, open_keys: set) -> Evaluation:
+        cnt = _slot("people", "people_count")
+        df = self._select(cur.filter((pl.col("kind") == "people") & pl.col("fresh")),
+                          rule.select)
+        if df.is_empty():
+            return Evaluation()
+        z = df.group_by("zone_id").agg(
+            pl.col(cnt).sum().alias("people"), pl.col("area_m2").sum().alias("sarea"),
+            pl.col("area_m2").null_count().alias("no_area"), pl.len().alias("n"),
+            pl.col("t").max().alias("t"), pl.col("zone_type").first().alias("ptype"))
+        z = z.join(self._zone_areas(z), on="zone_id", how="left").with_columns(
+            pl.when(pl.col("no_area") == 0).then(pl.col("sarea")).otherwise(pl.col("zarea"))
+            .alias("area"), pl.coalesce("ztype", "ptype").alias("ztype"))
+        z = z.filter(pl.col("area") > 0).with_columns(
+            (pl.col("people") / pl.col("area") * 1000).alias("density"))
+        ev = Evaluation()
+        open_ids = {e for k, e in open_keys if k == "zone"}
+        for r in z.iter_rows(named=True):
+            limit = rule.limit_for(r["zone_id"], r["ztype"])
+            if r["density"] >= limit:
+                ev.on[("zone", r["zone_id"])] = self._zone_finding(
+                    r["zone_id"], int(r["t"]),
+                    {"density_per_1000m2": round(r["density"], 1), "limit": limit,
+                     "people": r["people"], "area_m2": round(r["area"], 1),
+                     "sensors": r["n"]})
+            elif r["zone_id"] in open_ids and r["density"] < limit * rule.clear_ratio:
+                ev.clear.add(("zone", r["zone_id"]))
+        return ev
+
+    def _flood(self, rule: FloodRule, cur: pl.DataFrame, open_keys: set) -> Evaluation:
+        rain, level = _slot("water", "rain_mm_h"), _slot("water", "level_m")
+        w = self._select(cur.filter((pl.col("kind") == "water") & pl.col("fresh")),
+                         rule.select)
+        if w.is_empty():
+            return Evaluation()
+        lv = self._select(w, rule.level_select)
+        zr = w.group_by("zone_id").agg(pl.col(rain).max().alias("rain"),
+                                       pl.col("t").max().alias("t"))
+        zl = lv.group_by("zone_id").agg(
+            pl.col(level).max().alias("level"),
+            pl.col("sensor_id").filter(pl.col(level) >= rule.level_m).alias("high"))
+        z = zr.join(zl, on="zone_id", how="full", coalesce=True)
+        ev = Evaluation()
+        open_ids = {e for k, e in open_keys if k == "zone"}
+        crain = rule.clear_rain_mm_h if rule.clear_rain_mm_h is not None else rule.rain_mm_h
+        clevel = rule.clear_level_m if rule.clear_level_m is not None else rule.level_m
+        for r in z.iter_rows(named=True):
+            rn, lvl = r["rain"], r["level"]
+            if rn is not None and lvl is not None and rn >= rule.rain_mm_h \
+                    and lvl >= rule.level_m:
+                ev.on[("zone", r["zone_id"])] = self._zone_finding(
+                    r["zone_id"], int(r["t"] or 0),
+                    {"rain_mm_h": rn, "level_m": lvl, "rain_limit": rule.rain_mm_h,
+                     "level_limit": rule.level_m}, tuple(r["high"] or ()))
+            elif r["zone_id"] in open_ids and ((rn is not None and rn < crain)
+                                               or (lvl is not None and lvl < clevel)):
+                ev.clear.add(("zone", r["zone_id"]))
+        return ev
+
+    def _offline(self, rule: OfflineRule, cur: pl.DataFrame, now_ms: int, open_keys: set
+                 ) -> Evaluation:
+        df = cur if rule.kinds is None else cur.filter(pl.col("kind").is_in(rule.kinds))
+        df = self._select(df, rule.select)
+        assert self.started_ms is not None
+        df = df.with_columns(pl.col("t").fill_null(self.started_ms).alias("seen")).with_columns(
+            (pl.lit(now_ms) - pl.col("seen")).alias("age"))
+        df = df.with_columns(
+            (pl.col("age") > pl.col("interval_s") * 1000 * rule.factor).alias("offline"),
+            (pl.col("age") > pl.col("interval_s") * 1500).alias("silent"))
+        gw = df.filter(pl.col("gateway_id") != "").group_by("gateway_id").agg(
+            pl.len().alias("n"), pl.col("silent").sum().alias("silent_n"),
+            pl.col("offline").sum().alias("offline_n"),
+            pl.col("sensor_id").filter(pl.col("silent")).alias("members"),
+            pl.col("seen").filter(pl.col("silent")).max().alias("last_seen"),
+            pl.col("lon").mean(), pl.col("lat").mean(),
+            pl.col("zone_id").mode().first().alias("zone_id"))
+        gw = gw.with_columns((pl.col("silent_n") / pl.col("n")).alias("frac"))
+        ev = Evaluation()
+        down = gw.filter((pl.col("n") >= rule.min_gateway_sensors)
+                         & (pl.col("frac") >= rule.gateway_fraction) & (pl.col("offline_n") > 0))
+        for r in down.iter_rows(named=True):
+            ev.on[("gateway", r["gateway_id"])] = Finding(
+                "gateway", r["gateway_id"], int(r["last_seen"]), r["zone_id"], r["lon"],
+                r["lat"], {"sensors": r["n"], "silent": r["silent_n"],
+                           "last_seen_ms": r["last_seen"]}, tuple(sorted(r["members"])))
+        suspect = set(gw.filter(pl.col("frac") >= 0.5)["gateway_id"])
+        single = df.filter(pl.col("offline") & ~pl.col("gateway_id").is_in(list(suspect)))
+        for r in single.iter_rows(named=True):
+            ev.on[("sensor", r["sensor_id"])] = Finding(
+                "sensor", r["sensor_id"], int(r["seen"]), r["zone_id"], r["lon"], r["lat"],
+                {"last_seen_ms": r["seen"], "interval_s": r["interval_s"],
+                 "gateway": r["gateway_id"] or None})
+        open_gw = [e for k, e in open_keys if k == "gateway"]
+        if open_gw:
+            back = gw.filter(pl.col("gateway_id").is_in(open_gw)
+                             & (pl.col("frac") < 1 - rule.gateway_fraction))
+            ev.clear |= {("gateway", g) for g in back["gateway_id"]}
+        open_s = [e for k, e in open_keys if k == "sensor"]
+        if open_s:
+            back = df.filter(pl.col("sensor_id").is_in(open_s) & ~pl.col("silent"))
+            ev.clear |= {("sensor", s) for s in back["sensor_id"]}
+        return ev
+
+    def _baseline(self, rule: AnomalyRule, now_ms: int) -> pl.DataFrame:
+        cached = self._baselines.get(rule.id)
+        if cached and now_ms - cached[0] < rule.refresh_s * 1000:
+            return cached[1]
+        i = KINDS[rule.kind].slot_of[rule.metric]
+        now = datetime.fromtimestamp(now_ms / 1000, UTC)
+        w = timedelta(minutes=rule.window_min)
+        ranges = sql.SQL(" OR ").join(
+            sql.SQL("(r.bucket >= {} AND r.bucket < {})").format(
+                sql.Literal(now - timedelta(days=d) - w), sql.Literal(now - timedelta(days=d) + w))
+            for d in range(1, rule.days + 1))
+        q = sql.SQL(
+            "COPY (SELECT r.sensor, r.{s} / r.{c} FROM citypulse.rollup_1m r "
+            "JOIN citypulse.sensors s ON s.id = r.sensor AND s.kind = {kind} "
+            "WHERE r.{c} > 0 AND ({ranges})) TO STDOUT (FORMAT CSV)").format(
+            s=sql.Identifier(f"s{i}"), c=sql.Identifier(f"c{i}"), kind=sql.Literal(rule.kind),
+            ranges=ranges)
+        buf = io.BytesIO()
+        with self.conn.cursor() as cur, cur.copy(q) as copy:
+            for data in copy:
+                buf.write(data)
+        schema = {"sensor": pl.Int32, "x": pl.Float64}
+        if buf.getbuffer().nbytes:
+            buf.seek(0)
+            h = pl.read_csv(buf, has_header=False, new_columns=list(schema), schema=schema)
+        else:
+            h = pl.DataFrame(schema=schema)
+        base = h.group_by("sensor").agg(pl.col("x").median().alias("med"), pl.len().alias("n"),
+                                        pl.col("x").alias("xs"))
+        base = base.with_columns(
+            (pl.col("xs").list.eval((pl.element() - pl.element().median()).abs().median())
+             .list.first()).alias("mad")).drop("xs").filter(pl.col("n") >= rule.min_samples)
+        self._baselines[rule.id] = (now_ms, base)
+        return base
+
+    def _anomaly(self, rule: AnomalyRule, cur: pl.DataFrame, now_ms: int, open_keys: set
+                 ) -> Evaluation:
+        base = self._baseline(rule, now_ms)
+        if base.is_empty():
+            return Evaluation()
+        slot = _slot(rule.kind, rule.metric)
+        df = self._select(cur.filter(pl.col("kind") == rule.kind), rule.select).join(
+            base, left_on="id", right_on="sensor", how="inner")
+        rng = KINDS[rule.kind].metric(rule.metric)
+        floor = (rng.max - rng.min) * 0.002 if rng else 1e-6
+        df = df.with_columns(
+            (0.6745 * (pl.col(slot) - pl.col("med"))
+             / pl.max_horizontal(pl.col("mad"), pl.lit(floor))).alias("z"))
+        return self._sensor_findings(
+            df, pl.col("z").abs() >= rule.z_above, pl.col("z").abs() < rule.clear_z,
+            lambda r: {"metric": rule.metric, "value": r[slot], "z": round(r["z"], 2),
+                       "median": r["med"], "mad": r["mad"], "samples": r["n"]}, open_keys)
+
+    # --- grouping and lifecycle -----------------------------------------------------------
+    def _collapse(self, rule: Any, ev: Evaluation, open_keys: dict, now_ms: int) -> Evaluation:
+        city_open = (CITY, CITY) in open_keys
+        if not rule.collapse_above or not (len(ev.on) > rule.collapse_above or city_open):
+            return ev
+        out = Evaluation()
+        if ev.on:
+            members = tuple(sorted(f"{k}:{e}" for k, e in ev.on))
+            since = min(f.since_ms for f in ev.on.values())
+            sample = dict(list(ev.on.items())[:5])
+            out.on[(CITY, CITY)] = Finding(
+                CITY, CITY, since, CITY, None, None,
+                {"entities": len(ev.on), "sample": {f"{k}:{e}": f.evidence
+                                                    for (k, e), f in sample.items()}},
+                members)
+            # members keep their own (already open) alerts out of the queue: regroup them
+            for key in ev.on:
+                if key in open_keys:
+                    out.on[key] = ev.on[key]
+        elif city_open:
+            out.clear.add((CITY, CITY))
+        out.clear |= ev.clear
+        return out
+
+    def _apply(self, rule: Any, ev: Evaluation, open_keys: dict, now: datetime, now_ms: int
+               ) -> tuple[int, int]:
+        opened = resolved = 0
+        rid = rule.id
+        for key in [k for k in self.on_since if k[0] == rid and (k[1], k[2]) not in ev.on]:
+            del self.on_since[key]
+        covered: dict[str, int] = {}
+        for (kind, ent), f in ev.on.items():
+            tkey = (rid, kind, ent)
+            since = self.on_since.setdefault(tkey, min(f.since_ms, now_ms))
+            self.off_since.pop(tkey, None)
+            existing = open_keys.get((kind, ent))
+            if existing is None and now_ms - since >= rule.for_s * 1000:
+                alert = lifecycle.open_alert(self.conn, lifecycle.NewAlert(
+                    rule=rid, entity_kind=kind, entity_id=ent, severity=rule.severity,
+                    title=_title(rule, kind, ent), started_at=datetime.fromtimestamp(
+                        since / 1000, UTC), zone_id=_zone_topic_id(f.zone_id), lon=f.lon,
+                    lat=f.lat, geometry=f.geometry, scope=f.scope, evidence=f.evidence),
+                    now=now)
+                if alert is not None:
+                    opened += 1
+                    self._last_update[alert.id] = now_ms
+                    self._deliver(alert, "open")
+                    if f.scope:
+                        covered.update({m: alert.id for m in f.scope})
+            elif existing is not None:
+                if f.scope:
+                    covered.update({m: existing["id"] for m in f.scope})
+                last = self._last_update.get(existing["id"], 0)
+                if now_ms - last >= self.rules.update_every_s * 1000:
+                    self._last_update[existing["id"]] = now_ms
+                    lifecycle.update_alert(self.conn, existing["id"], evidence=f.evidence,
+                                           scope=list(f.scope) if f.scope else None, now=now)
+        for (kind, ent), a in open_keys.items():
+            tkey = (rid, kind, ent)
+            member = covered.get(ent) or covered.get(f"{kind}:{ent}")
+            if member and member != a["id"]:
+                if self._resolve(a["id"], "regroup", f"grouped into alert {member}", now):
+                    resolved += 1
+                continue
+            if (kind, ent) in ev.on:
+                continue
+            if (kind, ent) in ev.clear:
+                since = self.off_since.setdefault(tkey, now_ms)
+                if now_ms - since >= rule.clear_for_s * 1000:
+                    self.off_since.pop(tkey, None)
+                    if self._resolve(a["id"], "auto_resolve", "condition cleared", now):
+                        resolved += 1
+            else:
+                self.off_since.pop(tkey, None)
+        return opened, resolved
+
+    def _resolve(self, alert_id: int, action: str, note: str, now: datetime) -> bool:
+        try:
+            alert = lifecycle.resolve(self.conn, alert_id, lifecycle.SYSTEM, note, now=now,
+                                      action=action)
+        except lifecycle.AlertError:
+            return False  # resolved meanwhile by a person
+        self._deliver(alert, "resolve")
+        return True
+
+    def escalate_due(self, now: datetime | None = None) -> int:
+        """Escalate open critical alerts unacknowledged for ``escalate_after_s``."""
+        n = 0
+        for aid in lifecycle.due_for_escalation(self.conn, self.rules.escalate_after_s, now):
+            try:
+                alert = lifecycle.escalate(
+                    self.conn, aid, lifecycle.SYSTEM,
+                    f"unacknowledged for {self.rules.escalate_after_s:.0f} s", now=now)
+            except lifecycle.AlertError:
+                continue
+            n += 1
+            self._deliver(alert, "escalate")
+        return n
+
+    def _deliver(self, alert: lifecycle.Alert, event: str) -> None:
+        if self.delivery is None:
+            return
+        try:
+            self.delivery.send(alert, event)
+        except Exception:  # delivery problems are recorded there; never stop the engine
+            log.exception("delivery of alert %s failed", alert.id)
+
+
+def _expr_op(c: pl.Expr, op: str, val: float) -> pl.Expr:
+    f = op_func(op)
+    return f(c, val)
+
+
+def _title(rule: Any, kind: str, ent: str) -> str:
+    if kind == CITY:
+        return f"{rule.label} (city-wide)"
+    return f"{rule.label}: {kind} {ent}"
