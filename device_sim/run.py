@@ -1,0 +1,350 @@
+"""Running the simulation: readings -> wire-contract messages -> MQTT, in one or more processes.
+
+In: a :class:`RunConfig` (deployment file, broker, rate or speed-up, duration, scenario,
+recording, QoS, gateway or single payloads, processes).  Out: :func:`run` publishes until the
+duration ends (or Ctrl-C / ``stop`` event) and returns a :class:`RunSummary` (offered vs
+achieved readings/s, messages, publish errors).  Each worker process has its own paho client,
+drives its own loop and bounds QoS 1 messages in flight.  :func:`encode_batch` turns a
+:class:`~device_sim.behaviour.Batch` into (topic, payload) pairs and is pure.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing as mp
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import polars as pl
+
+from citypulse.catalogue import KINDS
+from citypulse.wire import topics
+from device_sim import deploy as deploy_mod
+from device_sim import scenario as scenario_mod
+from device_sim.behaviour import (
+    BAD_JSON,
+    BAD_METRIC,
+    BAD_RANGE,
+    BAD_VALUE,
+    KIND_NAMES,
+    Batch,
+    Faults,
+    Fleet,
+    due,
+    readings,
+)
+from device_sim.mqtt import RECORD_SCHEMA, Publisher, Recorder
+
+log = logging.getLogger(__name__)
+SCENARIO_DIR = Path(__file__).parent / "scenarios"
+
+_NAMES = [tuple(m.name for m in KINDS[k].metrics) for k in KIND_NAMES]
+_MAX = [tuple(m.max for m in KINDS[k].metrics) for k in KIND_NAMES]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs (picklable: it is sent to the worker processes)."""
+
+    deployment: Path
+    mqtt_url: str
+    prefix: str = "city"
+    seed: int = 0
+    rate: float | None = None  # readings/s offered (sensors report faster)
+    speedup: float = 1.0  # simulated seconds per wall second
+    duration: float | None = None  # wall seconds; None = until stopped
+    start: float | None = None  # simulated start, epoch seconds
+    scenario: Path | None = None
+    record: Path | None = None
+    qos: int = 0
+    gateway: bool = True  # gateway payloads for sensors behind a gateway
+    processes: int = 0  # 0 = as many as the rate needs (at most the cores)
+    tick: float = 0.25  # wall seconds between publishing rounds
+    faults: Faults = field(default_factory=Faults)
+    max_inflight: int = 200
+    device_connections: int = 4  # direct sensors per worker with their own connection + will
+    ca_file: Path | None = None
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a run did."""
+
+    processes: int
+    elapsed_s: float
+    sim_start: str
+    sim_end: str
+    offered_readings_per_s: float
+    achieved_readings_per_s: float
+    readings: int
+    messages: int
+    messages_per_s: float
+    publish_errors: int
+    record: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+def resolve_scenario(name: str | Path | None) -> Path | None:
+    """A scenario path, or the name of a shipped one (``accident`` -> scenarios/accident.yaml)."""
+    if name is None:
+        return None
+    p = Path(name)
+    if p.exists():
+        return p
+    shipped = SCENARIO_DIR / f"{p.stem}.yaml"
+    if shipped.exists():
+        return shipped
+    raise FileNotFoundError(f"no scenario {name}; shipped: "
+                            f"{', '.join(sorted(x.stem for x in SCENARIO_DIR.glob('*.yaml')))}")
+
+
+# --- encoding -----------------------------------------------------------------------------------
+
+def _reading_objs(fleet: Fleet, batch: Batch) -> list[dict]:
+    """One wire-contract reading object per row of ``batch`` (bad codes applied)."""
+    n = len(batch)
+    objs: list[Any] = [None] * n
+    kinds = fleet.kind[batch.idx]
+    seq = batch.seq.tolist()
+    ts = batch.ts_ms.tolist()
+    for code in np.unique(kinds):
+        rows = np.flatnonzero(kinds == code)
+        names = _NAMES[code]
+        mat = np.column_stack([batch.values[m][rows] for m in names]).tolist()
+        for r, vals in zip(rows.tolist(), mat, strict=True):
+            objs[r] = {"ts": ts[r], "seq": seq[r],
+                       "values": {k: v for k, v in zip(names, vals, strict=True) if v == v}}
+    for r in np.flatnonzero(batch.bad).tolist():
+        code, obj = int(batch.bad[r]), objs[r]
+        vals = obj["values"]
+        first = next(iter(vals), None)
+        if code == BAD_RANGE and first is not None:
+            vals[first] = _MAX[kinds[r]][0] * 10 + 1
+        elif code == BAD_METRIC:
+            vals["bogus_metric"] = 1.0
+        elif code == BAD_VALUE and first is not None:
+            vals[first] = "ERR"
+        elif code == BAD_JSON:
+            obj["__garbled__"] = True
+    return objs
+
+
+def encode_batch(fleet: Fleet, batch: Batch, prefix: str, gateway: bool
+                 ) -> list[tuple[str, bytes, int]]:
+    """(topic, payload, readings) per message: gateway payloads for gateway sensors."""
+    objs = _reading_objs(fleet, batch)
+    sids = fleet.sensor_id[batch.idx]
+    gws = fleet.gateway_id[batch.idx]
+    out: list[tuple[str, bytes, int]] = []
+    groups: dict[str, dict[str, list]] = {}
+    for sid, gw, obj in zip(sids.tolist(), gws.tolist(), objs, strict=True):
+        garbled = obj.pop("__garbled__", False)
+        if gateway and gw is not None:
+            if garbled:
+                obj = "<garbled reading>"  # not an object: a malformed fragment
+            groups.setdefault(gw, {}).setdefault(sid, []).append(obj)
+        else:
+            payload = orjson.dumps(obj)
+            if garbled:
+                payload = payload[: max(1, len(payload) // 2)]  # truncated: not JSON
+            out.append((topics.telemetry(sid, prefix), payload, 1))
+    for gw, doc in groups.items():
+        nr = sum(len(v) for v in doc.values())
+        out.append((topics.gateway(gw, prefix), orjson.dumps(doc), nr))
+    return out
+
+
+# --- workers ------------------------------------------------------------------------------------
+
+def partition(fleet: Fleet, n: int, gateway: bool) -> list[np.ndarray]:
+    """Sensor positions per worker: whole gateways stay together."""
+    if n <= 1:
+        return [np.arange(len(fleet))]
+    gw = fleet.gateway_id
+    has = np.array([g is not None for g in gw.tolist()])
+    key = np.arange(len(fleet)) % n
+    if gateway and has.any():
+        names, inv = np.unique(gw[has].astype(str), return_inverse=True)
+        key = key.copy()
+        key[has] = inv % n
+    return [np.flatnonzero(key == w) for w in range(n)]
+
+
+def _sim_start(cfg: RunConfig, scen: scenario_mod.Scenario | None) -> float:
+    if cfg.start is not None:
+        return cfg.start
+    if scen is not None and scen.start is not None:
+        return scen.start.timestamp()
+    now = time.time()
+    if cfg.speedup > 1 and cfg.duration:
+        return now - (cfg.speedup - 1) * cfg.duration  # so that no reading is in the future
+    return now
+
+
+def worker(cfg: RunConfig, wid: int, nworkers: int, counters: Any, stop: Any,
+           t0: float, sim_start: float, rate_factor: float) -> None:
+    """One publishing process: its share of the sensors, its own MQTT connection(s)."""
+    logging.basicConfig(level=logging.WARNING)
+    dep = deploy_mod.read(cfg.deployment)
+    full = Fleet.build(dep, cfg.seed, rate_factor=rate_factor)
+    mine = partition(full, nworkers, cfg.gateway)[wid]
+    fleet = full.subset(mine)
+    scen = None
+    if cfg.scenario is not None:
+        scen = scenario_mod.load(cfg.scenario).resolve(
+            dep, start=datetime.fromtimestamp(sim_start, UTC), seed=cfg.seed)
+    rec = None
+    if cfg.record is not None:
+        rec = Recorder(Path(f"{cfg.record}.part{wid}"), worker=wid)
+    pub = Publisher(cfg.mqtt_url, f"citypulse-sim-{cfg.run_id}-{wid}", max_inflight=cfg.max_inflight,
+                    ca_file=cfg.ca_file, recorder=rec, t0=t0)
+    pub.connect()
+    # directly connected sensors: retained "online"; a few get their own connection with a
+    # last will (retained "offline") as real devices do
+    direct = [s for s, g in zip(fleet.sensor_id.tolist(), fleet.gateway_id.tolist(),
+                                strict=True) if g is None]
+    own: dict[str, Publisher] = {}
+    for sid in direct[: cfg.device_connections]:
+        dev = Publisher(cfg.mqtt_url, f"{sid}-{cfg.run_id}", will=(
+            topics.status(sid, cfg.prefix), b"offline"), max_inflight=cfg.max_inflight,
+            ca_file=cfg.ca_file, t0=t0)
+        dev.connect()
+        dev.recorder = rec
+        own[sid] = dev
+    for sid in direct:
+        (own.get(sid) or pub).publish(topics.status(sid, cfg.prefix), b"online", qos=1,
+                                      retain=True)
+    sent_r = sent_m = offered = 0
+    a = sim_start
+    sim_end = None if cfg.duration is None else sim_start + cfg.duration * cfg.speedup
+    wall0 = t0
+    try:
+        while True:
+            now = time.monotonic()
+            b = sim_start + (now - wall0) * cfg.speedup
+            last = stop.is_set() or (sim_end is not None and b >= sim_end)
+            if sim_end is not None:
+                b = min(b, sim_end)
+            if b > a:
+                idx, k, t = due(fleet, a, b)
+                batch = readings(fleet, idx, k, t, scenario=scen, faults=cfg.faults)
+                offered += len(idx)
+                for topic, payload, nr in encode_batch(fleet, batch, cfg.prefix, cfg.gateway):
+                    sid = topic.rsplit("/", 1)[-1]
+                    p = own.get(sid, pub) if own else pub
+                    if p.publish(topic, payload, qos=cfg.qos):
+                        sent_m += 1
+                        sent_r += nr
+                a = b
+            errors = pub.errors + sum(d.errors for d in own.values())
+            counters[wid * 4: wid * 4 + 4] = [sent_m, sent_r, errors, offered]
+            if last:
+                break
+            pub.pump(0.0)
+            for d in own.values():
+                d.pump(0.0)
+            sleep = cfg.tick - (time.monotonic() - now)
+            while sleep > 0:
+                pub.pump(min(sleep, 0.05))
+                sleep = cfg.tick - (time.monotonic() - now)
+    finally:
+        for d in own.values():
+            d.recorder = None
+            d.close()
+        pub.close()
+        errors = pub.errors + sum(d.errors for d in own.values())
+        counters[wid * 4: wid * 4 + 4] = [sent_m, sent_r, errors, offered]
+
+
+def merge_records(record: Path, nworkers: int) -> None:
+    """Join the workers' part files into one recording, in send order."""
+    parts = [Path(f"{record}.part{w}") for w in range(nworkers)]
+    frames = [pl.read_parquet(p) for p in parts if p.exists()]
+    df = (pl.concat(frames) if frames else pl.DataFrame(schema=pl.Schema(RECORD_SCHEMA))
+          ).sort("offset_s", "worker", "n")
+    df.write_parquet(record)
+    for p in parts:
+        p.unlink(missing_ok=True)
+
+
+def run(cfg: RunConfig, progress: Callable[[dict], None] | None = None,
+        stop: Any = None) -> RunSummary:
+    """Run the simulation (see module docstring); ``progress`` gets counters twice a second."""
+    dep = deploy_mod.read(cfg.deployment)
+    scen = scenario_mod.load(cfg.scenario) if cfg.scenario else None
+    sim_start = _sim_start(cfg, scen)
+    nominal = Fleet.build(dep, cfg.seed, with_routes=False).nominal_rate
+    factor = (cfg.rate / cfg.speedup / nominal) if cfg.rate else 1.0
+    offered_rate = nominal * factor * cfg.speedup
+    n = cfg.processes or max(1, min(os.cpu_count() or 1, math.ceil(
+        offered_rate / (150_000 if cfg.gateway else 25_000))))
+    if cfg.record:
+        Path(cfg.record).parent.mkdir(parents=True, exist_ok=True)
+    ctx = mp.get_context("spawn")
+    counters = ctx.Array("d", 4 * n, lock=False)
+    stop = stop or ctx.Event()
+    t0 = time.monotonic() + 0.5 + 0.4 * n  # workers start loading before the clock runs
+    procs = [ctx.Process(target=worker, args=(cfg, w, n, counters, stop, t0, sim_start, factor),
+                         daemon=True, name=f"sim-{w}") for w in range(n)]
+    for p in procs:
+        p.start()
+    try:
+        while any(p.is_alive() for p in procs):
+            time.sleep(0.5)
+            if progress:
+                progress(_totals(counters, n, max(time.monotonic() - t0, 1e-3), offered_rate,
+                                 cfg.duration))
+    except KeyboardInterrupt:
+        stop.set()
+        for p in procs:
+            p.join(30)
+    for p in procs:
+        p.join(30)
+    elapsed = max(time.monotonic() - t0, 1e-3)
+    if cfg.duration:
+        elapsed = min(elapsed, max(cfg.duration, 1e-3)) if all(
+            p.exitcode == 0 for p in procs) else elapsed
+    tot = _totals(counters, n, elapsed, offered_rate, cfg.duration)
+    failed = [p.name for p in procs if p.exitcode not in (0, None)]
+    if failed:
+        log.error("worker(s) failed: %s", ", ".join(failed))
+    if cfg.record:
+        merge_records(Path(cfg.record), n)
+    sim_end = sim_start + elapsed * cfg.speedup
+    return RunSummary(
+        processes=n, elapsed_s=round(elapsed, 3),
+        sim_start=datetime.fromtimestamp(sim_start, UTC).isoformat(),
+        sim_end=datetime.fromtimestamp(sim_end, UTC).isoformat(),
+        offered_readings_per_s=round(offered_rate, 1),
+        achieved_readings_per_s=round(tot["readings"] / elapsed, 1),
+        readings=int(tot["readings"]), messages=int(tot["messages"]),
+        messages_per_s=round(tot["messages"] / elapsed, 1),
+        publish_errors=int(tot["errors"]) + len(failed),
+        record=str(cfg.record) if cfg.record else None)
+
+
+def _totals(counters: Any, n: int, elapsed: float, offered: float,
+            duration: float | None) -> dict:
+    vals = list(counters)
+    m = sum(vals[0::4])
+    r = sum(vals[1::4])
+    return {"messages": m, "readings": r, "errors": sum(vals[2::4]), "elapsed": elapsed,
+            "rate": r / elapsed, "offered": offered, "duration": duration}
+
+
+def with_overrides(cfg: RunConfig, **kw: Any) -> RunConfig:
+    """A copy of ``cfg`` with fields changed."""
+    return replace(cfg, **kw)
