@@ -70,6 +70,7 @@ def _worker(spec: LoadSpec, part: int, out: mp.Queue) -> None:
                  else wt.gateway(gateway_of(g, k), spec.prefix))
         groups.append((topic, chunk))
     seq = {sid: 0 for _, chunk in groups for sid in chunk}
+    last_ts = dict.fromkeys(seq, 0)  # per-sensor strictly increasing ts: (sensor, time) is a key
     acked = 0
     inflight = 0
 
@@ -106,13 +107,15 @@ def _worker(spec: LoadSpec, part: int, out: mp.Queue) -> None:
             gi = (gi + 1) % len(groups)
             if k <= 1:
                 sid = chunk[0]
-                doc: object = {"ts": ts, "seq": seq[sid],
+                t = last_ts[sid] = max(ts, last_ts[sid] + 1)
+                doc: object = {"ts": t, "seq": seq[sid],
                                "values": {"vehicle_count": 7, "speed_kmh": 42.5}}
                 seq[sid] += 1
             else:
                 doc = {}
                 for sid in chunk:
-                    doc[sid] = [{"ts": ts, "seq": seq[sid],
+                    t = last_ts[sid] = max(ts, last_ts[sid] + 1)
+                    doc[sid] = [{"ts": t, "seq": seq[sid],
                                  "values": {"vehicle_count": 7, "speed_kmh": 42.5}}]
                     seq[sid] += 1
             c.publish(topic, orjson.dumps(doc), qos=spec.qos)

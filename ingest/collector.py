@@ -440,9 +440,12 @@ class Collector:
             rows.extend(v.rows)
             dead.extend(v.dead)
             dups += v.duplicates
-        if retry:
-            if conn is not None:
-                with contextlib.suppress(*TEMPORARY):
+        if retry and not self._db_down.is_set():
+            with contextlib.suppress(*TEMPORARY):
+                if conn is None or conn.closed:
+                    with self._connect_db() as c:
+                        self._refresh_registry(c)
+                else:
                     self._refresh_registry(conn)
             for m, topic, decoded in retry:
                 v = validate(decoded, topic, m.topic, m.payload, m.received_ms, self.registry,

@@ -1,0 +1,127 @@
+import time
+import urllib.request
+
+import psycopg
+import pytest
+
+from citypulse.wire import topics as wt
+from tests.ingest.conftest import Publisher, register, wait_until
+
+
+@pytest.fixture
+def cfg(settings):
+    return settings.model_copy(update={"batch_max_ms": 50, "metrics_port": 0,
+                                       "device_rate_limit": 1e6})
+
+
+def _port(url):
+    return int(url.rsplit(":", 1)[1])
+
+
+def _rows(db_url, sql, *args):
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+def _readings(db_url):
+    return sorted(_rows(db_url, "SELECT sensor_id, metric, value, "
+                                "(extract(epoch FROM time)*1000)::int8 FROM citypulse.readings"))
+
+
+def test_single_array_gateway_payloads_land(cfg, broker, start_collector):
+    p = cfg.topic_prefix
+    register(cfg.database_url, [("t1", "traffic", None), ("a1", "air", "gw1"),
+                                ("f1", "fire", "gw1")])
+    c = start_collector(cfg)
+    now = int(time.time() * 1000)
+    pub = Publisher(_port(broker.url))
+    pub.publish(wt.telemetry("t1", p), {"ts": now, "seq": 1, "values": {"speed_kmh": 38.5, "vehicle_count": 12}})
+    pub.publish(wt.telemetry("t1", p), [{"ts": now + 1, "seq": 2, "values": {"speed_kmh": 40}},
+                                        {"ts": now + 2, "seq": 3, "values": {"occupancy_pct": 5}}])
+    pub.publish(wt.gateway("gw1", p), {"a1": [{"ts": now, "values": {"pm25_ugm3": 12}}],
+                                       "f1": [{"ts": now, "seq": 7, "values": {"alarm": 0, "temperature_c": 21}}]})
+    pub.publish(wt.status("t1", p), b"online", retain=True)
+    pub.close(sent=4)
+    assert wait_until(lambda: len(_readings(cfg.database_url)) == 7, 15)
+    assert _readings(cfg.database_url) == sorted([
+        ("a1", "pm25_ugm3", 12.0, now), ("f1", "temperature_c", 21.0, now), ("f1", "alarm", 0.0, now),
+        ("t1", "vehicle_count", 12.0, now), ("t1", "speed_kmh", 38.5, now),
+        ("t1", "speed_kmh", 40.0, now + 1), ("t1", "occupancy_pct", 5.0, now + 2)])
+    assert wait_until(lambda: _rows(cfg.database_url, "SELECT sensor_id, status FROM citypulse.sensor_status")
+                      == [("t1", "online")], 10)
+    assert c.wait_idle(10)
+    assert c.metrics.value("citypulse_ingest_readings_stored_total") == 5
+    assert _rows(cfg.database_url, "SELECT count(*) FROM citypulse.dead_letters") == [(0,)]
+    # the metrics endpoint serves the same figures
+    text = urllib.request.urlopen(f"http://127.0.0.1:{c.metrics_port}/metrics").read().decode()
+    assert "citypulse_ingest_readings_stored_total 5.0" in text
+    assert "citypulse_ingest_lag_seconds_bucket" in text
+
+
+def test_mixed_valid_invalid_split_and_duplicates_dropped(cfg, broker, start_collector):
+    p = cfg.topic_prefix
+    register(cfg.database_url, [("t1", "traffic", None), ("t2", "traffic", "gwA")])
+    c = start_collector(cfg)
+    now = int(time.time() * 1000)
+    pub = Publisher(_port(broker.url))
+    pub.publish(wt.telemetry("t1", p), {"ts": now, "seq": 1, "values": {"speed_kmh": 30, "occupancy_pct": 300,
+                                                                         "smoke_pct": 1}})
+    pub.publish(wt.telemetry("ghost", p), {"ts": now, "values": {"speed_kmh": 1}})
+    pub.publish(wt.telemetry("t1", p), b"{not json")
+    pub.publish(wt.telemetry("t1", p), {"ts": now - 30 * 86_400_000, "values": {"speed_kmh": 1}})
+    pub.publish(wt.gateway("gwB", p), {"t2": [{"ts": now, "values": {"speed_kmh": 1}}],
+                                       "t1": [{"ts": now + 5, "values": {"speed_kmh": 2}}]})
+    pub.publish(wt.status("t1", p), b"sleepy")
+    # duplicates: the same reading twice, and a redelivery that adds a new metric
+    wait_until(lambda: pub.acked >= 6, 10)
+    assert c.wait_idle(10)
+    pub.publish(wt.telemetry("t1", p), {"ts": now, "seq": 1, "values": {"speed_kmh": 30}})
+    wait_until(lambda: pub.acked >= 7, 10)
+    assert c.wait_idle(10)
+    pub.publish(wt.telemetry("t1", p), {"ts": now, "seq": 1, "values": {"vehicle_count": 4}})
+    pub.close(sent=8)
+    assert c.wait_idle(15) and wait_until(
+        lambda: _rows(cfg.database_url, "SELECT count(*) FROM citypulse.dead_letters")[0][0] == 8, 15)
+    d = dict(_rows(cfg.database_url, "SELECT reason, count(*) FROM citypulse.dead_letters GROUP BY 1"))
+    assert d == {"bad_timestamp": 1, "malformed": 2, "out_of_range": 1, "unknown_metric": 1,
+                 "unknown_sensor": 1, "wrong_gateway": 2}
+    assert _readings(cfg.database_url) == sorted([("t1", "vehicle_count", 4.0, now), ("t1", "speed_kmh", 30.0, now)])
+    assert c.metrics.value("citypulse_ingest_duplicates_total") >= 1
+    bad = _rows(cfg.database_url, "SELECT topic, payload, sensor_id FROM citypulse.dead_letters WHERE reason = 'unknown_sensor'")
+    assert bad[0][0] == wt.telemetry("ghost", p) and bad[0][2] == "ghost" and b"speed_kmh" in bad[0][1]
+    assert c.metrics.value("citypulse_ingest_dead_letters_total", reason="wrong_gateway") == d["wrong_gateway"]
+
+
+def test_rate_limit_dead_letters_flooder_only(cfg, broker, start_collector):
+    p = cfg.topic_prefix
+    cfg = cfg.model_copy(update={"device_rate_limit": 10.0})
+    register(cfg.database_url, [("loud", "noise", None), ("calm", "noise", None)])
+    c = start_collector(cfg)
+    now = int(time.time() * 1000)
+    pub = Publisher(_port(broker.url))
+    for i in range(200):
+        pub.publish(wt.telemetry("loud", p), {"ts": now + i, "seq": i, "values": {"laeq_db": 60}})
+    for i in range(5):
+        pub.publish(wt.telemetry("calm", p), {"ts": now + i, "seq": i, "values": {"laeq_db": 40}})
+        time.sleep(0.12)
+    pub.close(sent=205)
+    assert c.wait_idle(15)
+    got = dict(_rows(cfg.database_url, "SELECT s.sensor_id, count(*) FROM citypulse.raw r JOIN citypulse.sensors s ON s.id = r.sensor GROUP BY 1"))
+    limited = _rows(cfg.database_url, "SELECT sensor_id, count(*) FROM citypulse.dead_letters WHERE reason = 'rate_limited' GROUP BY 1")
+    assert got["calm"] == 5
+    assert dict(limited).get("calm") is None
+    assert dict(limited)["loud"] >= 150 and got["loud"] + dict(limited)["loud"] == 200
+    assert c.metrics.value("citypulse_ingest_dead_letters_total", reason="rate_limited") == dict(limited)["loud"]
+
+
+def test_registry_refreshed_on_unknown_sensor(cfg, broker, start_collector):
+    p = cfg.topic_prefix
+    register(cfg.database_url, [("old", "water", None)])
+    c = start_collector(cfg)
+    register(cfg.database_url, [("new", "water", None)])
+    c._registry_at = 0  # the rate limit (5 s) has passed
+    pub = Publisher(_port(broker.url))
+    pub.publish(wt.telemetry("new", p), {"ts": int(time.time() * 1000), "values": {"level_m": 1.5}})
+    pub.close(sent=1)
+    assert wait_until(lambda: _readings(cfg.database_url), 10)
+    assert _rows(cfg.database_url, "SELECT count(*) FROM citypulse.dead_letters") == [(0,)]
