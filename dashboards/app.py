@@ -1,0 +1,163 @@
+"""The Dash application: pages, login, static geometry and the alert action API.
+
+``create_app(settings)`` builds a ``dash.Dash`` (its Flask server is ``app.server``) whose
+pages live in ``dashboards/pages``.  Static geometry is served once per page load from
+``/dash-static/city.json`` and ``/dash-static/sensors.bin``; callbacks only send state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dash
+import flask
+import orjson
+from dash import dcc, html
+from psycopg_pool import ConnectionPool
+
+from citypulse.settings import Settings
+from dashboards import auth, data
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+ASSETS = HERE / "assets"
+DECK_ASSET = ASSETS / "00_deckgl.min.js"
+PAGES = (("/wall", "Wall"), ("/emergency", "Emergency"), ("/traffic", "Traffic"),
+         ("/ingest", "Ingest"), ("/replay", "Replay"))
+
+
+class AssetsMissing(RuntimeError):
+    """deck.gl has not been installed into dashboards/assets (run scripts/build-assets.sh)."""
+
+
+@dataclass
+class Context:
+    """What callbacks need: the settings, a connection pool and timing of refreshes."""
+
+    settings: Settings
+    pool: ConnectionPool
+    timings: dict[str, list[float]] = field(default_factory=dict)
+
+    def timed(self, name: str, seconds: float) -> None:
+        """Record a callback's server time (the last 200 per name)."""
+        lst = self.timings.setdefault(name, [])
+        lst.append(seconds)
+        del lst[:-200]
+
+
+def ctx() -> Context:
+    """The running app's context (inside a request)."""
+    return flask.current_app.extensions["citypulse"]
+
+
+def check_assets() -> None:
+    """Raise :class:`AssetsMissing` with the fix when deck.gl is not in place."""
+    if not DECK_ASSET.is_file() or DECK_ASSET.stat().st_size < 100_000:
+        raise AssetsMissing(
+            f"{DECK_ASSET} is missing: the dashboards serve deck.gl themselves (no CDN). "
+            "Run `bash scripts/build-assets.sh` (or `make deps`) to install it from npm.")
+
+
+def _shell() -> html.Div:
+    user, role = auth.current() if flask.has_request_context() else (None, None)
+    return html.Div([
+        html.Div([html.Span("citypulse", className="brand")]
+                 + [dcc.Link(name, href=path) for path, name in PAGES]
+                 + [html.Span(f"{user} ({role})" if user else "", className="who"),
+                    html.A("log out", href="/logout")], className="nav"),
+        dash.page_container,
+    ])
+
+
+def create_app(settings: Settings) -> dash.Dash:
+    """Build the dashboards app for ``settings`` (database, secret, users, kiosk token).
+
+    Raises :class:`AssetsMissing` when deck.gl has not been installed.  Serve it with
+    ``app.run(host, port)`` or any WSGI server on ``app.server``.
+    """
+    check_assets()
+    server = flask.Flask("citypulse.dashboards")
+    server.secret_key = settings.dashboard_secret
+    server.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
+    pool = ConnectionPool(settings.database_url, min_size=1, max_size=4, open=True,
+                          kwargs={"autocommit": True}, name="dashboards")
+    context = Context(settings, pool)
+    server.extensions["citypulse"] = context
+    users = auth.load_users(settings.users_file)
+
+    def on_login(user: str, action: str) -> None:
+        with pool.connection() as conn:
+            data.audit(conn, user, action, {})
+
+    auth.install(server, users, settings.kiosk_token, on_login=on_login)
+    _routes(server, context)
+    app = dash.Dash(
+        "dashboards", server=server, use_pages=True, pages_folder=str(HERE / "pages"),
+        assets_folder=str(ASSETS), serve_locally=True, title="citypulse",
+        suppress_callback_exceptions=True, update_title=None, compress=False,
+        assets_ignore=r".*\.map$")
+    app.layout = _shell
+    return app
+
+
+def _routes(server: flask.Flask, context: Context) -> None:
+    @server.route("/")
+    def index():
+        return flask.redirect("/wall")
+
+    @server.route("/dash-static/city.json")
+    def city_json():
+        model = data.city_model()
+        body = orjson.dumps({"lake": model["lake"], "zones": model["zones"],
+                             "segments": model["segments"]})
+        resp = flask.Response(body, mimetype="application/json")
+        resp.headers["Cache-Control"] = "private, max-age=3600"
+        return resp
+
+    @server.route("/dash-static/sensors.bin")
+    def sensors_bin():
+        with context.pool.connection() as conn:
+            n, blob = data.sensor_positions(conn)
+        resp = flask.Response(blob, mimetype="application/octet-stream")
+        resp.headers["X-Sensor-Count"] = str(n)
+        resp.headers["Cache-Control"] = "private, max-age=60"
+        return resp
+
+    @server.route("/api/state")
+    def state():
+        at = flask.request.args.get("at")
+        t0 = time.perf_counter()
+        with context.pool.connection() as conn:
+            st = data.map_state(conn, datetime.fromisoformat(at) if at else None)
+        context.timed("api_state", time.perf_counter() - t0)
+        return flask.Response(orjson.dumps(st), mimetype="application/json")
+
+    @server.route("/api/alerts/<int:alert_id>/<action>", methods=["POST"])
+    def alert_action(alert_id: int, action: str):
+        try:
+            user = auth.require("operator")
+        except PermissionError as exc:
+            return flask.jsonify({"error": str(exc)}), 403
+        if action not in data.ALERT_ACTIONS:
+            return flask.jsonify({"error": f"unknown action {action}"}), 404
+        note = (flask.request.get_json(silent=True) or {}).get("note", "")
+        with context.pool.connection() as conn:
+            error = data.alert_action(conn, alert_id, action, user, note)
+        if error:
+            return flask.jsonify({"error": error}), 409
+        return flask.jsonify({"ok": True, "by": user})
+
+    @server.route("/api/timings")
+    def timings():
+        return flask.Response(json.dumps(context.timings), mimetype="application/json")
+
+
+def now() -> datetime:
+    """The current time (UTC)."""
+    return datetime.now(UTC)

@@ -1,0 +1,120 @@
+"""Plotly figures of the dashboards, as pure functions of plain data.
+
+In: lists/dicts from :mod:`dashboards.data`.  Out: ``plotly.graph_objects.Figure`` s in the
+dashboards' dark theme.  No I/O, so unit tests call them directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import plotly.graph_objects as go
+
+BG = "#0b1220"
+FG = "#e6edf3"
+ACCENT = "#4cc9f0"
+
+
+def _layout(fig: go.Figure, title: str, height: int = 300) -> go.Figure:
+    fig.update_layout(title={"text": title, "font": {"size": 16}}, template="plotly_dark",
+                      paper_bgcolor=BG, plot_bgcolor=BG, font={"color": FG}, height=height,
+                      margin={"l": 50, "r": 20, "t": 40, "b": 40}, showlegend=True)
+    return fig
+
+
+def empty(title: str, message: str = "no data yet") -> go.Figure:
+    """A placeholder figure that says why it is empty."""
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, font={"size": 16, "color": "#8b949e"})
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _layout(fig, title)
+
+
+def evidence(series: dict[str, Sequence]) -> go.Figure:
+    """The readings behind an alert: one line per metric ([[time, value], ...])."""
+    if not series:
+        return empty("Evidence", "no readings behind this alert")
+    fig = go.Figure()
+    for metric, points in sorted(series.items()):
+        fig.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points],
+                                 mode="lines+markers", name=metric))
+    return _layout(fig, "Evidence: readings behind the alert")
+
+
+def slowest_segments(rows: Sequence[dict]) -> go.Figure:
+    """Horizontal bars of the most congested segments ([{name, congestion, speed_kmh}])."""
+    if not rows:
+        return empty("Slowest segments")
+    rows = list(rows)[::-1]
+    fig = go.Figure(go.Bar(
+        x=[r["congestion"] for r in rows], y=[f"{r['name']} ({r['id']})" for r in rows],
+        orientation="h", marker={"color": [r["congestion"] for r in rows],
+                                 "colorscale": "RdYlGn_r", "cmin": 0, "cmax": 1},
+        text=[f"{r['speed_kmh']:.0f} km/h" if r.get("speed_kmh") is not None else ""
+              for r in rows], textposition="auto"))
+    fig.update_xaxes(range=[0, 1], title="congestion index")
+    return _layout(fig, "Slowest segments now", height=360)
+
+
+def segment_flow_speed(series: Sequence[dict], segment: str) -> go.Figure:
+    """Flow (vehicles/min, bars) and mean speed (line, right axis) of one segment."""
+    if not series:
+        return empty(f"Flow and speed: {segment}")
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=[r["t"] for r in series], y=[r["vehicles"] for r in series],
+                         name="vehicles/min", marker={"color": "#3a86ff"}))
+    fig.add_trace(go.Scatter(x=[r["t"] for r in series], y=[r["speed"] for r in series],
+                             name="speed km/h", yaxis="y2", line={"color": "#ffbe0b"}))
+    fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": "km/h"})
+    return _layout(fig, f"Flow and speed: {segment}")
+
+
+def congestion_heatmap(rows: Sequence[dict]) -> go.Figure:
+    """Mean congestion by hour of day (x) and ring (y)."""
+    if not rows:
+        return empty("Congestion by hour and ring")
+    rings = sorted({r["ring"] for r in rows})
+    hours = list(range(24))
+    z = [[None] * 24 for _ in rings]
+    for r in rows:
+        z[rings.index(r["ring"])][r["hour"]] = r["congestion"]
+    fig = go.Figure(go.Heatmap(z=z, x=hours, y=rings, colorscale="RdYlGn_r", zmin=0, zmax=1,
+                               colorbar={"title": "congestion"}))
+    fig.update_xaxes(title="hour of day (Shanghai)")
+    return _layout(fig, "Congestion by hour and ring")
+
+
+def od_matrix(flows: Sequence[dict], zone_names: dict[str, str]) -> go.Figure:
+    """Logistics origin-destination matrix ([{origin, dest, trips}])."""
+    if not flows:
+        return empty("Logistics OD matrix")
+    zones = sorted({f["origin"] for f in flows} | {f["dest"] for f in flows})
+    z = [[0.0] * len(zones) for _ in zones]
+    for f in flows:
+        z[zones.index(f["origin"])][zones.index(f["dest"])] += f["trips"]
+    labels = [zone_names.get(k, k) for k in zones]
+    fig = go.Figure(go.Heatmap(z=z, x=labels, y=labels, colorscale="Viridis",
+                               colorbar={"title": "trips"}))
+    fig.update_xaxes(title="destination")
+    fig.update_yaxes(title="origin")
+    return _layout(fig, "Logistics OD matrix", height=420)
+
+
+def ingest_rate(rate: Sequence[dict]) -> go.Figure:
+    """Readings stored per second ([{t, n}])."""
+    if not rate:
+        return empty("Readings per second")
+    fig = go.Figure(go.Scatter(x=[r["t"] for r in rate], y=[r["n"] for r in rate],
+                               mode="lines", fill="tozeroy", line={"color": ACCENT},
+                               name="readings/s"))
+    return _layout(fig, "Readings stored per second")
+
+
+def dead_letters(rows: Sequence[dict]) -> go.Figure:
+    """Dead letters by reason ([{reason, count}])."""
+    if not rows:
+        return empty("Dead letters by reason", "no dead letters")
+    fig = go.Figure(go.Bar(x=[r["reason"] for r in rows], y=[r["count"] for r in rows],
+                           marker={"color": "#ef476f"}, name="dead letters"))
+    return _layout(fig, "Dead letters by reason")
