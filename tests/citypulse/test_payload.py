@@ -46,13 +46,13 @@ def test_gateway_payload():
     ('"2025-11-25T00:00:00.123+08:00"', 1764000000123),
 ])
 def test_timestamp_forms(ts, expected):
-    d = dec('{"ts": ' + ts + ', "values": {"a": 1}}')
+    d = dec('{"ts": ' + str(ts) + ', "values": {"a": 1}}')
     assert d.readings[0].ts_ms == expected
 
 
 @pytest.mark.parametrize("ts", ['"2025-11-24T16:00:00"', '"yesterday"', "true", "[1]", "1e300"])
 def test_bad_timestamps(ts):
-    d = dec('{"ts": ' + ts + ', "values": {"a": 1}}')
+    d = dec('{"ts": ' + str(ts) + ', "values": {"a": 1}}')
     assert d.readings == ()
     assert [r.reason for r in d.rejected] == [wp.BAD_TIMESTAMP]
 
