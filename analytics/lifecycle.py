@@ -183,7 +183,7 @@ def events(conn: psycopg.Connection, alert_id: int) -> list[dict]:
     """The audit trail of one alert, oldest first."""
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute("SELECT at, action, by, note, detail FROM citypulse.alert_events "
-                    "WHERE alert_id = %s ORDER BY at, id", (alert_id,))
+                    "WHERE alert_id = %s ORDER BY id", (alert_id,))
         return cur.fetchall()
 
 

@@ -33,7 +33,6 @@ import operator
 import re
 from collections.abc import Callable
 from functools import cached_property
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -337,6 +336,8 @@ def parse_rules(text: str, source: str = "rules.yaml") -> RuleSet:
         lines = []
         for err in exc.errors():
             loc = tuple(err["loc"])
+            if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+                loc = (*loc, "type")  # point at the rule's `type:` line
             line = _node_line(root, loc)
             path = ".".join(str(p) for p in loc) or "(top)"
             msg = err["msg"].removeprefix("Value error, ")
@@ -346,7 +347,7 @@ def parse_rules(text: str, source: str = "rules.yaml") -> RuleSet:
 
 def default_rules_text() -> str:
     """The documented default rules file shipped with the package."""
-    return resources.files("analytics").joinpath("rules.yaml").read_text()
+    return (Path(__file__).parent / "rules.yaml").read_text()
 
 
 def load_rules(path: Path | str | None = None) -> RuleSet:

@@ -68,7 +68,7 @@ def test_crowd_density_above_zone_limit(db, feed, city_model):
     feed.write(0, {"ppl-1": {"people_count": area * 0.5}, "ppl-2": {"people_count": 10}})
     eng.tick(feed.at(1))
     assert _alerts(db) == []
-    # 3 persons/m2 = 3000 per 1,000 m2 > plaza limit 2500, held for 10 s (for_s)
+    # 3 persons/m2 = 3000 per 1,000 m2 > plaza limit 2000, held for 10 s (for_s)
     for s in range(2, 16, 2):
         feed.write(s, {"ppl-1": {"people_count": area * 1.5},
                        "ppl-2": {"people_count": area * 1.5}})
@@ -76,8 +76,8 @@ def test_crowd_density_above_zone_limit(db, feed, city_model):
     alerts = _alerts(db)
     assert [(a.rule, a.entity_kind, a.entity_id) for a in alerts] == [
         ("crowd_density", "zone", zone)]
-    assert alerts[0].evidence["limit"] == 2500
-    assert alerts[0].evidence["density_per_1000m2"] > 2500
+    assert alerts[0].evidence["limit"] == 2000
+    assert alerts[0].evidence["density_per_1000m2"] > 2000
 
 
 def test_congestion_alert_on_queue_head_with_upstream_extent(db, feed, city_model):
@@ -117,7 +117,7 @@ def test_congestion_alert_on_queue_head_with_upstream_extent(db, feed, city_mode
 
 
 def test_threshold_with_duration_and_rate_of_change(db, feed, city_model):
-    feed.sensor("lake-1", "water", zone_id="Z-LAKE", role="lake")
+    feed.sensor("lake-1", "water", zone_id="Z-LAKE", role="lake_level")
     eng = _engine(db, city_model)
     for s in range(0, 130, 10):
         feed.write(s, {"lake-1": {"level_m": 3.2}})

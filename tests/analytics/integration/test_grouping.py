@@ -1,0 +1,60 @@
+"""Grouping: a gateway outage gives one alert with its scope; a storm one city-wide alert."""
+
+from __future__ import annotations
+
+from analytics import lifecycle
+from analytics.engine import Engine
+from analytics.rules import load_rules
+
+
+def test_gateway_outage_gives_one_grouped_alert_then_resolves(db, feed, city_model):
+    gw1 = [feed.sensor(f"fir-a{i}", "fire", gateway="gw-1", zone_id="Z2-01") for i in range(10)]
+    gw2 = [feed.sensor(f"fir-b{i}", "fire", gateway="gw-2", zone_id="Z2-02") for i in range(10)]
+    eng = Engine(db, load_rules(), city=city_model)
+    ok = {"smoke_pct": 0.1, "temperature_c": 20, "alarm": 0}
+    for s in range(0, 60, 15):
+        feed.write(s, {sid: ok for sid in gw1 + gw2})
+        eng.tick(feed.at(s + 1))
+    # gw-1 goes silent at 60 s; its sensors' interval is 15 s -> offline after 45 s
+    for s in range(60, 150, 5):
+        if s % 15 == 0:
+            feed.write(s, {sid: ok for sid in gw2})
+        eng.tick(feed.at(s + 1))
+    alerts = [a for a in lifecycle.list_alerts(db, open_only=False) if a.rule == "sensor_offline"]
+    assert [(a.entity_kind, a.entity_id, a.status) for a in alerts] == [
+        ("gateway", "gw-1", "open")]
+    assert sorted(alerts[0].scope) == sorted(gw1)
+    assert alerts[0].zone_id == "Z2-01"
+    # it comes back: resolved (no sensor alerts left behind)
+    for s in range(150, 180, 15):
+        feed.write(s, {sid: ok for sid in gw1 + gw2})
+        eng.tick(feed.at(s + 1))
+    alerts = lifecycle.list_alerts(db, open_only=False)
+    assert [(a.entity_id, a.status) for a in alerts] == [("gw-1", "resolved")]
+
+
+def test_single_silent_sensor_is_its_own_alert(db, feed, city_model):
+    sids = [feed.sensor(f"gas-{i}", "gas", gateway="gw-9") for i in range(5)]
+    eng = Engine(db, load_rules(), city=city_model)
+    for s in range(0, 120, 15):
+        feed.write(s, {sid: {"ch4_lel_pct": 1, "co_ppm": 1} for sid in
+                       (sids if s < 30 else sids[1:])})
+        eng.tick(feed.at(s + 1))
+    alerts = lifecycle.list_alerts(db, open_only=False)
+    assert [(a.rule, a.entity_kind, a.entity_id) for a in alerts] == [
+        ("sensor_offline", "sensor", "gas-0")]
+
+
+def test_city_wide_storm_gives_one_alert_with_scope(db, feed, city_model):
+    zones = [z for z in city_model.zones if z != "Z-LAKE"][:8]
+    gauges = [feed.sensor(f"rain-{i}", "water", zone_id=z, role="rain")
+              for i, z in enumerate(zones)]
+    eng = Engine(db, load_rules(), city=city_model)
+    for s in range(0, 40, 5):
+        feed.write(s, {g: {"rain_mm_h": 60} for g in gauges})
+        eng.tick(feed.at(s + 1))
+    alerts = lifecycle.list_alerts(db, open_only=False)
+    assert [(a.rule, a.entity_kind, a.entity_id) for a in alerts] == [
+        ("heavy_rain", "city", "city")]
+    assert sorted(alerts[0].scope) == sorted(f"sensor:{g}" for g in gauges)
+    assert alerts[0].evidence["entities"] == 8

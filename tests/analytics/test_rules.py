@@ -1,0 +1,57 @@
+"""Rules file: the default loads, malformed files are refused naming the line and problem."""
+
+from __future__ import annotations
+
+import pytest
+
+import analytics
+from analytics.rules import RulesError, load_rules, parse_rules
+
+
+def test_default_rules_cover_every_incident_type():
+    rs = load_rules()
+    types = {r.type for r in rs.rules}
+    assert {"threshold", "rate_of_change", "fire", "gas", "flood", "crowd", "congestion",
+            "offline", "anomaly"} <= types
+    assert all(r.severity in ("info", "warning", "critical") for r in rs.rules)
+
+
+@pytest.mark.parametrize(("text", "line", "words"), [
+    ("rules:\n  - id: a\n    type: threshold\n    severity: urgent\n    kind: water\n"
+     "    metric: level_m\n    above: 3\n", 4, "'info', 'warning' or 'critical'"),
+    ("rules:\n  - id: a\n    type: threshold\n    severity: info\n    kind: water\n"
+     "    metric: level_cm\n    above: 3\n", 2, "no metric 'level_cm'"),
+    ("rules:\n  - id: a\n    type: threshold\n    severity: info\n    kind: water\n"
+     "    metric: level_m\n    above: 3\n    clear: 4\n", 2, "hysteresis"),
+    ("rules:\n  - id: a\n    type: fire\n    severity: info\n    kind: fire\n"
+     "    when:\n      - {alarm: 'about 1'}\n", 2, "is not '<op> <number>'"),
+    ("rules:\n  - id: a\n    type: teleport\n    severity: info\n", 3, "teleport"),
+    ("rules:\n  - id: a\n    type: offline\n    severity: info\n    factr: 3\n", 5,
+     "Extra inputs are not permitted"),
+    ("rules:\n  - id: a\n    type: offline\n    severity: info\n"
+     "  - id: a\n    type: offline\n    severity: info\n", 1, "duplicate rule id 'a'"),
+    ("rules:\n  - id: a\n   type: [\n", 3, "not valid YAML"),
+])
+def test_malformed_rules_name_line_and_problem(text, line, words):
+    with pytest.raises(RulesError) as exc:
+        parse_rules(text, "bad.yaml")
+    msg = str(exc.value)
+    assert f"bad.yaml line {line}" in msg
+    assert words in msg
+
+
+def test_missing_file_is_a_rules_error(tmp_path):
+    with pytest.raises(RulesError, match="cannot read"):
+        load_rules(tmp_path / "nope.yaml")
+
+
+def test_ui_thresholds_come_from_the_rules():
+    rs = parse_rules("""
+rules:
+  - {id: c, type: congestion, severity: warning, index_above: 0.7, clear_below: 0.5}
+  - {id: p, type: crowd, severity: critical, default_limit: 900, limits: {plaza: 1500}}
+""")
+    ui = analytics.ui_thresholds(rs)
+    assert ui["congestion_bands"] == [(0.0, 0.5, "free"), (0.5, 0.7, "slow"),
+                                      (0.7, 1.0, "congested")]
+    assert ui["density_limits"] == {"default": 900, "plaza": 1500}
