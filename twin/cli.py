@@ -1,10 +1,16 @@
-"""The twin's commands: ``citypulse twin export|place|run`` and ``citypulse bench twin``."""
+"""The twin's commands: ``citypulse twin export|place|run|state`` and ``citypulse bench twin``."""
 
 from __future__ import annotations
 
+import json
+import logging
+import signal
+import time
 from pathlib import Path
 
 import typer
+
+log = logging.getLogger("twin")
 
 twin_app = typer.Typer(no_args_is_help=True, help="The geospatial twin of the Dishui Lake city.")
 
@@ -24,6 +30,124 @@ def export_cmd(
     print(f"wrote {n} features to {out}")
 
 
+@twin_app.command("place")
+def place_cmd(
+    database_url: str = typer.Option(None, help="postgresql:// URL (CITYPULSE_DATABASE_URL)"),
+    all_sensors: bool = typer.Option(False, "--all", help="Re-place every sensor."),
+) -> None:
+    """Place registered sensors on segments/zones; print a JSON report (unplaceable listed)."""
+    from citypulse import schema
+    from citypulse.settings import load_settings
+    from twin.placement import place_sensors
+
+    s = load_settings(database_url=database_url)
+    with schema.connect(s, autocommit=True) as conn:
+        rep = place_sensors(conn, tolerance_m=s.twin_place_tolerance_m, replace_all=all_sensors)
+    print(json.dumps(rep.as_dict(), indent=2))
+
+
+@twin_app.command("state")
+def state_cmd(
+    what: str = typer.Argument("segments", help="segments|zones|od"),
+    at: str = typer.Option(None, help="ISO-8601 time (default now); for od, the hour."),
+    database_url: str = typer.Option(None, help="postgresql:// URL (CITYPULSE_DATABASE_URL)"),
+) -> None:
+    """Print the twin's state (now or at a past time) as JSON."""
+    from citypulse import schema
+    from citypulse.settings import load_settings
+    from twin import state
+    from twin.api import parse_time
+
+    fn = {"segments": state.segments_at, "zones": state.zones_at, "od": state.od}.get(what)
+    if fn is None:
+        raise typer.BadParameter("segments, zones or od", param_hint="WHAT")
+    s = load_settings(database_url=database_url)
+    with schema.connect(s, autocommit=True) as conn:
+        print(json.dumps(fn(conn, parse_time(at)).as_dict(), indent=1, default=str))
+
+
+@twin_app.command("run")
+def run_cmd(
+    database_url: str = typer.Option(None, help="postgresql:// URL (CITYPULSE_DATABASE_URL)"),
+    interval: float = typer.Option(None, help="Seconds between passes (CITYPULSE_TWIN_INTERVAL_S)."),
+    once: bool = typer.Option(False, help="One pass, print it as JSON, exit."),
+) -> None:
+    """Keep the twin's aggregates current: place new sensors, aggregate, rebuild trips."""
+    import psycopg
+
+    from citypulse import schema
+    from citypulse.settings import load_settings
+    from twin.citymodel import build_city
+    from twin.flows import run_pass
+
+    s = load_settings(database_url=database_url, twin_interval_s=interval)
+    city = build_city()
+    stop = {"now": False}
+
+    def _stop(*_: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    backoff = 1.0
+    last_place = 0.0
+    while not stop["now"]:
+        try:
+            with schema.connect(s, autocommit=True) as conn:
+                store = schema.Store(schema.current_backend(conn), s)
+                log.info("twin worker connected (%s store)", store.backend)
+                backoff = 1.0
+                while not stop["now"]:
+                    t = time.monotonic()
+                    place = t - last_place > 30
+                    out = run_pass(conn, store, s, place=place, city=city)
+                    if place:
+                        last_place = t
+                    if once:
+                        print(json.dumps(out))
+                        return
+                    log.info("twin pass %.2fs lag %.1fs segments %d zones %d trips %d",
+                             time.monotonic() - t, out["lag_s"], out["segment_rows"],
+                             out["zone_rows"], out["trips"])
+                    _sleep(s.twin_interval_s - (time.monotonic() - t), stop)
+        except psycopg.OperationalError as exc:
+            if once:
+                raise
+            log.warning("database unavailable (%s); retrying in %.0fs", exc, backoff)
+            _sleep(backoff, stop)
+            backoff = min(backoff * 2, 30.0)
+
+
+def _sleep(seconds: float, stop: dict) -> None:
+    end = time.monotonic() + max(0.0, seconds)
+    while not stop["now"] and time.monotonic() < end:
+        time.sleep(max(0.0, min(0.2, end - time.monotonic())))
+
+
+def bench_cmd(
+    sensors: int = typer.Option(20_000, help="Registered sensors (full scale: 200000)."),
+    hours: float = typer.Option(2.0, help="Hours of history in the twin (full scale: 24)."),
+    history_sensors: int = typer.Option(
+        2_000, help="Sensors reporting over the history (the rest report only live minutes)."),
+    live_minutes: int = typer.Option(3, help="Minutes of readings from every sensor."),
+    repeat: int = typer.Option(30, help="Timed runs of each state query."),
+    database_url: str = typer.Option(None, help="Use this database (default: a private one)."),
+    as_json: bool = typer.Option(False, "--json", help="Print only the JSON result."),
+) -> None:
+    """Benchmark the twin: state query p50/p95, aggregation throughput and lag (JSON)."""
+    from twin.bench import run_bench
+
+    result = run_bench(sensors=sensors, hours=hours, history_sensors=history_sensors,
+                       live_minutes=live_minutes, repeat=repeat, database_url=database_url,
+                       quiet=as_json)
+    print(json.dumps(result, indent=None if as_json else 2))
+
+
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    """Add ``citypulse twin ...`` and ``citypulse bench twin``."""
+    """Add ``citypulse twin ...``, ``citypulse bench twin`` and the worker to ``citypulse up``."""
+    from citypulse.commands import UP_SERVICES
+
     app.add_typer(twin_app, name="twin")
+    bench_app.command("twin")(bench_cmd)
+    if ("twin", ["twin", "run"]) not in UP_SERVICES:
+        UP_SERVICES.append(("twin", ["twin", "run"]))

@@ -1,0 +1,138 @@
+"""HTTP JSON/GeoJSON endpoints of the twin, as a Flask blueprint the dashboards app mounts.
+
+In: the settings (database URL) or a ready ``psycopg_pool.ConnectionPool``.  Out: a
+``flask.Blueprint`` with, all GET::
+
+    /api/twin/segments?at=T&window=5&format=json|geojson   state per directed segment
+    /api/twin/zones?at=T&window=5&format=json|geojson      state per zone (+ "flows")
+    /api/twin/od?hour=T                                    trips per origin/destination
+    /api/twin/lag                                          aggregation lag (s)
+    /api/twin/city.geojson                                 the city model, every layer
+
+``T`` is ISO-8601 (``Z`` or an offset; a naive time means UTC) or epoch milliseconds;
+omitted means now.  A bad parameter answers 400 with ``{"error": ...}``.  Mount with
+``server.register_blueprint(twin.api.create_blueprint(settings))``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import cache
+
+import orjson
+import shapely
+from flask import Blueprint, Response, request
+
+from citypulse.settings import Settings
+from twin import state
+from twin.citymodel import build_city
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """ISO-8601 or epoch milliseconds to an aware datetime (None for empty); ValueError if bad."""
+    if not text:
+        return None
+    text = text.strip()
+    if text.lstrip("-").isdigit():
+        return datetime.fromtimestamp(int(text) / 1000.0, UTC)
+    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def _json(obj: object, status: int = 200) -> Response:
+    return Response(orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS), status=status,
+                    mimetype="application/json")
+
+
+@cache
+def _geometries(layer: str) -> dict[str, dict]:
+    city = build_city()
+    frame, key = (city.segments, "segment_id") if layer == "segments" else (city.zones, "zone_id")
+    return {k: shapely.geometry.mapping(g) for k, g in zip(frame[key], frame.geometry,
+                                                          strict=True)}
+
+
+@cache
+def _city_geojson() -> bytes:
+    import tempfile
+    from pathlib import Path
+
+    from twin.citymodel import export
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "city.geojson"
+        export(build_city(), str(path), "geojson")
+        return path.read_bytes()
+
+
+def _feature_collection(st: state.State, layer: str, key: str) -> dict:
+    geoms = _geometries(layer)
+    body = st.as_dict()
+    rows = body.pop("rows")
+    return {"type": "FeatureCollection", **body,
+            "features": [{"type": "Feature", "id": r[key], "properties": r,
+                          "geometry": geoms.get(r[key])} for r in rows]}
+
+
+def create_blueprint(settings: Settings | None = None, pool: object | None = None) -> Blueprint:
+    """The twin's blueprint; connections come from ``pool`` or a small pool on the settings' DB."""
+    bp = Blueprint("twin_api", __name__, url_prefix="/api/twin")
+    holder: dict = {"pool": pool}
+
+    def get_pool():
+        if holder["pool"] is None:
+            from psycopg_pool import ConnectionPool
+
+            from citypulse.settings import load_settings
+
+            s = settings or load_settings()
+            holder["pool"] = ConnectionPool(s.database_url, min_size=1, max_size=4,
+                                            kwargs={"autocommit": True}, open=True)
+        return holder["pool"]
+
+    def window() -> int:
+        w = int(request.args.get("window", state.DEFAULT_WINDOW_MIN))
+        if not 1 <= w <= 60:
+            raise ValueError("window must be 1..60 minutes")
+        return w
+
+    def layer_state(fn, layer: str, key: str) -> Response:
+        try:
+            at = parse_time(request.args.get("at"))
+            w = window()
+            fmt = request.args.get("format", "json")
+            if fmt not in ("json", "geojson"):
+                raise ValueError("format must be json or geojson")
+        except ValueError as exc:
+            return _json({"error": str(exc)}, 400)
+        with get_pool().connection() as conn:
+            st = fn(conn, at, w)
+        return _json(_feature_collection(st, layer, key) if fmt == "geojson" else st.as_dict())
+
+    @bp.get("/segments")
+    def segments() -> Response:
+        return layer_state(state.segments_at, "segments", "segment_id")
+
+    @bp.get("/zones")
+    def zones() -> Response:
+        return layer_state(state.zones_at, "zones", "zone_id")
+
+    @bp.get("/od")
+    def od() -> Response:
+        try:
+            hour = parse_time(request.args.get("hour"))
+        except ValueError as exc:
+            return _json({"error": str(exc)}, 400)
+        with get_pool().connection() as conn:
+            return _json(state.od(conn, hour).as_dict())
+
+    @bp.get("/lag")
+    def lag() -> Response:
+        with get_pool().connection() as conn:
+            return _json({"lag_s": state.aggregation_lag_s(conn)})
+
+    @bp.get("/city.geojson")
+    def city_geojson() -> Response:
+        return Response(_city_geojson(), mimetype="application/geo+json")
+
+    return bp
