@@ -192,7 +192,7 @@ class Fleet:
 
     @classmethod
     def build(cls, deployment: pl.DataFrame, seed: int = 0, city: Any = None,
-              rate_factor: float = 1.0) -> Fleet:
+              rate_factor: float = 1.0, with_routes: bool = True) -> Fleet:
         """Arrays from a deployment; ``rate_factor`` > 1 makes every sensor report faster."""
         d = deployment
         n = d.height
@@ -224,7 +224,7 @@ class Fleet:
             capacity=fcol("capacity_veh_h", 1800.0), free_flow=fcol("free_flow_kmh", 50.0),
             lanes=fcol("lanes", 2.0), scale=fcol("scale", 1.0), period=period, phase=phase,
             route=np.full(n, -1, np.int64))
-        if (kind == KIND_CODE["logistics"]).any() and "depot_zone" in d.columns:
+        if with_routes and (kind == KIND_CODE["logistics"]).any() and "depot_zone" in d.columns:
             fleet._routes(d, city)
         return fleet
 

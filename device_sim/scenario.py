@@ -339,7 +339,7 @@ class Resolved:
     start: float
 
     def affected(self) -> dict[str, set[str]]:
-        """incident type -> ids of the sensors and entities it touches (for tests)."""
+        """Incident type -> ids of the sensors and entities it touches (for tests)."""
         out: dict[str, set[str]] = {}
         for b in self.incidents:
             out.setdefault(b.type, set()).update(b.sensors | b.segments | b.queue | b.zones)
