@@ -87,8 +87,9 @@ def run_cmd(
     def _stop(*_: object) -> None:
         stop["now"] = True
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    if not once:
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
     backoff = 1.0
     last_place = 0.0
     while not stop["now"]:
