@@ -258,7 +258,7 @@ class Fleet:
             key = (str(a), str(b))
             if key not in keys:
                 path = city.shortest_path(node_of(key[0]), node_of(key[1]))
-                xy = np.array([pos[p] for p in path], float)
+                xy = self._path_xy(city, path, pos)
                 if len(xy) < 2:
                     xy = np.vstack([xy, xy + 1e-5])
                 seg = (np.hypot(np.diff(xy[:, 0]) * M_PER_DEG_LON,
@@ -274,6 +274,23 @@ class Fleet:
             self.routes_xy = np.vstack(xs)
             self.routes_d = np.concatenate(ds)
             self.routes_len = np.array(lens)
+
+    @staticmethod
+    def _path_xy(city: Any, path: list, pos: dict) -> np.ndarray:
+        """The path's polyline: its segments' geometries (curved rings), else the nodes."""
+        geoms = getattr(city, "_sim_seg_geoms", None)
+        if geoms is None:
+            geoms = dict(zip(city.segments["segment_id"].astype(str),
+                             city.segments.geometry.values, strict=True))
+            try:
+                city._sim_seg_geoms = geoms
+            except AttributeError:  # frozen: rebuild next time
+                pass
+        pts: list = [pos[path[0]]]
+        for u, v in zip(path[:-1], path[1:], strict=True):
+            geom = geoms.get(str(city.graph.edges[u, v].get("segment_id")))
+            pts.extend(list(geom.coords)[1:] if geom is not None else [pos[v]])
+        return np.array(pts, float)
 
     def subset(self, positions: np.ndarray) -> Fleet:
         """The fleet restricted to ``positions`` (routes kept)."""
