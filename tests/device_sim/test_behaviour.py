@@ -1,12 +1,18 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import numpy as np
 import shapely
 
 from device_sim.behaviour import (
-    BAD_NONE, KIND_CODE, Faults, base_values, check_ranges, due, readings,
+    BAD_NONE,
+    KIND_CODE,
+    Faults,
+    base_values,
+    check_ranges,
+    due,
+    readings,
 )
 
 

@@ -8,7 +8,7 @@ from citypulse.catalogue import KINDS
 from device_sim.city import lake_geometry
 from device_sim.deploy import deploy, read, write
 
-from .conftest import N, SEED
+from .conftest import SEED, N
 
 
 def test_same_seed_same_deployment_file(tmp_path, city):
