@@ -158,6 +158,12 @@ def _routes(server: flask.Flask, context: Context) -> None:
         return flask.Response(json.dumps(context.timings), mimetype="application/json")
 
 
+def tile(label: str, value: str, sub: str = "", cls: str = "") -> html.Div:
+    """One KPI tile (label, big value, small print)."""
+    return html.Div([html.Div(label, className="label"), html.Div(value, className="value"),
+                     html.Div(sub, className="sub")], className=f"tile {cls}")
+
+
 def now() -> datetime:
     """The current time (UTC)."""
     return datetime.now(UTC)

@@ -52,7 +52,7 @@ def slowest_segments(rows: Sequence[dict]) -> go.Figure:
         orientation="h", marker={"color": [r["congestion"] for r in rows],
                                  "colorscale": "RdYlGn_r", "cmin": 0, "cmax": 1},
         text=[f"{r['speed_kmh']:.0f} km/h" if r.get("speed_kmh") is not None else ""
-              for r in rows], textposition="auto"))
+              for r in rows], textposition="inside", textfont={"color": "#0b1220"}))
     fig.update_xaxes(range=[0, 1], title="congestion index")
     return _layout(fig, "Slowest segments now", height=360)
 

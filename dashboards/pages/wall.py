@@ -8,7 +8,7 @@ import dash
 from dash import ClientsideFunction, Input, Output, State, clientside_callback, dcc, html
 
 from dashboards import data
-from dashboards.app import ctx, now
+from dashboards.app import ctx, now, tile
 
 dash.register_page(__name__, path="/wall", title="citypulse wall")
 
@@ -42,12 +42,6 @@ def layout(**_query) -> html.Div:
         dcc.Store(id="wall-state"),
         html.Div(id="wall-sink", style={"display": "none"}),
     ], className="page wall")
-
-
-def tile(label: str, value: str, sub: str = "", cls: str = "") -> html.Div:
-    """One KPI tile."""
-    return html.Div([html.Div(label, className="label"), html.Div(value, className="value"),
-                     html.Div(sub, className="sub")], className=f"tile {cls}")
 
 
 def refresh() -> tuple:

@@ -1,0 +1,48 @@
+"""/ingest: readings per second, lag, dead letters by reason with samples, loss, offline."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import dash
+from dash import Input, Output, dcc, html
+
+from dashboards import data, figures
+from dashboards.app import ctx, now, tile
+
+dash.register_page(__name__, path="/ingest", title="citypulse ingest health")
+
+
+def layout(**_query) -> html.Div:
+    """Tiles, the rate chart, dead letters (chart and samples)."""
+    return html.Div([
+        html.Div(id="in-tiles", className="tiles"),
+        html.Div([html.Div(dcc.Graph(id="in-rate"), className="col"),
+                  html.Div(dcc.Graph(id="in-dead"), className="col")], className="row"),
+        html.H3("Dead-letter samples"), html.Div(id="in-samples"),
+        dcc.Interval(id="in-tick", interval=5000),
+    ], className="page")
+
+
+@dash.callback(Output("in-tiles", "children"), Output("in-rate", "figure"),
+               Output("in-dead", "figure"), Output("in-samples", "children"),
+               Input("in-tick", "n_intervals"))
+def _refresh(_n):
+    since = now() - timedelta(minutes=30)
+    with ctx().pool.connection() as conn:
+        h = data.ingest_health(conn, since)
+    rate = h["rate"]
+    last = rate[-1]["n"] if rate else 0
+    lag = "n/a" if h["lag_s"] is None else f"{h['lag_s']:,.1f} s"
+    tiles = [tile("readings / s", f"{last:,}", "last second stored"),
+             tile("lag", lag, "now - newest reading"),
+             tile("lost (seq gaps)", f"{h['lost']:,}", "last 30 min"),
+             tile("dead letters", f"{sum(d['count'] for d in h['dead_letters']):,}",
+                  "last 30 min", "warning"),
+             tile("sensors offline", f"{h['sensors_offline']:,}"),
+             tile("gateways offline", f"{h['gateways_offline']:,}")]
+    samples = [html.Div([html.B(d["reason"]), html.Div(
+        [html.Div(s, className="samples") for s in d["samples"]])])
+        for d in h["dead_letters"]]
+    return (tiles, figures.ingest_rate(rate), figures.dead_letters(h["dead_letters"]),
+            samples or html.P("No dead letters."))

@@ -1,0 +1,96 @@
+"""Dashboard fixtures: one seeded database and one app per session, a Chromium browser."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+
+from citypulse import schema
+from citypulse.settings import Settings
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboards"
+KIOSK = "kiosk-test-token-123"
+_n = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def dash_db(pg) -> str:
+    name = f"dash_{next(_n)}"
+    with psycopg.connect(pg.url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+    url = pg.url.rsplit("/", 1)[0] + "/" + name
+    settings = Settings(database_url=url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        schema.migrate(conn, settings)
+        schema.Store.open(conn, settings, migrate_now=False)
+        from dashboards.seed import seed
+
+        seed(conn, settings, sensors=3000, minutes=40, alerts=4)
+    return url
+
+
+@pytest.fixture(scope="session")
+def dash_settings(dash_db, tmp_path_factory) -> Settings:
+    return Settings(database_url=dash_db, kiosk_token=KIOSK,
+                    dashboard_secret="test-secret-0123456789",
+                    data_dir=tmp_path_factory.mktemp("dash"))
+
+
+@pytest.fixture(scope="session")
+def dash_server(dash_settings):
+    from dashboards.app import create_app
+    from dashboards.serve import serve
+
+    app = create_app(dash_settings)
+    served = serve(app)
+    yield served
+    served.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    from dashboards.serve import launch
+
+    with sync_playwright() as pw:
+        b = launch(pw)
+        yield b
+        b.close()
+
+
+class PageLog:
+    """Console errors, page errors and every requested URL of one page."""
+
+    def __init__(self, page) -> None:
+        self.errors: list[str] = []
+        self.requests: list[str] = []
+        page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("request", lambda r: self.requests.append(r.url))
+
+    def foreign(self) -> list[str]:
+        return [u for u in self.requests
+                if urlsplit(u).scheme not in ("data", "blob")
+                and urlsplit(u).hostname != "127.0.0.1"]
+
+
+@pytest.fixture
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1920, "height": 1080})
+    pg = ctx.new_page()
+    pg.log = PageLog(pg)
+    yield pg
+    foreign = pg.log.foreign()
+    ctx.close()
+    assert not foreign, f"requests left localhost: {foreign}"
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
