@@ -211,54 +211,95 @@ def truck_visits(frame: pl.DataFrame) -> pl.DataFrame:
     return v.select("sensor", "zone_id", "entered", "exited", "dwell_s", "min_speed")
 
 
-def trips_from_visits(visits: pl.DataFrame, depot_zones: set[str]) -> pl.DataFrame:
-    """Trips (sensor, origin_zone, dest_zone, depart, arrive) between consecutive stops."""
-    stops = visits.filter(pl.col("zone_id").is_in(list(depot_zones))
-                          & (pl.col("min_speed") < STOP_SPEED_KMH)).sort("sensor", "entered")
-    t = stops.with_columns(
-        dest_zone=pl.col("zone_id").shift(-1).over("sensor"),
-        arrive=pl.col("entered").shift(-1).over("sensor"),
-    ).filter(pl.col("dest_zone").is_not_null() & (pl.col("dest_zone") != pl.col("zone_id")))
-    return t.select("sensor", pl.col("zone_id").alias("origin_zone"), "dest_zone",
-                    pl.col("exited").alias("depart"), "arrive")
+_TRIPS = """
+WITH stops AS (
+    SELECT v.sensor, v.zone_id, v.entered, v.exited
+    FROM citypulse.twin_truck_visits v JOIN citypulse.twin_zones z USING (zone_id)
+    WHERE z.zone_type = ANY(%(depot_types)s) AND v.min_speed < %(stop_speed)s
+      AND v.exited >= %(since)s
+), t AS (
+    SELECT sensor, zone_id AS origin_zone, exited AS depart,
+           lead(zone_id) OVER w AS dest_zone, lead(entered) OVER w AS arrive
+    FROM stops WINDOW w AS (PARTITION BY sensor ORDER BY entered)
+)
+INSERT INTO citypulse.twin_trips (sensor, origin_zone, dest_zone, depart, arrive)
+SELECT sensor, origin_zone, dest_zone, depart, arrive FROM t
+WHERE dest_zone IS NOT NULL AND dest_zone <> origin_zone AND depart >= %(since)s
+"""
+
+_OD_HOURS = """
+INSERT INTO citypulse.twin_od_hourly (hour, origin_zone, dest_zone, trips)
+SELECT date_trunc('hour', depart), origin_zone, dest_zone, count(*)
+FROM citypulse.twin_trips WHERE depart >= %(hour)s GROUP BY 1, 2, 3
+"""
+
+
+def _merge_carry(visits: pl.DataFrame, carry: pl.DataFrame, lo: datetime) -> pl.DataFrame:
+    """Join each truck's first visit in the window to its stored visit still open at ``lo``."""
+    carry = carry.with_columns(exited=pl.min_horizontal(pl.col("exited"), pl.lit(lo)))
+    first = visits.group_by("sensor").agg(pl.col("entered").min().alias("w_entered"))
+    c = carry.join(visits.join(first, on="sensor").filter(
+        pl.col("entered") == pl.col("w_entered")).select(
+        "sensor", pl.col("zone_id").alias("w_zone"), "w_entered",
+        pl.col("min_speed").alias("w_min")), on="sensor", how="left")
+    joins = ((pl.col("w_zone") == pl.col("zone_id"))
+             & (pl.col("w_entered") - pl.col("exited") + MINUTE <= VISIT_GAP)).fill_null(False)
+    c = c.with_columns(merge=joins)
+    merged = c.filter("merge").select("sensor", pl.col("entered").alias("c_entered"),
+                                      pl.col("min_speed").alias("c_min"), "w_entered")
+    kept = c.filter(~pl.col("merge")).select("sensor", "zone_id", "entered", "exited",
+                                              "min_speed")
+    v = visits.join(merged, left_on=["sensor", "entered"], right_on=["sensor", "w_entered"],
+                    how="left").with_columns(
+        entered=pl.coalesce("c_entered", "entered"),
+        min_speed=pl.min_horizontal("min_speed", "c_min"),
+    ).select("sensor", "zone_id", "entered", "exited", "min_speed")
+    out = pl.concat([kept, v.cast(kept.schema)], how="vertical")
+    return out.with_columns(
+        dwell_s=(pl.col("exited") - pl.col("entered")).dt.total_seconds().cast(pl.Float64))
+
+
+_VISIT_SCHEMA = {"sensor": pl.Int32, "zone_id": pl.Utf8, "entered": pl.Datetime("us", "UTC"),
+                 "exited": pl.Datetime("us", "UTC"), "min_speed": pl.Float64}
 
 
 def rebuild_trips(conn: psycopg.Connection, lo: datetime, hi: datetime,
-                  city: City | None = None) -> dict:
-    """Rebuild visits and trips from truck minutes in ``[lo, hi)`` and the OD hours they touch."""
-    city = city or build_city()
+                  city: City | None = None, since: datetime | None = None) -> dict:
+    """Visits from truck minutes in ``[lo, hi)``, then trips departing since ``since``.
+
+    Visits continue the stored visit each truck was in at ``lo`` (so the worker can feed
+    small windows); trips and the OD hours from ``since`` (default ``lo``) on are rebuilt
+    from the stored stops (set-based SQL).
+    """
+    del city  # zones come from citypulse.twin_zones
     lo, hi = _minute(lo), _minute(hi)
+    since = _minute(since) if since else lo
     rows = conn.execute(
         "SELECT bucket, sensor, zone_id, speed_kmh FROM citypulse.twin_truck_1m "
         "WHERE bucket >= %s AND bucket < %s", (lo, hi)).fetchall()
     schema = {"bucket": pl.Datetime("us", "UTC"), "sensor": pl.Int32, "zone_id": pl.Utf8,
               "speed_kmh": pl.Float64}
     frame = pl.DataFrame(rows, schema=schema, orient="row")
-    visits = truck_visits(frame)
-    depot_zones = set(city.zones.loc[city.zones.zone_type.isin(DEPOT_TYPES), "zone_id"])
-    trips = trips_from_visits(visits, depot_zones)
-    # a visit entered at lo may be cut by the window's start: it serves trips, is not stored
-    stored_visits = visits.filter(pl.col("entered") > lo)
+    visits = truck_visits(frame).select(list(_VISIT_SCHEMA))
+    p = {"lo": lo, "cut": lo - VISIT_GAP, "since": since, "hour": since.replace(minute=0),
+         "depot_types": list(DEPOT_TYPES), "stop_speed": STOP_SPEED_KMH}
     with conn.transaction(), conn.cursor() as cur:
-        cur.execute("DELETE FROM citypulse.twin_truck_visits WHERE entered > %s AND entered < %s",
-                    (lo, hi))
+        carry = cur.execute(
+            "DELETE FROM citypulse.twin_truck_visits WHERE exited > %(cut)s "
+            "RETURNING sensor, zone_id, entered, exited, min_speed", p).fetchall()
+        carry_df = pl.DataFrame(carry, schema=_VISIT_SCHEMA, orient="row").filter(
+            pl.col("entered") < lo)
+        merged = _merge_carry(visits, carry_df, lo)
         with cur.copy("COPY citypulse.twin_truck_visits (sensor, zone_id, entered, exited, "
-                      "dwell_s) FROM STDIN") as copy:
-            for r in stored_visits.select(
-                    "sensor", "zone_id", "entered", "exited", "dwell_s").iter_rows():
+                      "dwell_s, min_speed) FROM STDIN") as copy:
+            for r in merged.select("sensor", "zone_id", "entered", "exited", "dwell_s",
+                                   "min_speed").iter_rows():
                 copy.write_row(r)
-        cur.execute("DELETE FROM citypulse.twin_trips WHERE depart >= %s", (lo,))
-        with cur.copy("COPY citypulse.twin_trips (sensor, origin_zone, dest_zone, depart, "
-                      "arrive) FROM STDIN") as copy:
-            for r in trips.iter_rows():
-                copy.write_row(r)
-        h = lo.replace(minute=0)
-        cur.execute("DELETE FROM citypulse.twin_od_hourly WHERE hour >= %s", (h,))
-        cur.execute(
-            """INSERT INTO citypulse.twin_od_hourly (hour, origin_zone, dest_zone, trips)
-               SELECT date_trunc('hour', depart), origin_zone, dest_zone, count(*)
-               FROM citypulse.twin_trips WHERE depart >= %s GROUP BY 1, 2, 3""", (h,))
-    return {"truck_minutes": frame.height, "visits": visits.height, "trips": trips.height}
+        cur.execute("DELETE FROM citypulse.twin_trips WHERE depart >= %(since)s", p)
+        trips = cur.execute(_TRIPS, p).rowcount
+        cur.execute("DELETE FROM citypulse.twin_od_hourly WHERE hour >= %(hour)s", p)
+        cur.execute(_OD_HOURS, p)
+    return {"truck_minutes": frame.height, "visits": merged.height, "trips": trips}
 
 
 def watermark(conn: psycopg.Connection, name: str = "aggregate") -> datetime | None:
@@ -293,16 +334,24 @@ def run_pass(conn: psycopg.Connection, store: Store, settings: Settings,
                         rep.unplaceable[:3])
     hi = _minute(now - timedelta(seconds=settle_s))
     mark = watermark(conn)
-    first_pass = mark is None
     if mark is None:
         row = conn.execute("SELECT min(bucket) FROM citypulse.rollup_1m "
                            "WHERE bucket >= %s", (now - timedelta(days=1),)).fetchone()
         mark = _minute(row[0]) if row and row[0] else hi
     lo = min(mark, hi - timedelta(seconds=settings.twin_recompute_s))
     res = aggregate(conn, lo, hi, city)
-    lookback = hi - timedelta(hours=settings.twin_trip_lookback_h)
-    trip_lo = min(lo, lookback) if first_pass else lookback
-    out.update(rebuild_trips(conn, trip_lo, hi, city))
+    # truck visits continue from the last pass (2 minutes again for late positions); trips
+    # are rebuilt from stored stops over the look-back window
+    trip_lo = min(mark, hi) - 2 * MINUTE
+    since = min(trip_lo, hi - timedelta(hours=settings.twin_trip_lookback_h))
+    t = trip_lo
+    trips = {"truck_minutes": 0, "visits": 0, "trips": 0}
+    while t < hi:  # hour by hour when catching up
+        u = min(t + CHUNK, hi)
+        for k, v in rebuild_trips(conn, t, u, city, since=since).items():
+            trips[k] += v
+        t = u
+    out.update(trips)
     _set_watermark(conn, hi)
     out.update(segment_rows=res.segment_rows, zone_rows=res.zone_rows,
                truck_rows=res.truck_rows, flow_rows=res.flow_rows,

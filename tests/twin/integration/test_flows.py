@@ -167,6 +167,17 @@ def test_trips_and_od_from_truck_trace(twin_db, t0):
     # rebuilding again gives the same trips
     rebuild_trips(db.conn, t0 - M, t + M, city)
     assert db.conn.execute("SELECT count(*) FROM citypulse.twin_trips").fetchone()[0] == 2
+    # fed in small windows, as the worker does, visits and trips come out the same
+    q_visits = "SELECT sensor, zone_id, entered, exited, dwell_s FROM " \
+               "citypulse.twin_truck_visits ORDER BY entered"
+    q_trips = "SELECT * FROM citypulse.twin_trips ORDER BY depart"
+    whole = (db.conn.execute(q_visits).fetchall(), db.conn.execute(q_trips).fetchall())
+    db.conn.execute("TRUNCATE citypulse.twin_truck_visits, citypulse.twin_trips")
+    w = t0 - M
+    while w < t + M:
+        rebuild_trips(db.conn, w, w + 3 * M, city, since=t0 - M)
+        w += 3 * M
+    assert (db.conn.execute(q_visits).fetchall(), db.conn.execute(q_trips).fetchall()) == whole
 
 
 def test_run_pass_keeps_up(placed, t0):
