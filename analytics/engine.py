@@ -171,16 +171,18 @@ class Engine:
              "coalesce(props->>'zone_type', ''), coalesce(props->>'role', ''), "
              "coalesce(props->>'segment_id', props->>'segment', ''), "
              "(props->>'free_flow_kmh')::float8, (props->>'area_m2')::float8, "
-             "(props->>'interval_s')::float8 FROM citypulse.sensors) TO STDOUT (FORMAT CSV)")
+             "(props->>'interval_s')::float8, coalesce(props->>'building_id', '') "
+             "FROM citypulse.sensors) TO STDOUT (FORMAT CSV)")
         with cur.copy(q) as copy:
             for data in copy:
                 buf.write(data)
         cols = ["id", "sensor_id", "kind", "lon", "lat", "gateway_id", "zone_id", "zone_type",
-                "role", "segment_id", "free_flow_kmh", "area_m2", "interval_s"]
+                "role", "segment_id", "free_flow_kmh", "area_m2", "interval_s", "building_id"]
         schema = {"id": pl.Int32, "sensor_id": pl.Utf8, "kind": pl.Utf8, "lon": pl.Float64,
                   "lat": pl.Float64, "gateway_id": pl.Utf8, "zone_id": pl.Utf8,
                   "zone_type": pl.Utf8, "role": pl.Utf8, "segment_id": pl.Utf8,
-                  "free_flow_kmh": pl.Float64, "area_m2": pl.Float64, "interval_s": pl.Float64}
+                  "free_flow_kmh": pl.Float64, "area_m2": pl.Float64, "interval_s": pl.Float64,
+                  "building_id": pl.Utf8}
         buf.seek(0)
         if buf.getbuffer().nbytes == 0:
             meta = pl.DataFrame(schema=schema)
@@ -193,7 +195,7 @@ class Engine:
             pl.coalesce("interval_s", "kind_interval_s", pl.lit(60.0)).alias("interval_s"),
             pl.col("gateway_id").fill_null(""), pl.col("role").fill_null(""),
             pl.col("segment_id").fill_null(""), pl.col("zone_type").fill_null(""),
-            pl.col("zone_id").fill_null(""),
+            pl.col("zone_id").fill_null(""), pl.col("building_id").fill_null(""),
         ).drop("kind_interval_s")
         missing = meta.filter(pl.col("zone_id") == "")
         if len(missing) and self.city.zone_lookup is not None:
@@ -326,19 +328,43 @@ class Engine:
         return df
 
     def _sensor_findings(self, df: pl.DataFrame, on: pl.Expr, clear: pl.Expr,
-                         evidence: Callable[[dict], dict], open_keys: set) -> Evaluation:
+                         evidence: Callable[[dict], dict], open_keys: set,
+                         group_by: str | None = None) -> Evaluation:
         df = df.with_columns(on.fill_null(False).alias("_on"), clear.fill_null(False)
                              .alias("_clear"))
         ev = Evaluation()
+        if group_by:  # sensors without the group property stay on their own
+            ev = self._grouped_findings(df, group_by, evidence, open_keys)
+            df = df.filter(pl.col(group_by) == "")
         for r in df.filter(pl.col("_on") & pl.col("fresh")).iter_rows(named=True):
             ev.on[("sensor", r["sensor_id"])] = Finding(
                 "sensor", r["sensor_id"], int(r["t"]), r["zone_id"], r["lon"], r["lat"],
                 evidence(r))
         open_ids = [e for k, e in open_keys if k == "sensor"]
         if open_ids:
-            ev.clear = {("sensor", s) for s in df.filter(
+            ev.clear |= {("sensor", s) for s in df.filter(
                 pl.col("_clear") & pl.col("fresh") & pl.col("sensor_id").is_in(open_ids)
             )["sensor_id"]}
+        return ev
+
+    def _grouped_findings(self, df: pl.DataFrame, group_by: str,
+                          evidence: Callable[[dict], dict], open_keys: set) -> Evaluation:
+        ekind = group_by.removesuffix("_id")
+        df = df.filter(pl.col(group_by) != "")
+        ev = Evaluation()
+        hot = df.filter(pl.col("_on") & pl.col("fresh")).sort("t")
+        for (gid,), g in hot.group_by(group_by, maintain_order=True):
+            first = g.row(0, named=True)
+            ev.on[(ekind, gid)] = Finding(
+                ekind, gid, int(first["t"]), first["zone_id"], float(g["lon"].mean()),
+                float(g["lat"].mean()), {**evidence(g.row(len(g) - 1, named=True)),
+                                         "sensors_on": len(g)},
+                tuple(sorted(g["sensor_id"])))
+        open_ids = [e for k, e in open_keys if k == ekind]
+        if open_ids:
+            g = df.filter(pl.col(group_by).is_in(open_ids) & pl.col("fresh")).group_by(
+                group_by).agg(pl.col("_clear").all().alias("c"))
+            ev.clear = {(ekind, x) for x in g.filter(pl.col("c"))[group_by]}
         return ev
 
     def _threshold(self, rule: ThresholdRule, cur: pl.DataFrame, open_keys: set) -> Evaluation:
@@ -353,7 +379,8 @@ class Engine:
         slot = _slot(rule.kind, rule.metric)
         return self._sensor_findings(
             df, on, clear, lambda r: {"metric": rule.metric, "value": r[slot],
-                                      "threshold": lvl, "at_ms": r["t"]}, open_keys)
+                                      "threshold": lvl, "at_ms": r["t"]}, open_keys,
+            rule.group_by)
 
     def _condition(self, rule: ConditionRule, cur: pl.DataFrame, open_keys: set) -> Evaluation:
         df = self._select(cur.filter(pl.col("kind") == rule.kind), rule.select)
@@ -374,7 +401,7 @@ class Engine:
         slots = {m: _slot(rule.kind, m) for m in metrics}
         return self._sensor_findings(
             df, on, clear, lambda r: {**{m: r[s] for m, s in slots.items()}, "at_ms": r["t"],
-                                      "when": rule.when}, open_keys)
+                                      "when": rule.when}, open_keys, rule.group_by)
 
     def _rate(self, rule: RateRule, cur: pl.DataFrame, now_ms: int, open_keys: set
               ) -> Evaluation:

@@ -24,7 +24,8 @@ Common fields: ``id``, ``severity`` (info|warning|critical), ``for_s`` (the cond
 this long before the alert opens), ``clear_for_s`` (the clear condition must hold this long
 before the alert auto-resolves: hysteresis together with the separate clear level),
 ``collapse_above`` (more entities than this at once give one city-wide alert with the list as
-its scope), ``select`` (sensor ``props`` that must match, e.g. ``{role: drain}``).
+its scope), ``group_by`` (sensor rules: one alert per ``building_id``/``zone_id``/... with its
+sensors as scope), ``select`` (sensor ``props`` that must match, e.g. ``{role: drain}``).
 """
 
 from __future__ import annotations
@@ -88,6 +89,9 @@ class _Rule(BaseModel):
     clear_for_s: float = Field(30.0, ge=0)
     collapse_above: int | None = Field(None, ge=1)
     select: dict[str, str] = Field(default_factory=dict)
+    group_by: Literal["building_id", "zone_id", "gateway_id", "segment_id"] | None = Field(
+        None, description="sensor rules: one alert per building/zone/... with the sensors "
+                          "as its scope")
 
     @property
     def label(self) -> str:

@@ -149,3 +149,26 @@ rules:
     assert len(alerts) == 1 and alerts[0].status == "resolved"
     trail = [e["action"] for e in lifecycle.events(db, alerts[0].id)]
     assert trail == ["open", "auto_resolve"]
+
+
+def test_building_fire_is_one_alert_per_building(db, feed, city_model):
+    b1 = [feed.sensor(f"fir-b1-{i}", "fire", zone_id="Z4-02", building_id="Z4-02-b00001")
+          for i in range(6)]
+    b2 = [feed.sensor(f"fir-b2-{i}", "fire", zone_id="Z4-02", building_id="Z4-02-b00002")
+          for i in range(3)]
+    eng = _engine(db, city_model)
+    calm = {"smoke_pct": 0.05, "temperature_c": 21, "alarm": 0}
+    feed.write(0, {s: calm for s in b1 + b2})
+    eng.tick(feed.at(1))
+    feed.write(5, {**{s: {"smoke_pct": 30, "temperature_c": 90, "alarm": 1} for s in b1[:4]},
+                   **{s: calm for s in b1[4:] + b2}})
+    eng.tick(feed.at(6))
+    alerts = _alerts(db)
+    assert [(a.rule, a.entity_kind, a.entity_id) for a in alerts] == [
+        ("fire", "building", "Z4-02-b00001")]
+    assert sorted(alerts[0].scope) == sorted(b1[:4])
+    # all detectors calm again for clear_for_s (60 s): resolved
+    for s in range(10, 90, 10):
+        feed.write(s, {x: calm for x in b1 + b2})
+        eng.tick(feed.at(s + 1))
+    assert lifecycle.get_alert(db, alerts[0].id).status == "resolved"
