@@ -161,8 +161,9 @@ def _run(url: str, sensors: int, hours: float, history_sensors: int, live_minute
                 t = time.perf_counter()
                 store.refresh_rollups(conn, settle_s=0)
                 aggregate(conn, minute, minute + timedelta(minutes=1), city)
-                rebuild_trips(conn, now - timedelta(hours=settings.twin_trip_lookback_h), now,
-                              city)
+                rebuild_trips(conn, minute - timedelta(minutes=2),
+                              minute + timedelta(minutes=1), city,
+                              since=now - timedelta(hours=settings.twin_trip_lookback_h))
                 pass_s.append(time.perf_counter() - t)
         out["live_write_s_per_minute"] = round(statistics.median(write_s), 3)
         out["aggregation_pass_s_per_minute"] = round(statistics.median(pass_s), 3)

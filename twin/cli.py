@@ -100,8 +100,8 @@ def run_cmd(
                 backoff = 1.0
                 while not stop["now"]:
                     t = time.monotonic()
-                    place = t - last_place > 30
-                    out = run_pass(conn, store, s, place=place, city=city)
+                    place = t - last_place > 30  # also: recompute the trailing window
+                    out = run_pass(conn, store, s, place=place, city=city, recompute=place)
                     if place:
                         last_place = t
                     if once:

@@ -318,8 +318,12 @@ def _set_watermark(conn: psycopg.Connection, upto: datetime, name: str = "aggreg
 
 def run_pass(conn: psycopg.Connection, store: Store, settings: Settings,
              now: datetime | None = None, settle_s: float = 5.0, place: bool = True,
-             city: City | None = None) -> dict:
-    """One incremental pass of the worker; returns what it did (and the lag in seconds)."""
+             city: City | None = None, recompute: bool = True) -> dict:
+    """One incremental pass of the worker; returns what it did (and the lag in seconds).
+
+    ``place``: place new sensors first.  ``recompute``: re-aggregate the trailing
+    ``settings.twin_recompute_s`` (late readings); the worker does it once a minute.
+    """
     from twin.placement import place_sensors
 
     city = city or build_city()
@@ -338,7 +342,10 @@ def run_pass(conn: psycopg.Connection, store: Store, settings: Settings,
         row = conn.execute("SELECT min(bucket) FROM citypulse.rollup_1m "
                            "WHERE bucket >= %s", (now - timedelta(days=1),)).fetchone()
         mark = _minute(row[0]) if row and row[0] else hi
-    lo = min(mark, hi - timedelta(seconds=settings.twin_recompute_s))
+    # the minute before the watermark again (readings that arrived during the last pass);
+    # with recompute, the whole trailing window (late readings)
+    back = timedelta(seconds=settings.twin_recompute_s) if recompute else MINUTE
+    lo = min(mark, hi - back, mark - MINUTE)
     res = aggregate(conn, lo, hi, city)
     # truck visits continue from the last pass (2 minutes again for late positions); trips
     # are rebuilt from stored stops over the look-back window
