@@ -231,7 +231,7 @@ class Fleet:
     def _routes(self, d: pl.DataFrame, city: Any) -> None:
         from device_sim.city import load_city
 
-        city = load_city(self.seed) if city is None else city
+        city = load_city() if city is None else city  # the canonical city (seed 0)
         g = city.graph
         depots = dict(getattr(city, "depots", {}) or {})
         pos = {}

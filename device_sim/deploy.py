@@ -1,7 +1,7 @@
 """Sensor deployment: where each simulated sensor sits on the city model.
 
-In: a sensor count, a seed and (optionally) a city model (default: the twin's, via
-:func:`device_sim.city.load_city`).  Out: a polars DataFrame, one row per sensor, with
+In: a sensor count, a seed and (optionally) a city model (default: the twin's canonical
+city, via :func:`device_sim.city.load_city`).  Out: a polars DataFrame, one row per sensor, with
 ``sensor_id, kind, lon, lat, gateway_id`` (null = directly connected) plus placement columns
 (``zone_id, zone_type, role, segment_id, direction, lanes, free_flow_kmh, capacity_veh_h,
 building_id, depot_zone, dest_zone, scale``).  Same seed, same frame, byte for byte.  The
@@ -102,11 +102,15 @@ def _counts(n: int, n_zones: int) -> dict[str, int]:
 
 
 def deploy(n: int, seed: int = 0, city: Any = None, *, direct_share: float = DIRECT_SHARE,
-           gateway_size: int = GATEWAY_SIZE) -> pl.DataFrame:
-    """Place ``n`` sensors (n >= 8) of every catalogue kind on the city; see module docs."""
+           gateway_size: int = GATEWAY_SIZE, city_seed: int = 0) -> pl.DataFrame:
+    """Place ``n`` sensors (n >= 8) of every catalogue kind on the city; see module docs.
+
+    ``seed`` drives the placement; the city is the twin's canonical one (``city_seed`` 0)
+    unless ``city`` or another ``city_seed`` is given.
+    """
     if n < len(KINDS):
         raise ValueError(f"need at least {len(KINDS)} sensors (one per kind), got {n}")
-    city = load_city(seed) if city is None else city
+    city = load_city(city_seed) if city is None else city
     rng = np.random.default_rng(seed)
     zones = city.zones
     zpoly = np.asarray(zones.geometry.values)

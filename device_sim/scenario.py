@@ -276,7 +276,7 @@ def _resolve(inc: Any, dep: pl.DataFrame, t0: float, city: Any, seed: int) -> Bo
             seg = row["segment_id"]
         if city is None:
             from device_sim.city import load_city
-            city = load_city(seed)
+            city = load_city()
         queue = _upstream(city, seg, inc.queue_hops)
         return Bound(inc, start, end, "segment", (seg,), segments=frozenset([seg]),
                      queue=frozenset(queue))

@@ -12,7 +12,7 @@ N = 3000
 
 @pytest.fixture(scope="session")
 def city():
-    return load_city(SEED)
+    return load_city()
 
 
 @pytest.fixture(scope="session")

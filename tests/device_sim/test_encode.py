@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+
+from citypulse.catalogue import KINDS
+from citypulse.wire import payload, topics
+from device_sim.behaviour import KIND_NAMES, Faults, due, readings
+from device_sim.run import encode_batch, partition
+
+T0 = datetime.fromisoformat("2026-11-23T08:00:00+08:00").timestamp()
+
+
+def decode_all(msgs, prefix="city"):
+    out, rej = [], []
+    for topic, data, _n in msgs:
+        d = payload.decode(data, topics.parse(topic, prefix), 0)
+        out.extend(d.readings)
+        rej.extend(d.rejected)
+    return out, rej
+
+
+def test_messages_decode_to_the_batch(fleet):
+    idx, k, t = due(fleet, T0, T0 + 60)
+    batch = readings(fleet, idx, k, t)
+    for gateway in (True, False):
+        msgs = encode_batch(fleet, batch, "city", gateway)
+        got, rej = decode_all(msgs)
+        assert rej == [] and len(got) == len(batch) == sum(n for _, _, n in msgs)
+        by = {(r.sensor_id, r.seq): r for r in got}
+        kinds = dict(zip(fleet.sensor_id.tolist(), fleet.kind.tolist(), strict=True))
+        for i, s, ts in zip(batch.idx.tolist(), batch.seq.tolist(), batch.ts_ms.tolist(),
+                            strict=True):
+            r = by[(fleet.sensor_id[i], s)]
+            assert r.ts_ms == ts
+            kind = KINDS[KIND_NAMES[kinds[r.sensor_id]]]
+            for name, v in r.values:
+                m = kind.metric(name)
+                assert m is not None and m.in_range(v), (r, name)
+        gw_topics = [tp for tp, _, _ in msgs if "/gateway/" in tp]
+        assert bool(gw_topics) == gateway
+
+
+def test_injected_bad_messages_are_rejectable(fleet):
+    idx, k, t = due(fleet, T0, T0 + 300)
+    batch = readings(fleet, idx, k, t, faults=Faults(bad=0.1))
+    got, rej = decode_all(encode_batch(fleet, batch, "city", True))
+    out_of_range = 0
+    unknown = 0
+    sid_kind = dict(zip(fleet.sensor_id.tolist(), fleet.kind.tolist(), strict=True))
+    for r in got:
+        kind = KINDS[KIND_NAMES[sid_kind[r.sensor_id]]]
+        for name, v in r.values:
+            m = kind.metric(name)
+            if m is None:
+                unknown += 1
+            elif not m.in_range(v):
+                out_of_range += 1
+    n_bad = int((batch.bad > 0).sum())
+    assert n_bad > 50
+    assert rej and out_of_range and unknown
+    assert len(rej) + out_of_range + unknown >= 0.9 * n_bad
+
+
+def test_partition_keeps_gateways_together(fleet):
+    parts = partition(fleet, 3, True)
+    assert sorted(np.concatenate(parts).tolist()) == list(range(len(fleet)))
+    owner = {}
+    for w, p in enumerate(parts):
+        for g in fleet.gateway_id[p].tolist():
+            if g is not None:
+                assert owner.setdefault(g, w) == w

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from device_sim import scenario as sc
+from device_sim.behaviour import due, readings
+from device_sim.run import SCENARIO_DIR, resolve_scenario
+
+from .conftest import SEED
+
+SHIPPED = sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
+START = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+
+
+def test_shipped_scenarios_validate():
+    assert {"accident", "lakeside_surge", "flash_flood", "building_fire", "gas_leak",
+            "gateway_outage", "city_day"} <= set(SHIPPED)
+    for name in SHIPPED:
+        s = sc.load(resolve_scenario(name))
+        assert s.incidents
+
+
+def test_bad_file_names_line_and_field(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("name: x\nincidents:\n  - type: gas_leak\n    at: 5q\n"
+                 "  - type: fire\n    at: 1\n  - type: crowd_surge\n    at: 1m\n    factr: 3\n")
+    with pytest.raises(sc.ScenarioError) as e:
+        sc.load(p)
+    msg = str(e.value)
+    assert "bad.yaml line 4: incidents.0.gas_leak.at" in msg
+    assert "line 5: incidents.1" in msg and "'fire'" in msg
+    assert "line 9" in msg and "factr" in msg
+    with pytest.raises(sc.ScenarioError, match="time zone"):
+        sc.loads("name: x\nstart: 2026-01-01T00:00:00\n")
+    with pytest.raises(sc.ScenarioError, match="not YAML"):
+        sc.loads("name: [x\n")
+
+
+def changed(fleet, res, t0, t1):
+    """Sensor ids whose readings differ with the scenario, in (t0, t1]; also silenced ones."""
+    idx, k, t = due(fleet, t0, t1)
+    a = readings(fleet, idx, k, t)
+    b = readings(fleet, idx, k, t, scenario=res)
+    out = set(fleet.sensor_id[np.setdiff1d(a.idx, b.idx)])
+    common = np.isin(a.idx, b.idx)
+    keep = np.isin(b.idx, a.idx)
+    for m in a.values:
+        x, y = a.values[m][common], b.values[m][keep]
+        diff = ~((x == y) | (np.isnan(x) & np.isnan(y)))
+        out |= set(fleet.sensor_id[a.idx[common][diff]])
+    return out
+
+
+@pytest.mark.parametrize("name", ["accident", "lakeside_surge", "flash_flood", "building_fire",
+                                  "gas_leak", "gateway_outage"])
+def test_incident_changes_the_right_sensors_at_the_right_time(name, deployment, fleet, city):
+    s = sc.load(resolve_scenario(name))
+    res = s.resolve(deployment, start=START, city=city, seed=SEED)
+    (b,) = res.incidents
+    (alert,) = sc.expected_alerts(res, deployment)
+    assert alert.incident_type == s.incidents[0].type and alert.entity_ids
+    assert alert.start == datetime.fromtimestamp(b.start, UTC) == START + \
+        __import__("datetime").timedelta(seconds=s.incidents[0].at)
+    allowed = set(alert.sensor_ids)
+    if b.type == "traffic_accident":  # the upstream queue too
+        allowed |= set(deployment.filter(deployment["segment_id"].is_in(list(b.queue)))[
+            "sensor_id"])
+    # nothing changes before the start
+    assert changed(fleet, res, b.start - 600, b.start) == set()
+    # during: only the incident's sensors, and the core of them
+    during = changed(fleet, res, b.start + b.incident.ramp, b.end)
+    assert during and during <= allowed, (during - allowed)
+    assert set(alert.sensor_ids) & during
+    # after the end (and the fade), all is back to normal, except the slowly draining lake
+    after = changed(fleet, res, b.end + b.incident.ramp + 1, b.end + b.incident.ramp + 600)
+    lake = set(deployment.filter(deployment["role"] == "lake_level")["sensor_id"])
+    assert after <= (lake if b.type == "flash_flood" else set())
+
+
+def test_incident_effects_have_the_right_sign(deployment, fleet, city):
+    res = sc.load(resolve_scenario("city_day")).resolve(deployment, start=START, city=city,
+                                                        seed=SEED)
+    by = {b.type: b for b in res.incidents}
+    assert len(by) == 6
+
+    def vals(b, metric, ids, scenario):
+        idx, k, t = due(fleet, b.start + b.incident.ramp, b.end)
+        r = readings(fleet, idx, k, t, scenario=scenario)
+        m = np.isin(fleet.sensor_id[r.idx], list(ids))
+        v = r.values[metric][m]
+        return v[~np.isnan(v)]
+
+    acc = by["traffic_accident"]
+    ids = sc.expected_alerts(sc.Resolved(res.scenario, (acc,), res.start), deployment)[0]
+    assert vals(acc, "speed_kmh", ids.sensor_ids, res).max() <= 12
+    fire = by["building_fire"]
+    assert vals(fire, "alarm", fire.sensors, res).min() == 1
+    assert vals(fire, "smoke_pct", fire.sensors, res).min() > 20
+    gas = by["gas_leak"]
+    assert vals(gas, "ch4_lel_pct", gas.sensors, res).max() > 30
+    flood = by["flash_flood"]
+    drains = set(deployment.filter(deployment["role"] == "drain")["sensor_id"]) & flood.sensors
+    assert vals(flood, "level_m", drains, res).mean() > \
+        vals(flood, "level_m", drains, None).mean() + 1
+    crowd = by["crowd_surge"]
+    ppl = set(deployment.filter(deployment["zone_id"].is_in(list(crowd.zones)) &
+                                (deployment["kind"] == "people"))["sensor_id"])
+    assert vals(crowd, "people_count", ppl, res).sum() > \
+        4 * vals(crowd, "people_count", ppl, None).sum()
+    out = by["gateway_outage"]
+    assert len(vals(out, "battery_pct", out.sensors, res)) == 0
+    assert len(vals(out, "battery_pct", out.sensors, None)) > 0
