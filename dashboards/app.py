@@ -98,7 +98,7 @@ def create_app(settings: Settings) -> dash.Dash:
     auth.install(server, users, settings.kiosk_token, on_login=on_login)
     _routes(server, context)
     app = dash.Dash(
-        "dashboards", server=server, use_pages=True, pages_folder=str(HERE / "pages"),
+        __name__, server=server, use_pages=True, pages_folder=str(HERE / "pages"),
         assets_folder=str(ASSETS), serve_locally=True, title="citypulse",
         suppress_callback_exceptions=True, update_title=None, compress=False,
         assets_ignore=r".*\.map$")

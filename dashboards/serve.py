@@ -8,6 +8,7 @@ non-loopback request sent to a dead proxy, so nothing can leave the machine.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,7 @@ class Served:
 
 def serve(app: Any, host: str = "127.0.0.1", port: int = 0) -> Served:
     """Serve a Dash app (its Flask server) from a daemon thread."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     srv = make_server(host, port, app.server, threaded=True)
     t = threading.Thread(target=srv.serve_forever, name="dashboards", daemon=True)
     t.start()

@@ -51,7 +51,7 @@ def refresh() -> tuple:
     with ctx().pool.connection() as conn:
         state = data.map_state(conn, at)
         k = data.kpis(conn, at)
-        worst = data.worst_segments(conn, at, n=6)
+        worst = data.worst_segments(conn, at, n=12)
         alerts = data.list_alerts(conn, open_only=True, limit=30)
     tiles = [tile("readings / s", f"{k['readings_per_s']:,.0f}"),
              tile("sensors online", f"{k['sensors_online']:,}",

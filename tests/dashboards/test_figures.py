@@ -1,0 +1,76 @@
+"""Figures and colour logic are pure functions: call them directly."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from dashboards import data, figures
+
+
+def test_evidence_one_trace_per_metric():
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    fig = figures.evidence({"smoke_pct": [[t, 1.0], [t + timedelta(seconds=15), 9.0]],
+                            "temperature_c": [[t, 20.0]]})
+    assert [tr.name for tr in fig.data] == ["smoke_pct", "temperature_c"]
+    assert list(fig.data[0].y) == [1.0, 9.0]
+
+
+def test_empty_inputs_give_placeholders_not_errors():
+    for fig in (figures.evidence({}), figures.slowest_segments([]),
+                figures.congestion_heatmap([]), figures.od_matrix([], {}),
+                figures.ingest_rate([]), figures.dead_letters([]),
+                figures.segment_flow_speed([], "x")):
+        assert not fig.data
+        assert fig.layout.annotations
+
+
+def test_slowest_segments_sorted_with_worst_on_top():
+    rows = [{"id": "a", "name": "A", "congestion": 0.9, "speed_kmh": 5.0},
+            {"id": "b", "name": "B", "congestion": 0.4, "speed_kmh": 30.0}]
+    fig = figures.slowest_segments(rows)
+    # plotly draws horizontal bars bottom-up: the worst is last
+    assert list(fig.data[0].x) == [0.4, 0.9]
+    assert fig.data[0].y[-1].startswith("A")
+
+
+def test_od_matrix_sums_trips_into_cells():
+    flows = [{"origin": "z1", "dest": "z2", "trips": 3}, {"origin": "z1", "dest": "z2",
+                                                          "trips": 2},
+             {"origin": "z2", "dest": "z1", "trips": 1}]
+    fig = figures.od_matrix(flows, {"z1": "Port", "z2": "Park"})
+    assert list(fig.data[0].x) == ["Port", "Park"]
+    assert fig.data[0].z[0][1] == 5 and fig.data[0].z[1][0] == 1
+
+
+def test_congestion_heatmap_places_hours_and_rings():
+    fig = figures.congestion_heatmap([{"hour": 8, "ring": "ring 1", "congestion": 0.7},
+                                      {"hour": 17, "ring": "ring 2", "congestion": 0.5}])
+    z = fig.data[0].z
+    assert z[0][8] == 0.7 and z[1][17] == 0.5 and z[0][0] is None
+
+
+def test_band_index_follows_the_bands():
+    bands = data.congestion_bands()
+    assert data.band_index(None, bands) == -1
+    assert data.band_index(float("nan"), bands) == -1
+    assert data.band_index(0.0, bands) == 0
+    assert data.band_index(1.0, bands) == len(bands) - 1
+    assert [data.band_index(b.lo, bands) for b in bands] == list(range(len(bands)))
+
+
+def test_density_colour_scale_is_monotonic_and_clamped():
+    assert data.density_rgba(None) is None
+    reds = [data.density_rgba(x)[0] for x in (0, 25, 50, 150, 400, 600, 5000)]
+    assert reds[0] == data.density_rgba(-5)[0]
+    assert data.density_rgba(600) == data.density_rgba(5000)
+    assert all(len(data.density_rgba(x)) == 4 for x in (0, 100, 1e6))
+
+
+def test_city_model_is_the_twins_model():
+    model = data.city_model()
+    assert len(model["lake"]) > 20
+    assert model["segments"] and model["zones"]
+    seg = model["segments"][0]
+    assert {"id", "name", "ring", "lanes", "free_flow_kmh", "path"} <= set(seg)
+    lon, lat = model["lake"][0]
+    assert 121.8 < lon < 122.1 and 30.8 < lat < 31.0
