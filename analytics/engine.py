@@ -136,7 +136,7 @@ class Engine:
     """Evaluates the rules every tick and keeps the alerts in the store in step."""
 
     def __init__(self, conn: psycopg.Connection, rules: RuleSet, delivery: Any = None,
-                 city: CityModel | None = None, lateness_s: float = 5.0,
+                 city: CityModel | None = None, lateness_s: float = 3.0,
                  meta_refresh_s: float = 60.0) -> None:
         self.conn = conn
         self.rules = rules

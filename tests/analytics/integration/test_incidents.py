@@ -49,8 +49,8 @@ def test_flood_needs_rain_and_drain_level_in_the_same_zone(db, feed, city_model)
     feed.sensor("rain-b", "water", zone_id="Z2-04", role="rain")
     feed.sensor("drain-b", "water", zone_id="Z2-04", role="drain")
     eng = _engine(db, city_model)
-    feed.write(0, {"rain-a": {"rain_mm_h": 45}, "drain-a": {"level_m": 2.9},
-                   "rain-b": {"rain_mm_h": 45}, "drain-b": {"level_m": 1.0}})
+    feed.write(0, {"rain-a": {"rain_mm_h": 45}, "drain-a": {"level_m": 1.9},
+                   "rain-b": {"rain_mm_h": 45}, "drain-b": {"level_m": 0.3}})
     eng.tick(feed.at(1))
     flood = [a for a in _alerts(db) if a.rule == "flood_risk"]
     assert [(a.entity_kind, a.entity_id, a.zone_id) for a in flood] == [("zone", "Z2-03",

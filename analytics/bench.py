@@ -1,0 +1,296 @@
+"""``citypulse bench alerts``: detection latency, precision and recall per incident scenario.
+
+In: a sensor count (the simulator's deployment on the twin's city), the simulator's scenario
+files (``device_sim/scenarios/*.yaml``) and their ground truth
+(:func:`device_sim.scenario.expected_alerts`).  Out: a dict (printed as JSON) with, per
+scenario, ``recall``, ``precision``, ``p50_ms``, ``p95_ms`` (incident start in the scenario
+file -> alert received by an MQTT subscriber), ``detect_p50_ms``/``detect_p95_ms``
+(the first reading that makes the condition true -> alert received: the engine's own delay,
+without the incident's ramp-up and the rules' hold times), alerts, false alerts; plus
+``quiet``: false alerts in a quiet period (default one simulated hour).
+
+How: a private PostgreSQL and Mosquitto are started; the simulator's behaviour model
+generates every sensor's readings (device_sim.behaviour, incidents applied by the scenario)
+on a virtual clock in 1 s steps, written with ``Store.write_rows`` (the collector is measured
+by ``bench ingest``); after each step the engine ticks at that virtual time and publishes
+over the real broker.  Latency = virtual time from the incident start to the tick that
+opened the alert + the wall time from that tick's start to the MQTT subscriber's receipt.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import paho.mqtt.client as mqtt
+import psycopg
+
+from analytics.delivery import Delivery
+from analytics.engine import CityModel, Engine
+from analytics.rules import load_rules
+from citypulse import schema
+from citypulse.catalogue import KINDS, MAX_SLOTS
+from citypulse.settings import Settings
+
+log = logging.getLogger(__name__)
+
+WARMUP_S = 240.0
+DETECT_WINDOW_S = 420.0
+STEP_S = 1.0
+QUIET_STEP_S = 5.0
+
+
+def _pct(xs: list[float], q: float) -> float | None:
+    return round(float(np.percentile(xs, q)), 1) if xs else None
+
+
+class _Sim:
+    """The deployment in the store and a generator of its readings (from device_sim)."""
+
+    def __init__(self, conn: psycopg.Connection, settings: Settings, n: int, seed: int) -> None:
+        from device_sim.behaviour import KIND_NAMES, Fleet
+        from device_sim.deploy import deploy
+
+        self.dep = deploy(n, seed)
+        self.fleet = Fleet.build(self.dep, seed)
+        self.seed = seed
+        self.store = schema.Store.open(conn, settings, migrate_now=False)
+        prop_cols = [c for c in self.dep.columns
+                     if c not in ("sensor_id", "kind", "lon", "lat", "gateway_id")]
+        with conn.cursor() as cur, cur.copy(
+                "COPY citypulse.sensors (sensor_id, kind, lon, lat, gateway_id, props) "
+                "FROM STDIN") as copy:
+            for r in self.dep.iter_rows(named=True):
+                props = {c: r[c] for c in prop_cols if r[c] is not None}
+                copy.write_row((r["sensor_id"], r["kind"], r["lon"], r["lat"], r["gateway_id"],
+                                orjson.dumps(props).decode()))
+        ids = dict(conn.execute("SELECT sensor_id, id FROM citypulse.sensors").fetchall())
+        self.db_id = np.array([ids[s] for s in self.fleet.sensor_id], np.int64)
+        self.kind_names = KIND_NAMES
+
+    def rows(self, a: float, b: float, scenario: Any) -> list[tuple]:
+        """Reading rows due in (a, b] (epoch seconds), incidents applied."""
+        from device_sim.behaviour import Faults, due, readings
+
+        idx, k, t = due(self.fleet, a, b)
+        if len(idx) == 0:
+            return []
+        batch = readings(self.fleet, idx, k, t, scenario, Faults())
+        n = len(batch)
+        vals = np.full((n, MAX_SLOTS), np.nan)
+        kinds = self.fleet.kind[batch.idx]
+        for code, name in enumerate(self.kind_names):
+            sel = np.flatnonzero(kinds == code)
+            if len(sel) == 0:
+                continue
+            for j, m in enumerate(KINDS[name].metrics):
+                col = batch.values.get(m.name)
+                if col is not None:
+                    vals[sel, j] = col[sel]
+        obj = vals.astype(object)
+        obj[np.isnan(vals)] = None
+        ts = [datetime.fromtimestamp(x / 1000, UTC) for x in batch.ts_ms.tolist()]
+        ids = self.db_id[batch.idx].tolist()
+        seq = batch.seq.tolist()
+        out = {}
+        for i in range(n):
+            out[(ids[i], ts[i])] = (ts[i], ids[i], seq[i], *obj[i])
+        return list(out.values())
+
+
+class _Subscriber:
+    def __init__(self, settings: Settings) -> None:
+        self.got: queue.Queue = queue.Queue()
+        ready = threading.Event()
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        c.on_connect = lambda cl, *a: cl.subscribe(f"{settings.topic_prefix}/v1/alerts/#", 1)
+        c.on_subscribe = lambda *a: ready.set()
+        c.on_message = lambda cl, u, m: self.got.put((time.monotonic(), orjson.loads(m.payload)))
+        c.connect(settings.mqtt.host, settings.mqtt.port)
+        c.loop_start()
+        if not ready.wait(10):
+            raise RuntimeError("bench: MQTT subscriber could not subscribe")
+        self.client = c
+
+    def drain(self, wait_s: float = 0.5) -> list[tuple[float, dict]]:
+        time.sleep(wait_s)
+        out = []
+        while True:
+            try:
+                out.append(self.got.get_nowait())
+            except queue.Empty:
+                return out
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def _reset(conn: psycopg.Connection) -> None:
+    conn.execute("TRUNCATE citypulse.alerts, citypulse.alert_events, "
+                 "citypulse.alert_deliveries, citypulse.raw")
+
+
+def _ids_of_alert(msg: dict) -> set[str]:
+    ids = {str(msg["entity"]["id"])}
+    for m in msg.get("scope") or []:
+        ids.add(str(m).split(":", 1)[-1])
+    return ids
+
+
+def _simulate(sim: _Sim, conn: psycopg.Connection, sub: _Subscriber, delivery: Delivery,
+              city: CityModel, scenario: Any, t_from: float, t_to: float, step: float,
+              progress: Any = None) -> tuple[list[dict], dict]:
+    """Run the virtual clock; return the 'open' alert messages with their timings."""
+    _reset(conn)
+    engine = Engine(conn, load_rules(sim.store.settings.rules_file), delivery, city=city)
+    tick_wall: dict[int, float] = {}
+    tick_ms: list[float] = []
+    t = t_from
+    last_rows = t_from - 1
+    while t < t_to:
+        nxt = t + step
+        rows = sim.rows(last_rows, nxt, scenario)
+        last_rows = nxt
+        if rows:
+            sim.store.write_rows(conn, rows)
+        w0 = time.monotonic()
+        engine.tick(datetime.fromtimestamp(nxt, UTC))
+        tick_ms.append((time.monotonic() - w0) * 1000)
+        tick_wall[int(round(nxt * 1000))] = w0
+        t = nxt
+        if progress is not None:
+            progress()
+    received = sub.drain(1.0)
+    opened = []
+    for wall, msg in received:
+        if msg.get("event") != "open":
+            continue
+        det = datetime.fromisoformat(msg["detected"]).timestamp()
+        w0 = tick_wall.get(int(round(det * 1000)))
+        msg["_virtual_s"] = det
+        msg["_wall_ms"] = (wall - w0) * 1000 if w0 is not None else 0.0
+        opened.append(msg)
+    stats = {"tick_p50_ms": _pct(tick_ms, 50), "tick_p95_ms": _pct(tick_ms, 95),
+             "ticks": len(tick_ms), "rows_per_tick": engine.stats["rows"] / max(1, len(tick_ms))}
+    return opened, stats
+
+
+def _score(expected: list, resolved: Any, opened: list[dict], warm_end: float) -> dict:
+    lat, det = [], []
+    matched_alerts: set[int] = set()
+    hits = 0
+    for exp, b in zip(expected, sorted(resolved.incidents, key=lambda x: (x.start, x.type)),
+                      strict=False):
+        ids = set(exp.entity_ids) | set(exp.sensor_ids) | set(b.sensors) | set(b.segments) \
+            | set(b.queue) | set(b.zones)
+        start = exp.start.timestamp()
+        found = [m for m in opened if _ids_of_alert(m) & ids
+                 and start - 60 <= m["_virtual_s"] <= exp.end.timestamp() + 900]
+        matched_alerts |= {m["id"] for m in found}
+        if found:
+            hits += 1
+            first = min(found, key=lambda m: m["_virtual_s"])
+            lat.append((first["_virtual_s"] - start) * 1000 + first["_wall_ms"])
+            began = datetime.fromisoformat(first["started"]).timestamp()
+            det.append(max(0.0, first["_virtual_s"] - max(began, start)) * 1000
+                       + first["_wall_ms"])
+    considered = [m for m in opened if m["_virtual_s"] >= warm_end]
+    false = [m for m in considered if m["id"] not in matched_alerts]
+    return {
+        "incidents": len(expected), "detected": hits,
+        "recall": round(hits / len(expected), 3) if expected else None,
+        "precision": round(1 - len(false) / len(considered), 3) if considered else None,
+        "p50_ms": _pct(lat, 50), "p95_ms": _pct(lat, 95),
+        "detect_p50_ms": _pct(det, 50), "detect_p95_ms": _pct(det, 95),
+        "alerts": len(considered), "false_alerts": len(false),
+        "false_sample": [f"{m['rule']}:{m['entity']['kind']}:{m['entity']['id']}"
+                         for m in false[:5]],
+    }
+
+
+def _start_today(scen: Any) -> datetime:
+    """The scenario's local time of day, today (so the store's partitions cover it)."""
+    now = datetime.now(UTC)
+    if scen.start is None:
+        return now.replace(microsecond=0)
+    s = scen.start.astimezone(UTC)
+    out = now.replace(hour=s.hour, minute=s.minute, second=s.second, microsecond=0)
+    return out if out <= now + timedelta(hours=20) else out - timedelta(days=1)
+
+
+def run_bench(n_sensors: int = 2000, quiet_minutes: float = 60.0, only: list[str] | None = None,
+              progress: bool = True, seed: int = 0) -> dict:
+    """Run every scenario (or ``only`` these names/files) and a quiet period; return figures."""
+    from citypulse.stack import PrivateMosquitto, PrivatePostgres
+    from device_sim import scenario as scenario_mod
+
+    scen_dir = Path(scenario_mod.__file__).parent / "scenarios"
+    files = sorted(scen_dir.glob("*.yaml"))
+    if only:
+        files = [f for f in files if f.stem in only or f.name in only or str(f) in only]
+    tmp = Path(tempfile.mkdtemp(prefix="citypulse-bench-alerts-"))
+    result: dict[str, Any] = {"sensors": n_sensors, "step_s": STEP_S, "scenarios": {}}
+    t_start = time.monotonic()
+    with PrivatePostgres(tmp / "pg") as pg, PrivateMosquitto(tmp / "mq") as mq:
+        settings = Settings(database_url=pg.url, mqtt_url=mq.url, topic_prefix="bench")
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            schema.migrate(conn, settings)
+            schema.Store.open(conn, settings, migrate_now=False)
+            t0 = time.monotonic()
+            sim = _Sim(conn, settings, n_sensors, seed)
+            result["deploy_s"] = round(time.monotonic() - t0, 2)
+            result["nominal_readings_per_s"] = round(sim.fleet.nominal_rate, 1)
+            city = CityModel()
+            sub = _Subscriber(settings)
+            delivery = Delivery(settings, webhook_urls=[])
+            delivery.wait_connected(10)
+            try:
+                from rich.progress import Progress
+
+                with Progress(disable=not progress, transient=True) as bar:
+                    for f in files:
+                        scen = scenario_mod.load(f)
+                        start = _start_today(scen)
+                        resolved = scen.resolve(sim.dep, start=start, seed=seed)
+                        expected = scenario_mod.expected_alerts(resolved, sim.dep)
+                        t_from = start.timestamp() - WARMUP_S
+                        last = max((b.start for b in resolved.incidents),
+                                   default=start.timestamp())
+                        t_to = last + DETECT_WINDOW_S
+                        task = bar.add_task(f.stem, total=int((t_to - t_from) / STEP_S))
+                        opened, stats = _simulate(
+                            sim, conn, sub, delivery, city, resolved, t_from, t_to, STEP_S,
+                            lambda task=task: bar.advance(task))
+                        result["scenarios"][f.stem] = {
+                            **_score(expected, resolved, opened, start.timestamp() - 60),
+                            **stats}
+                    quiet_s = quiet_minutes * 60
+                    task = bar.add_task("quiet", total=int((quiet_s + WARMUP_S) / QUIET_STEP_S))
+                    q_from = time.time() - WARMUP_S
+                    opened, stats = _simulate(sim, conn, sub, delivery, city, None, q_from,
+                                              q_from + WARMUP_S + quiet_s, QUIET_STEP_S,
+                                              lambda: bar.advance(task))
+                    considered = [m for m in opened if m["_virtual_s"] >= q_from + WARMUP_S]
+                    result["quiet"] = {
+                        "minutes": quiet_minutes, "false_alerts": len(considered),
+                        "sample": [f"{m['rule']}:{m['entity']['kind']}:{m['entity']['id']}"
+                                   for m in considered[:5]], **stats}
+            finally:
+                delivery.close()
+                sub.close()
+    recalls = [s["recall"] for s in result["scenarios"].values() if s["recall"] is not None]
+    p95 = [s["p95_ms"] for s in result["scenarios"].values() if s["p95_ms"] is not None]
+    result["summary"] = {"min_recall": min(recalls) if recalls else None,
+                         "max_p95_ms": max(p95) if p95 else None,
+                         "quiet_false_alerts": result.get("quiet", {}).get("false_alerts"),
+                         "wall_s": round(time.monotonic() - t_start, 1)}
+    return result
