@@ -415,9 +415,10 @@ class Collector:
         status: list[tuple[str, str, datetime]] = []
         dups = 0
         retry: list[tuple[Message, wt.Topic, wp.Decoded]] = []
+        kinds: dict[str, int] = {}
         for m in msgs:
             topic = wt.parse(m.topic, s.topic_prefix)
-            self.metrics.messages.labels(topic.kind).inc()
+            kinds[topic.kind] = kinds.get(topic.kind, 0) + 1
             if topic.kind == wt.STATUS:
                 text = m.payload[:64].decode("utf-8", "replace").strip().lower()
                 if text in ("online", "offline"):
@@ -453,6 +454,8 @@ class Collector:
                 rows.extend(v.rows)
                 dead.extend(v.dead)
                 dups += v.duplicates
+        for k, n in kinds.items():
+            self.metrics.messages.labels(k).inc(n)
         unique, more = merge_rows(rows)
         return Batch(tuple(unique), tuple(dead), tuple(status), dups + more)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import orjson
 
@@ -67,8 +67,13 @@ class Validated:
 
 
 def to_time(ms: int) -> datetime:
-    """Epoch milliseconds as an aware UTC datetime (exact)."""
-    return EPOCH + timedelta(milliseconds=ms)
+    """Epoch milliseconds as an aware UTC datetime (exact for milliseconds)."""
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+# kind -> metric name -> (slot, min, max): one dict lookup per value on the hot path
+_LIMITS = {k.name: {m.name: (i, m.min, m.max) for i, m in enumerate(k.metrics)}
+           for k in KINDS.values()}
 
 
 def dead_letter(received_ms: int, topic: str, reason: str, data: bytes, detail: str,
@@ -86,23 +91,24 @@ def merge_rows(rows: Iterable[tuple]) -> tuple[list[tuple], int]:
 
     Returns the unique rows and the number of metric values dropped as duplicates.
     """
-    merged: dict[tuple, list] = {}
+    merged: dict[tuple, tuple] = {}
     dups = 0
     for r in rows:
         key = (r[1], r[0])
-        cur = merged.get(key)
-        if cur is None:
-            merged[key] = list(r)
+        cur = merged.setdefault(key, r)
+        if cur is r:
             continue
+        new = list(cur)
         for i in range(3, 3 + MAX_SLOTS):
             if r[i] is not None:
-                if cur[i] is None:
-                    cur[i] = r[i]
+                if new[i] is None:
+                    new[i] = r[i]
                 else:
                     dups += 1
-        if cur[2] is None:
-            cur[2] = r[2]
-    return [tuple(v) for v in merged.values()], dups
+        if new[2] is None:
+            new[2] = r[2]
+        merged[key] = tuple(new)
+    return list(merged.values()), dups
 
 
 def validate(decoded: wp.Decoded, topic: Topic, topic_str: str, payload: bytes,
@@ -111,7 +117,9 @@ def validate(decoded: wp.Decoded, topic: Topic, topic_str: str, payload: bytes,
     dead = [dead_letter(received_ms, topic_str, r.reason, r.fragment, r.detail, r.sensor_id)
             for r in decoded.rejected]
     rows: list[tuple] = []
+    times: dict[int, datetime] = {}
     unknown = 0
+    gateway = topic.ident if topic.kind == GATEWAY else None
     for rd in decoded.readings:
         reg = registry.get(rd.sensor_id)
         if reg is None:
@@ -120,7 +128,7 @@ def validate(decoded: wp.Decoded, topic: Topic, topic_str: str, payload: bytes,
                                     _frag(rd.sensor_id, rd.ts_ms, rd.seq, rd.values),
                                     f"sensor {rd.sensor_id!r} is not registered", rd.sensor_id))
             continue
-        if topic.kind == GATEWAY and reg.gateway_id != topic.ident:
+        if gateway is not None and reg.gateway_id != gateway:
             dead.append(dead_letter(
                 received_ms, topic_str, wp.WRONG_GATEWAY,
                 _frag(rd.sensor_id, rd.ts_ms, rd.seq, rd.values),
@@ -133,28 +141,35 @@ def validate(decoded: wp.Decoded, topic: Topic, topic_str: str, payload: bytes,
                                     _frag(rd.sensor_id, rd.ts_ms, rd.seq, rd.values),
                                     f"ts {rd.ts_ms} is {when}", rd.sensor_id))
             continue
-        kind = KINDS.get(reg.kind)
+        limits = _LIMITS.get(reg.kind, {})
         slots: list = [None] * MAX_SLOTS
         any_good = False
         for name, value in rd.values:
-            i = kind.slot_of.get(name) if kind is not None else None
-            if i is None:
+            lim = limits.get(name)
+            if lim is None:
                 dead.append(dead_letter(received_ms, topic_str, wp.UNKNOWN_METRIC,
                                         _frag(rd.sensor_id, rd.ts_ms, rd.seq, [(name, value)]),
                                         f"{name!r} is not a metric of kind {reg.kind!r}",
                                         rd.sensor_id))
                 continue
-            m = kind.metrics[i]
-            if not m.min <= value <= m.max:
+            i, lo, hi = lim
+            if not lo <= value <= hi:
+                m = KINDS[reg.kind].metrics[i]
                 dead.append(dead_letter(received_ms, topic_str, wp.OUT_OF_RANGE,
                                         _frag(rd.sensor_id, rd.ts_ms, rd.seq, [(name, value)]),
-                                        f"{name}={value!r} outside [{m.min:g}, {m.max:g}] {m.unit}",
+                                        f"{name}={value!r} outside [{lo:g}, {hi:g}] {m.unit}",
                                         rd.sensor_id))
                 continue
             if slots[i] is None:
                 slots[i] = value
             any_good = True
         if any_good:
-            rows.append((to_time(rd.ts_ms), reg.id, rd.seq, *slots))
-    unique, dups = merge_rows(rows)
-    return Validated(tuple(unique), tuple(dead), dups, unknown)
+            t = times.get(rd.ts_ms)
+            if t is None:
+                t = times[rd.ts_ms] = to_time(rd.ts_ms)
+            rows.append((t, reg.id, rd.seq, *slots))
+    if len(rows) > 1:
+        rows, dups = merge_rows(rows)
+    else:
+        dups = 0
+    return Validated(tuple(rows), tuple(dead), dups, unknown)
