@@ -17,7 +17,8 @@ Definitions (all per one-minute bucket):
   readings; ``congestion`` = 1 - speed / free-flow speed, clipped to [0, 1].
 - zone: ``people`` = sum over the zone's counters of their mean ``people_count``;
   ``density_per_1000m2`` = 1000 x people / area; ``entries``/``exits`` = sums over the
-  minute; ``trucks`` = trackers whose mean position lies in the zone.
+  minute; ``trucks`` = trackers whose mean position lies in the zone; ``vehicles`` = sum
+  over the segments whose midpoint lies in the zone of flow / speed x length.
 - zone flow a -> b (neighbours, an estimate): a's net outflow (exits - entries) split among
   its neighbours with a net inflow, in proportion to their inflows.
 - truck visit: a run of consecutive minutes in one zone (a gap > 5 min ends it); a stop is
@@ -91,20 +92,31 @@ WITH people AS (
     FROM citypulse.twin_truck_1m
     WHERE bucket >= %(lo)s AND bucket < %(hi)s AND zone_id IS NOT NULL
     GROUP BY 1, 2
+), veh AS (
+    SELECT x.bucket, s.zone_id,
+           sum(x.flow_veh_h / NULLIF(x.speed_kmh, 0) * s.length_m / 1000) AS vehicles
+    FROM citypulse.twin_segment_1m x JOIN citypulse.twin_segments s USING (segment_id)
+    WHERE x.bucket >= %(lo)s AND x.bucket < %(hi)s AND s.zone_id IS NOT NULL
+    GROUP BY 1, 2
 ), j AS (
-    SELECT coalesce(p.bucket, t.bucket) AS bucket, coalesce(p.zone_id, t.zone_id) AS zone_id,
-           coalesce(p.counters, 0) AS counters, p.people, p.entries, p.exits,
-           coalesce(t.trucks, 0) AS trucks
-    FROM people p FULL JOIN trucks t ON t.bucket = p.bucket AND t.zone_id = p.zone_id
+    SELECT bucket, zone_id, sum(counters)::int AS counters, sum(people) AS people,
+           sum(entries) AS entries, sum(exits) AS exits, sum(trucks)::int AS trucks,
+           sum(vehicles) AS vehicles
+    FROM (SELECT bucket, zone_id, counters, people, entries, exits, 0 AS trucks,
+                 NULL::float8 AS vehicles FROM people
+          UNION ALL SELECT bucket, zone_id, 0, NULL, NULL, NULL, trucks, NULL FROM trucks
+          UNION ALL SELECT bucket, zone_id, 0, NULL, NULL, NULL, 0, vehicles FROM veh) u
+    GROUP BY 1, 2
 )
 INSERT INTO citypulse.twin_zone_1m (bucket, zone_id, counters, people, density_per_1000m2,
-    entries, exits, trucks)
+    entries, exits, trucks, vehicles)
 SELECT j.bucket, j.zone_id, j.counters, j.people, 1000 * j.people / NULLIF(z.area_m2, 0),
-       j.entries, j.exits, j.trucks
+       j.entries, j.exits, j.trucks, j.vehicles
 FROM j JOIN citypulse.twin_zones z USING (zone_id)
 ON CONFLICT (zone_id, bucket) DO UPDATE SET counters = EXCLUDED.counters,
     people = EXCLUDED.people, density_per_1000m2 = EXCLUDED.density_per_1000m2,
-    entries = EXCLUDED.entries, exits = EXCLUDED.exits, trucks = EXCLUDED.trucks
+    entries = EXCLUDED.entries, exits = EXCLUDED.exits, trucks = EXCLUDED.trucks,
+    vehicles = EXCLUDED.vehicles
 """
 
 _ZONE_FLOWS = """

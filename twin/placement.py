@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import psycopg
+import shapely
 
 from citypulse.catalogue import KINDS
 from twin.citymodel import City, build_city
@@ -67,20 +68,23 @@ def sync_city(conn: psycopg.Connection, city: City) -> None:
     """Copy the city's segments, zones and zone neighbours into the twin tables."""
     seg = city.segments
     zones = city.zones
+    mids = shapely.line_interpolate_point(seg.geometry.values, 0.5, normalized=True)
+    seg_zone = city.zones_of(shapely.get_x(mids), shapely.get_y(mids))
     with conn.transaction(), conn.cursor() as cur:
         cur.executemany(
             """INSERT INTO citypulse.twin_segments (segment_id, from_node, to_node, road,
                    road_class, direction, lanes, free_flow_kmh, capacity_veh_h, length_m,
-                   geom_wkt) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                   geom_wkt, zone_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                ON CONFLICT (segment_id) DO UPDATE SET from_node = EXCLUDED.from_node,
                    to_node = EXCLUDED.to_node, road = EXCLUDED.road,
                    road_class = EXCLUDED.road_class, direction = EXCLUDED.direction,
                    lanes = EXCLUDED.lanes, free_flow_kmh = EXCLUDED.free_flow_kmh,
                    capacity_veh_h = EXCLUDED.capacity_veh_h, length_m = EXCLUDED.length_m,
-                   geom_wkt = EXCLUDED.geom_wkt""",
+                   geom_wkt = EXCLUDED.geom_wkt, zone_id = EXCLUDED.zone_id""",
             [(s.segment_id, s.from_node, s.to_node, s.road, s.road_class, s.direction,
               int(s.lanes), float(s.free_flow_kmh), float(s.capacity_veh_h),
-              float(s.length_m), s.geometry.wkt) for s in seg.itertuples(index=False)])
+              float(s.length_m), s.geometry.wkt, z)
+             for s, z in zip(seg.itertuples(index=False), seg_zone, strict=True)])
         cur.executemany(
             """INSERT INTO citypulse.twin_zones (zone_id, name, zone_type, area_m2,
                    people_capacity, density_limit, geom_wkt)

@@ -67,19 +67,20 @@ WITH a AS (
         sum(entries) FILTER (WHERE cur) AS entries, sum(exits) FILTER (WHERE cur) AS exits,
         max(trucks) FILTER (WHERE latest) AS trucks, max(counters) FILTER (WHERE cur) AS counters,
         max(bucket) FILTER (WHERE cur) AS last,
-        avg(people) FILTER (WHERE NOT cur) AS people_prev
+        avg(people) FILTER (WHERE NOT cur) AS people_prev,
+        avg(vehicles) FILTER (WHERE cur) AS vehicles
     FROM x GROUP BY zone_id
 )
 SELECT z.zone_id, z.name, z.zone_type, z.area_m2, z.density_limit, w.people, w.density,
        w.density / NULLIF(z.density_limit, 0), w.entries, w.exits,
-       w.entries - w.exits, coalesce(w.trucks, 0), w.counters, w.people - w.people_prev,
-       w.last, (SELECT b FROM a)
+       w.entries - w.exits, coalesce(w.trucks, 0), w.vehicles, w.counters,
+       w.people - w.people_prev, w.last, (SELECT b FROM a)
 FROM citypulse.twin_zones z LEFT JOIN w USING (zone_id)
 ORDER BY z.zone_id
 """
 _ZONE_KEYS = ("zone_id", "name", "zone_type", "area_m2", "density_limit_per_1000m2", "people",
               "density_per_1000m2", "density_ratio", "entries", "exits", "net_in", "trucks",
-              "counters", "people_trend", "last_bucket")
+              "vehicles", "counters", "people_trend", "last_bucket")
 
 _FLOWS = """
 SELECT zone_a, zone_b, sum(persons) FROM citypulse.twin_zone_flow_1m

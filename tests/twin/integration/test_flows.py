@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
 import pytest
@@ -46,7 +47,12 @@ def test_segment_and_zone_minute_values(placed, t0):
         (t0 + 5 * S, r, {"people_count": 50, "entries": 30, "exits": 10}),
     ])
     res = aggregate(db.conn, t0, t0 + M, city)
-    assert res.segment_rows == 1 and res.zone_rows == 2
+    assert res.segment_rows == 1 and res.zone_rows == 3
+    # vehicles present: the segment (ring 2, 30 degrees, inner lane, in Z2-02) holds
+    # flow / speed x length = 960 / 40 x 2 pi 2.4 km / 12
+    veh = db.conn.execute("SELECT zone_id, vehicles FROM citypulse.twin_zone_1m "
+                          "WHERE vehicles IS NOT NULL").fetchall()
+    assert veh == [("Z2-02", pytest.approx(960 / 40 * 2 * math.pi * 2.4 / 12, rel=1e-3))]
     row = db.conn.execute(
         "SELECT sensors, vehicles, flow_veh_h, speed_kmh, occupancy_pct, congestion "
         "FROM citypulse.twin_segment_1m WHERE segment_id = %s AND bucket = %s",
