@@ -256,7 +256,8 @@ def zone_centroids() -> dict[str, list[float]]:
 
 
 def map_state(conn: psycopg.Connection, at: datetime | None = None,
-              with_offline: bool = True) -> dict[str, Any]:
+              with_offline: bool = True, segs: dict[str, dict] | None = None,
+              alerts: list[dict] | None = None, max_arcs: int = 80) -> dict[str, Any]:
     """The small per-refresh state of the map, aligned with :func:`city_model` order.
 
     ``seg``: congestion band index per segment (-1 no data); ``zone``: people per ha per
@@ -266,13 +267,15 @@ def map_state(conn: psycopg.Connection, at: datetime | None = None,
     at = at or datetime.now(UTC)
     model = city_model()
     bands = congestion_bands()
-    segs = segment_state(conn, at)
+    segs = segment_state(conn, at) if segs is None else segs
     zones = zone_state(conn, at)
     cent = zone_centroids()
-    od = [[cent[f["origin"]], cent[f["dest"]], f["trips"]] for f in od_flows(conn, at)
-          if f["origin"] in cent and f["dest"] in cent and f["origin"] != f["dest"]]
-    alerts = [[a["lon"], a["lat"], list(severity_rgb(a["severity"])), a["id"]]
-              for a in list_alerts(conn, open_only=True) if a.get("lon") is not None]
+    flows = sorted(od_flows(conn, at), key=lambda f: -f["trips"])
+    od = [[cent[f["origin"]], cent[f["dest"]], f["trips"]] for f in flows
+          if f["origin"] in cent and f["dest"] in cent and f["origin"] != f["dest"]][:max_arcs]
+    alerts = list_alerts(conn, open_only=True) if alerts is None else alerts
+    markers = [[a["lon"], a["lat"], list(severity_rgb(a["severity"])), a["id"]]
+               for a in alerts if a.get("lon") is not None]
     dens = [zones.get(z["id"], {}).get("density_per_ha") for z in model["zones"]]
     return {
         "at": at.isoformat(),
@@ -282,7 +285,7 @@ def map_state(conn: psycopg.Connection, at: datetime | None = None,
         "zone_rgb": [density_rgba(d) for d in dens],
         "od": od,
         "offline": offline_positions(conn) if with_offline else [],
-        "alerts": alerts,
+        "alerts": markers,
         "colours": [list(b.rgb) for b in bands],
     }
 
@@ -359,7 +362,8 @@ def audit(conn: psycopg.Connection, user: str, action: str, detail: dict) -> Non
 
 
 # --- KPIs, traffic and ingest health --------------------------------------------------------
-def kpis(conn: psycopg.Connection, at: datetime | None = None) -> dict[str, Any]:
+def kpis(conn: psycopg.Connection, at: datetime | None = None,
+         alerts: list[dict] | None = None) -> dict[str, Any]:
     """Wall KPIs: readings/s (last 10 s), sensors online/total, open alerts by severity."""
     at = at or datetime.now(UTC)
     (n,) = conn.execute("SELECT count(*) FROM citypulse.raw WHERE time > %s AND time <= %s",
@@ -368,17 +372,17 @@ def kpis(conn: psycopg.Connection, at: datetime | None = None) -> dict[str, Any]
     (offline,) = conn.execute(
         "SELECT count(*) FROM citypulse.sensor_status WHERE status = 'offline'").fetchone()
     by_sev = dict.fromkeys(SEVERITIES, 0)
-    for a in list_alerts(conn, open_only=True):
+    for a in list_alerts(conn, open_only=True) if alerts is None else alerts:
         by_sev[a["severity"]] = by_sev.get(a["severity"], 0) + 1
     return {"readings_per_s": n / 10.0, "sensors_total": total,
             "sensors_online": total - offline, "alerts": by_sev}
 
 
 def worst_segments(conn: psycopg.Connection, at: datetime | None = None,
-                   n: int = 5) -> list[dict]:
+                   n: int = 5, state: dict[str, dict] | None = None) -> list[dict]:
     """The ``n`` most congested segments: [{id, name, congestion, speed_kmh}]."""
     at = at or datetime.now(UTC)
-    state = segment_state(conn, at)
+    state = segment_state(conn, at) if state is None else state
     names = {s["id"]: s["name"] for s in city_model()["segments"]}
     rows = [{"id": k, "name": names.get(k, k), **v} for k, v in state.items()
             if v.get("congestion") is not None]

@@ -54,7 +54,7 @@ def slowest_segments(rows: Sequence[dict]) -> go.Figure:
         text=[f"{r['speed_kmh']:.0f} km/h" if r.get("speed_kmh") is not None else ""
               for r in rows], textposition="inside", textfont={"color": "#0b1220"}))
     fig.update_xaxes(range=[0, 1], title="congestion index")
-    return _layout(fig, "Slowest segments now", height=360)
+    return _layout(fig, "Slowest segments now", height=360).update_layout(showlegend=False)
 
 
 def segment_flow_speed(series: Sequence[dict], segment: str) -> go.Figure:

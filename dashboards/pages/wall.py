@@ -49,10 +49,12 @@ def refresh() -> tuple:
     t0 = time.perf_counter()
     at = now()
     with ctx().pool.connection() as conn:
-        state = data.map_state(conn, at)
-        k = data.kpis(conn, at)
-        worst = data.worst_segments(conn, at, n=12)
-        alerts = data.list_alerts(conn, open_only=True, limit=30)
+        segs = data.segment_state(conn, at)
+        alerts = data.list_alerts(conn, open_only=True)
+        state = data.map_state(conn, at, segs=segs, alerts=alerts)
+        k = data.kpis(conn, at, alerts=alerts)
+        worst = data.worst_segments(conn, at, n=12, state=segs)
+        alerts = alerts[:30]
     tiles = [tile("readings / s", f"{k['readings_per_s']:,.0f}"),
              tile("sensors online", f"{k['sensors_online']:,}",
                   f"of {k['sensors_total']:,}")]
