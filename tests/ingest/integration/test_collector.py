@@ -125,3 +125,49 @@ def test_registry_refreshed_on_unknown_sensor(cfg, broker, start_collector):
     pub.close(sent=1)
     assert wait_until(lambda: _readings(cfg.database_url), 10)
     assert _rows(cfg.database_url, "SELECT count(*) FROM citypulse.dead_letters") == [(0,)]
+
+
+def test_permanent_db_error_isolated_by_bisection(cfg, broker, db, start_collector):
+    p = cfg.topic_prefix
+    register(cfg.database_url, [(f"x{i}", "traffic", None) for i in range(20)])
+    # a constraint the database enforces but validation does not know about
+    db.execute("ALTER TABLE citypulse.raw ADD CONSTRAINT no_magic CHECK (v1 IS DISTINCT FROM 123.25)")
+    c = start_collector(cfg.model_copy(update={"batch_max_ms": 500}))
+    now = int(time.time() * 1000)
+    pub = Publisher(_port(broker.url))
+    for i in range(20):
+        pub.publish(wt.telemetry(f"x{i}", p), {"ts": now, "seq": 0,
+                                               "values": {"speed_kmh": 123.25 if i == 7 else 50}})
+    pub.close(sent=20)
+    assert c.wait_idle(15)
+    assert _rows(cfg.database_url, "SELECT count(*) FROM citypulse.raw") == [(19,)]
+    bad = _rows(cfg.database_url, "SELECT reason, detail FROM citypulse.dead_letters")
+    assert len(bad) == 1 and bad[0][0] == "malformed" and "no_magic" in bad[0][1]
+    assert c.metrics.value("citypulse_ingest_db_errors_total", kind="permanent") >= 1
+
+
+def test_abuse_never_breaks_the_collector(cfg, broker, start_collector):
+    import os
+    import random
+
+    p = cfg.topic_prefix
+    cfg = cfg.model_copy(update={"max_payload_bytes": 2048})
+    register(cfg.database_url, [("v1", "gas", "gw")])
+    c = start_collector(cfg)
+    rnd = random.Random(7)
+    nasty = [b"", b"null", b"NaN", b'{"ts": 1, "values": {"co_ppm": Infinity}}', b"[" * 5000 + b"]" * 5000,
+             b'{"ts": 1e400, "values": {"co_ppm": 1}}', b'{"values": {"co_ppm": [1, 2]}}',
+             b'{"v1": "nope"}', b'{"ts": "2025-13-45T99:00:00Z", "values": {"co_ppm": 1}}',
+             b"x" * 4096, b'{"ts": -1, "values": {"co_ppm": 1}}', b'{"seq": 1.5, "values": {"co_ppm": 1}}',
+             "{\"ts\": 1, \"values\": {\"\u00e9\\u0000\": 1}}".encode()]
+    nasty += [os.urandom(rnd.randint(1, 300)) for _ in range(40)]
+    topics = [wt.telemetry("v1", p), wt.gateway("gw", p), wt.telemetry("nobody", p), wt.status("v1", p)]
+    pub = Publisher(_port(broker.url))
+    for i, data in enumerate(nasty):
+        pub.publish(topics[i % len(topics)], data)
+    pub.close(sent=len(nasty))
+    assert c.wait_idle(20)
+    dead = _rows(cfg.database_url, "SELECT count(DISTINCT (topic, payload, detail)), count(*) FROM citypulse.dead_letters")[0]
+    assert dead[1] >= len(nasty) - 1  # every message left at least one dead letter (b"" on status too)
+    assert _rows(cfg.database_url, "SELECT count(*) FROM citypulse.raw") == [(0,)]
+    assert c.metrics.value("citypulse_ingest_internal_errors_total") == 0

@@ -146,3 +146,28 @@ def test_two_collectors_share_the_load(settings, broker, start_collector):
     assert sum(got) == n * N_SENSORS
     assert min(got) > 0.2 * sum(got), f"load not split: {got}"
     assert_exactly_once(cfg.database_url, "s", sensors, n)
+
+
+def test_full_spool_stops_acking_and_loses_nothing(pg_own, broker, topic_prefix, tmp_path, start_collector):
+    cfg = Settings(database_url=pg_own.url, mqtt_url=broker.url, topic_prefix=topic_prefix,
+                   spool_dir=tmp_path / "spool", spool_max_bytes=0, batch_max_ms=50,
+                   device_rate_limit=1e5, max_inflight_messages=100)
+    with psycopg.connect(pg_own.url, autocommit=True) as conn:
+        schema.Store.open(conn, cfg)
+    sensors = _sensors("f")
+    register(cfg.database_url, [(s, "traffic", None) for s in sensors])
+    c = start_collector(cfg)
+    pg_own.stop()
+    pub = Publisher(_port(broker.url))
+    n = 50
+    sent = stream(pub, topic_prefix, sensors, n, 1000, int(time.time() * 1000) - 60_000)
+    time.sleep(4)
+    # nothing acknowledged beyond the receive maximum: the broker holds the rest
+    assert 0 < c._pending <= 100, c._pending
+    assert c.metrics.value("citypulse_ingest_spool_bytes") == 0
+    assert c.metrics.value("citypulse_ingest_readings_stored_total") == 0
+    pg_own.start()
+    pub.close(sent=sent)
+    assert wait_until(lambda: _stored(cfg.database_url, "f") == n * N_SENSORS, 40)
+    assert c.wait_idle(20)
+    assert_exactly_once(cfg.database_url, "f", sensors, n)
