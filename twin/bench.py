@@ -151,6 +151,7 @@ def _run(url: str, sensors: int, hours: float, history_sensors: int, live_minute
         kinds = names
         pass_s = []
         write_s = []
+        parts: list[tuple[float, float, float]] = []
         for m in range(live_minutes):
             minute = live_lo + timedelta(minutes=m)
             with console.status(f"live minute {m + 1}/{live_minutes}: {sensors} readings"):
@@ -160,13 +161,20 @@ def _run(url: str, sensors: int, hours: float, history_sensors: int, live_minute
                 write_s.append(time.perf_counter() - t)
                 t = time.perf_counter()
                 store.refresh_rollups(conn, settle_s=0)
+                t1 = time.perf_counter()
                 aggregate(conn, minute, minute + timedelta(minutes=1), city)
+                t2 = time.perf_counter()
                 rebuild_trips(conn, minute - timedelta(minutes=2),
                               minute + timedelta(minutes=1), city,
                               since=now - timedelta(hours=settings.twin_trip_lookback_h))
-                pass_s.append(time.perf_counter() - t)
+                t3 = time.perf_counter()
+                pass_s.append(t3 - t)
+                parts.append((t1 - t, t2 - t1, t3 - t2))
         out["live_write_s_per_minute"] = round(statistics.median(write_s), 3)
         out["aggregation_pass_s_per_minute"] = round(statistics.median(pass_s), 3)
+        out["pass_breakdown_s"] = {
+            name: round(statistics.median(p[i] for p in parts), 3)
+            for i, name in enumerate(("store_refresh_rollups", "twin_aggregate", "twin_trips"))}
         # a minute is aggregated settle_s after it ends, plus one pass, plus up to one interval
         out["aggregation_lag_s"] = round(5.0 + statistics.median(pass_s)
                                          + settings.twin_interval_s / 2, 2)

@@ -233,14 +233,19 @@ class City:
         """(segment_id or None, distance m) of the nearest segment within ``max_m``."""
         x, y = self.to_metric(np.atleast_1d(lon), np.atleast_1d(lat))
         pts = shapely.points(x, y)
-        idx_pt, idx_seg = self._segment_tree().query_nearest(
-            pts, max_distance=max_m, return_distance=False, all_matches=False)
+        # candidates within max_m (cheaper than query_nearest), then the closest per point
+        cand_pt, cand_seg = self._segment_tree().query(pts, predicate="dwithin", distance=max_m)
+        geoms = self.metric("segments").geometry.values
+        d = shapely.distance(pts[cand_pt], geoms[cand_seg])
+        order = np.lexsort((cand_seg, d, cand_pt))
+        cand_pt, cand_seg, d = cand_pt[order], cand_seg[order], d[order]
+        first = np.ones(len(cand_pt), dtype=bool)
+        first[1:] = cand_pt[1:] != cand_pt[:-1]
         ids = self.segments["segment_id"].to_numpy()
         out = np.full(len(pts), None, dtype=object)
         dist = np.full(len(pts), np.nan)
-        out[idx_pt] = ids[idx_seg]
-        geoms = self.metric("segments").geometry.values
-        dist[idx_pt] = shapely.distance(pts[idx_pt], geoms[idx_seg])
+        out[cand_pt[first]] = ids[cand_seg[first]]
+        dist[cand_pt[first]] = d[first]
         return out, dist
 
     def nearest_segment(self, lon: float, lat: float, max_m: float = 25.0) -> str | None:
