@@ -250,7 +250,7 @@ def worker(cfg: RunConfig, wid: int, nworkers: int, counters: Any, stop: Any,
                         sent_r += nr
                 a = b
             errors = pub.errors + sum(d.errors for d in own.values())
-            counters[wid * 4: wid * 4 + 4] = [sent_m, sent_r, errors, offered]
+            counters[wid * 5: wid * 5 + 4] = [sent_m, sent_r, errors, offered]
             if last:
                 break
             pub.pump(0.0)
@@ -266,7 +266,7 @@ def worker(cfg: RunConfig, wid: int, nworkers: int, counters: Any, stop: Any,
             d.close()
         pub.close()
         errors = pub.errors + sum(d.errors for d in own.values())
-        counters[wid * 4: wid * 4 + 4] = [sent_m, sent_r, errors, offered]
+        counters[wid * 5: wid * 5 + 5] = [sent_m, sent_r, errors, offered, time.monotonic()]
 
 
 def merge_records(record: Path, nworkers: int) -> None:
@@ -294,7 +294,7 @@ def run(cfg: RunConfig, progress: Callable[[dict], None] | None = None,
     if cfg.record:
         Path(cfg.record).parent.mkdir(parents=True, exist_ok=True)
     ctx = mp.get_context("spawn")
-    counters = ctx.Array("d", 4 * n, lock=False)
+    counters = ctx.Array("d", 5 * n, lock=False)
     stop = stop or ctx.Event()
     t0 = time.monotonic() + 0.5 + 0.4 * n  # workers start loading before the clock runs
     procs = [ctx.Process(target=worker, args=(cfg, w, n, counters, stop, t0, sim_start, factor),
@@ -313,10 +313,8 @@ def run(cfg: RunConfig, progress: Callable[[dict], None] | None = None,
             p.join(30)
     for p in procs:
         p.join(30)
-    elapsed = max(time.monotonic() - t0, 1e-3)
-    if cfg.duration:
-        elapsed = min(elapsed, max(cfg.duration, 1e-3)) if all(
-            p.exitcode == 0 for p in procs) else elapsed
+    ends = [e for e in list(counters)[4::5] if e > 0]
+    elapsed = max((max(ends) if ends else time.monotonic()) - t0, 1e-3)
     tot = _totals(counters, n, elapsed, offered_rate, cfg.duration)
     failed = [p.name for p in procs if p.exitcode not in (0, None)]
     if failed:
@@ -339,9 +337,9 @@ def run(cfg: RunConfig, progress: Callable[[dict], None] | None = None,
 def _totals(counters: Any, n: int, elapsed: float, offered: float,
             duration: float | None) -> dict:
     vals = list(counters)
-    m = sum(vals[0::4])
-    r = sum(vals[1::4])
-    return {"messages": m, "readings": r, "errors": sum(vals[2::4]), "elapsed": elapsed,
+    m = sum(vals[0::5])
+    r = sum(vals[1::5])
+    return {"messages": m, "readings": r, "errors": sum(vals[2::5]), "elapsed": elapsed,
             "rate": r / elapsed, "offered": offered, "duration": duration}
 
 
