@@ -7,6 +7,7 @@ In: the settings (database URL) or a ready ``psycopg_pool.ConnectionPool``.  Out
     /api/twin/zones?at=T&window=5&format=json|geojson      state per zone (+ "flows")
     /api/twin/od?hour=T                                    trips per origin/destination
     /api/twin/lag                                          aggregation lag (s)
+    /api/twin/placement                                    sensors per placement, unplaceable
     /api/twin/city.geojson                                 the city model, every layer
 
 ``T`` is ISO-8601 (``Z`` or an offset; a naive time means UTC) or epoch milliseconds;
@@ -130,6 +131,21 @@ def create_blueprint(settings: Settings | None = None, pool: object | None = Non
     def lag() -> Response:
         with get_pool().connection() as conn:
             return _json({"lag_s": state.aggregation_lag_s(conn)})
+
+    @bp.get("/placement")
+    def placement() -> Response:
+        with get_pool().connection() as conn:
+            counts = conn.execute(
+                "SELECT placement, status, count(*) FROM citypulse.sensor_placement "
+                "GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
+            bad = conn.execute(
+                """SELECT s.sensor_id, s.kind, s.lon, s.lat, p.reason
+                   FROM citypulse.sensor_placement p JOIN citypulse.sensors s ON s.id = p.sensor
+                   WHERE p.status = 'unplaceable' ORDER BY s.sensor_id LIMIT 200""").fetchall()
+        return _json({"counts": [{"placement": a, "status": b, "sensors": n}
+                                 for a, b, n in counts],
+                      "unplaceable": [{"sensor_id": i, "kind": k, "lon": x, "lat": y,
+                                       "reason": r} for i, k, x, y, r in bad]})
 
     @bp.get("/city.geojson")
     def city_geojson() -> Response:

@@ -68,6 +68,9 @@ def test_zones_od_city_and_errors(client, t0):
     assert layers == {"lake", "zone", "road_segment", "node", "gate"}
     assert client.get("/api/twin/segments?at=yesterday").status_code == 400
     assert client.get("/api/twin/zones?window=0").status_code == 400
+    pl = client.get("/api/twin/placement").get_json()
+    assert pl["counts"] == [{"placement": "segment", "status": "placed", "sensors": 1}]
+    assert pl["unplaceable"] == []
     lag = client.get("/api/twin/lag").get_json()
     assert 0 <= lag["lag_s"] < 120
 
