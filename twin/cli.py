@@ -107,14 +107,15 @@ def run_cmd(
                     if once:
                         print(json.dumps(out))
                         return
-                    log.info("twin pass %.2fs lag %.1fs segments %d zones %d trips %d",
-                             time.monotonic() - t, out["lag_s"], out["segment_rows"],
-                             out["zone_rows"], out["trips"])
+                    log.log(logging.INFO if place else logging.DEBUG,
+                            "twin pass %.2fs lag %.1fs segments %d zones %d trips %d",
+                            time.monotonic() - t, out["lag_s"], out["segment_rows"],
+                            out["zone_rows"], out["trips"])
                     _sleep(s.twin_interval_s - (time.monotonic() - t), stop)
-        except psycopg.OperationalError as exc:
+        except psycopg.Error as exc:  # database down or a failed pass: retry, never die
             if once:
                 raise
-            log.warning("database unavailable (%s); retrying in %.0fs", exc, backoff)
+            log.warning("twin pass failed (%s); retrying in %.0fs", exc, backoff)
             _sleep(backoff, stop)
             backoff = min(backoff * 2, 30.0)
 
