@@ -124,6 +124,10 @@ class Settings(BaseSettings):
         None, description="YAML of dashboard users (name, role, password hash)."
     )
     kiosk_token: str | None = Field(None, description="Token that opens /wall read-only.")
+    ingest_metrics_urls: list[str] = Field(
+        default_factory=list,
+        description="Collectors' Prometheus /metrics URLs read by the dashboards' /ingest page "
+                    "(default: http://127.0.0.1:METRICS_PORT/metrics when metrics_port is set).")
 
     # --- twin --------------------------------------------------------------------------
     twin_interval_s: float = Field(5.0, gt=0, description="Twin worker: seconds between passes.")

@@ -43,6 +43,7 @@ class Context:
     settings: Settings
     pool: ConnectionPool
     timings: dict[str, list[float]] = field(default_factory=dict)
+    last_scrape: tuple[float, dict] | None = None  # collectors' metrics, for rates
 
     def timed(self, name: str, seconds: float) -> None:
         """Record a callback's server time (the last 200 per name)."""

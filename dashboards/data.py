@@ -43,32 +43,29 @@ class Band:
     rgb: tuple[int, int, int]
 
 
-_CONGESTION_BANDS = (
-    Band(0.0, "free", (46, 204, 113)),
-    Band(0.3, "busy", (241, 196, 15)),
-    Band(0.55, "slow", (230, 126, 34)),
-    Band(0.75, "jammed", (231, 76, 60)),
-)
-_SEVERITY_RGB = {"critical": (255, 59, 48), "warning": (255, 159, 10),
-                 "info": (90, 200, 250)}
+# display colours of band labels (the thresholds themselves come from analytics)
+_BAND_RGB = {"free": (46, 204, 113), "busy": (241, 196, 15), "slow": (243, 156, 18),
+             "congested": (231, 76, 60), "jammed": (192, 57, 43)}
+_PALETTE = ((46, 204, 113), (241, 196, 15), (243, 156, 18), (231, 76, 60), (142, 68, 173))
+
+
+@lru_cache(maxsize=1)
+def ui_thresholds() -> dict[str, Any]:
+    """The colour bands and limits of analytics' rules file, read once."""
+    import analytics
+
+    return analytics.ui_thresholds()
 
 
 def congestion_bands() -> tuple[Band, ...]:
-    """Congestion colour bands: analytics' thresholds when it provides them."""
-    try:
-        from analytics import thresholds  # type: ignore[attr-defined]
-
-        bands = getattr(thresholds, "CONGESTION_BANDS", None)
-        if bands:
-            return tuple(Band(float(b[0]), str(b[1]), tuple(b[2])) for b in bands)
-    except ImportError:
-        pass
-    return _CONGESTION_BANDS
+    """Congestion colour bands, lower bounds from analytics' rules."""
+    return tuple(Band(float(lo), str(label), _BAND_RGB.get(label, _PALETTE[i % 5]))
+                 for i, (lo, _hi, label) in enumerate(ui_thresholds()["congestion_bands"]))
 
 
 def severity_rgb(severity: str) -> tuple[int, int, int]:
-    """Display colour of an alert severity."""
-    return _SEVERITY_RGB.get(severity, (200, 200, 200))
+    """Display colour of an alert severity (analytics' severity colours)."""
+    return tuple(ui_thresholds()["severity_colours"].get(severity, (200, 200, 200)))
 
 
 def density_rgba(per_ha: float | None) -> list[int] | None:
@@ -454,3 +451,60 @@ def history_range(conn: psycopg.Connection) -> tuple[datetime, datetime] | None:
     """(first, last) time of stored readings, or None when the store is empty."""
     row = conn.execute("SELECT min(time), max(time) FROM citypulse.raw").fetchone()
     return None if row[0] is None else (row[0], row[1])
+
+
+# --- the collectors' Prometheus metrics (messages/s, readings/s, lag) --------------------------
+_COUNTERS = ("citypulse_ingest_messages", "citypulse_ingest_readings_stored",
+             "citypulse_ingest_dead_letters", "citypulse_ingest_seq_gaps")
+
+
+def metrics_urls(settings: Any) -> list[str]:
+    """The collectors' /metrics URLs the ingest page reads (settings)."""
+    if settings.ingest_metrics_urls:
+        return list(settings.ingest_metrics_urls)
+    if settings.metrics_port:
+        return [f"http://127.0.0.1:{settings.metrics_port}/metrics"]
+    return []
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Totals of the collector counters and the mean sampled lag from Prometheus text."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = dict.fromkeys(_COUNTERS, 0.0)
+    lag_sum = lag_n = 0.0
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name.endswith("_total") and s.name[:-6] in out:
+                out[s.name[:-6]] += s.value
+            elif s.name == "citypulse_ingest_lag_seconds_sum":
+                lag_sum += s.value
+            elif s.name == "citypulse_ingest_lag_seconds_count":
+                lag_n += s.value
+    out["lag_mean_s"] = lag_sum / lag_n if lag_n else float("nan")
+    return out
+
+
+def scrape(urls: list[str], timeout: float = 1.0) -> dict[str, float] | None:
+    """Sum of the collectors' metrics, or None when none answered."""
+    import requests
+
+    total: dict[str, float] | None = None
+    for url in urls:
+        try:
+            resp = requests.get(url, timeout=timeout)
+            resp.raise_for_status()
+        except requests.RequestException as exc:
+            log.debug("metrics %s: %s", url, exc)
+            continue
+        got = parse_metrics(resp.text)
+        total = got if total is None else {k: total[k] + got[k] for k in got}
+    return total
+
+
+def rates(prev: tuple[float, dict] | None, cur: tuple[float, dict]) -> dict[str, float]:
+    """Per-second rates of the counters between two scrapes ``(monotonic time, totals)``."""
+    if prev is None or cur[0] <= prev[0]:
+        return {}
+    dt = cur[0] - prev[0]
+    return {k: max(0.0, (cur[1][k] - prev[1][k]) / dt) for k in _COUNTERS}

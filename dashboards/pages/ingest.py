@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import dash
@@ -29,12 +30,29 @@ def layout(**_query) -> html.Div:
                Input("in-tick", "n_intervals"))
 def _refresh(_n):
     since = now() - timedelta(minutes=30)
-    with ctx().pool.connection() as conn:
+    c = ctx()
+    with c.pool.connection() as conn:
         h = data.ingest_health(conn, since)
+    urls = data.metrics_urls(c.settings)
+    scraped = data.scrape(urls) if urls else None
+    collector = []
+    if scraped is not None:
+        cur = (time.monotonic(), scraped)
+        r = data.rates(c.last_scrape, cur)
+        c.last_scrape = cur
+        lag_c = scraped["lag_mean_s"]
+        collector = [
+            tile("messages / s", f"{r.get('citypulse_ingest_messages', 0):,.0f}", "collectors"),
+            tile("stored / s", f"{r.get('citypulse_ingest_readings_stored', 0):,.0f}",
+                 "collectors"),
+            tile("commit lag", "n/a" if lag_c != lag_c else f"{lag_c:,.2f} s",
+                 "sensor time to commit (mean)")]
+    elif urls:
+        collector = [tile("collectors", "down", ", ".join(urls), "critical")]
     rate = h["rate"]
     last = rate[-1]["n"] if rate else 0
     lag = "n/a" if h["lag_s"] is None else f"{h['lag_s']:,.1f} s"
-    tiles = [tile("readings / s", f"{last:,}", "last second stored"),
+    tiles = [*collector, tile("readings / s", f"{last:,}", "last second stored"),
              tile("lag", lag, "now - newest reading"),
              tile("lost (seq gaps)", f"{h['lost']:,}", "last 30 min"),
              tile("dead letters", f"{sum(d['count'] for d in h['dead_letters']):,}",

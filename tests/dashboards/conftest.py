@@ -34,9 +34,25 @@ def dash_db(pg) -> str:
 
 
 @pytest.fixture(scope="session")
-def dash_settings(dash_db, tmp_path_factory) -> Settings:
+def collector_metrics():
+    """A real ingest Metrics registry served over HTTP, as a running collector does."""
+    from prometheus_client import start_http_server
+
+    from ingest.collector import Metrics
+
+    m = Metrics()
+    m.messages.labels(kind="gateway").inc(10)
+    m.stored.inc(1000)
+    server, _thread = start_http_server(0, addr="127.0.0.1", registry=m.registry)
+    yield m, f"http://127.0.0.1:{server.server_port}/metrics"
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def dash_settings(dash_db, collector_metrics, tmp_path_factory) -> Settings:
     return Settings(database_url=dash_db, kiosk_token=KIOSK,
                     dashboard_secret="test-secret-0123456789",
+                    ingest_metrics_urls=[collector_metrics[1]],
                     data_dir=tmp_path_factory.mktemp("dash"))
 
 

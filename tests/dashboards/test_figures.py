@@ -74,3 +74,32 @@ def test_city_model_is_the_twins_model():
     assert {"id", "name", "ring", "lanes", "free_flow_kmh", "path"} <= set(seg)
     lon, lat = model["lake"][0]
     assert 121.8 < lon < 122.1 and 30.8 < lat < 31.0
+
+
+METRICS = """# TYPE citypulse_ingest_messages counter
+citypulse_ingest_messages_total{kind="gateway"} 100.0
+citypulse_ingest_messages_total{kind="single"} 50.0
+# TYPE citypulse_ingest_readings_stored counter
+citypulse_ingest_readings_stored_total 5000.0
+# TYPE citypulse_ingest_lag_seconds histogram
+citypulse_ingest_lag_seconds_sum 3.0
+citypulse_ingest_lag_seconds_count 4.0
+"""
+
+
+def test_collector_metrics_parse_and_rates():
+    m = data.parse_metrics(METRICS)
+    assert m["citypulse_ingest_messages"] == 150
+    assert m["citypulse_ingest_readings_stored"] == 5000
+    assert m["lag_mean_s"] == 0.75
+    later = dict(m, citypulse_ingest_messages=450.0)
+    r = data.rates((10.0, m), (12.0, later))
+    assert r["citypulse_ingest_messages"] == 150 and r["citypulse_ingest_readings_stored"] == 0
+    assert data.rates(None, (1.0, m)) == {}
+
+
+def test_bands_come_from_analytics_rules():
+    import analytics
+
+    want = analytics.ui_thresholds()["congestion_bands"]
+    assert [b.lo for b in data.congestion_bands()] == [float(lo) for lo, _hi, _l in want]

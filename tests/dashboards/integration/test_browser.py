@@ -72,6 +72,20 @@ def test_wall_map_canvas_shows_drawn_content(dash_server, page, artifacts):
     assert "3,000" in page.inner_text("#wall-tiles")
 
 
+def test_ingest_page_reads_the_collectors_metrics(dash_server, collector_metrics, page):
+    metrics, _url = collector_metrics
+    login(page, dash_server.url, "viewer", "viewer")
+    page.goto(dash_server.url + "/ingest")
+    page.wait_for_function("document.querySelector('#in-tiles') && "
+                           "document.querySelector('#in-tiles').innerText.includes('MESSAGES')")
+    metrics.messages.labels(kind="gateway").inc(50_000)
+    # the next refresh (5 s) shows a non-zero message rate
+    page.wait_for_function(
+        "/MESSAGES \\/ S\\s+[1-9]/.test(document.querySelector('#in-tiles').innerText)",
+        timeout=15_000)
+    assert "DEAD LETTERS" in page.inner_text("#in-tiles")
+
+
 def test_kiosk_token_required(dash_server, page):
     resp = page.goto(f"{dash_server.url}/kiosk?token=wrong")
     assert resp.status == 403
