@@ -328,6 +328,23 @@ def _set_watermark(conn: psycopg.Connection, upto: datetime, name: str = "aggreg
         (name, upto))
 
 
+def expire(conn: psycopg.Connection, settings: Settings, now: datetime) -> int:
+    """Drop truck minutes, visits and zone flows past raw retention; state past rollup's."""
+    raw_cut = now - timedelta(days=settings.raw_retention_days)
+    roll_cut = now - timedelta(days=settings.rollup_retention_days)
+    n = 0
+    with conn.transaction():
+        for stmt, cut in (
+            ("DELETE FROM citypulse.twin_truck_1m WHERE bucket < %s", raw_cut),
+            ("DELETE FROM citypulse.twin_zone_flow_1m WHERE bucket < %s", raw_cut),
+            ("DELETE FROM citypulse.twin_truck_visits WHERE exited < %s", raw_cut),
+            ("DELETE FROM citypulse.twin_segment_1m WHERE bucket < %s", roll_cut),
+            ("DELETE FROM citypulse.twin_zone_1m WHERE bucket < %s", roll_cut),
+        ):
+            n += conn.execute(stmt, (cut,)).rowcount
+    return n
+
+
 def run_pass(conn: psycopg.Connection, store: Store, settings: Settings,
              now: datetime | None = None, settle_s: float = 5.0, place: bool = True,
              city: City | None = None, recompute: bool = True) -> dict:
@@ -371,6 +388,8 @@ def run_pass(conn: psycopg.Connection, store: Store, settings: Settings,
             trips[k] += v
         t = u
     out.update(trips)
+    if recompute:
+        out["expired"] = expire(conn, settings, now)
     _set_watermark(conn, hi)
     out.update(segment_rows=res.segment_rows, zone_rows=res.zone_rows,
                truck_rows=res.truck_rows, flow_rows=res.flow_rows,

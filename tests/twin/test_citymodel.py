@@ -9,6 +9,8 @@ import geopandas as gpd
 import networkx as nx
 import pytest
 import shapely
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pyproj import Geod
 
 from twin import build_city
@@ -175,3 +177,31 @@ def test_export_geojson_and_geoparquet(city, tmp_path):
     back = gpd.read_parquet(pq)
     assert back.crs.to_epsg() == 4326
     assert (back.layer == "zone").sum() == len(city.zones)
+
+
+def test_other_seed_is_deterministic_and_valid():
+    a, b = build_city(3), _build(3)
+    assert list(a.segments.segment_id) == list(b.segments.segment_id)
+    assert a.segments.length_m.tolist() == b.segments.length_m.tolist()
+    assert a.segments.length_m.tolist() != build_city(0).segments.length_m.tolist()
+    assert nx.is_strongly_connected(a.graph)
+
+
+@given(r=st.floats(0, CITY_RADIUS_M * 1.5), bearing=st.floats(0, 360))
+@settings(max_examples=200, deadline=None)
+def test_every_point_in_the_city_has_exactly_one_zone(r, bearing):
+    city = build_city()
+    cx, cy = city.to_metric(CENTER_LON, CENTER_LAT)
+    b = math.radians(bearing)
+    x, y = cx + r * math.sin(b), cy + r * math.cos(b)
+    from twin.citymodel import _TO_WGS
+
+    lon, lat = _TO_WGS.transform(x, y)
+    zone = city.zone_of(lon, lat)
+    inside = r < CITY_RADIUS_M * math.cos(math.radians(1)) - 1  # polygonal disc, 2-degree steps
+    if inside:
+        assert zone is not None
+        if r < LAKE_RADIUS_M * math.cos(math.radians(1)) - 1:
+            assert zone == "Z-LAKE"
+    if r > CITY_RADIUS_M + 1:
+        assert zone is None

@@ -203,3 +203,16 @@ def test_run_pass_keeps_up(placed, t0):
     run_pass(db.conn, db.store, db.settings, now=now + M, settle_s=5)
     seg = {x["segment_id"]: x for x in segments_at(db.conn, at=now).rows}[SEG]
     assert seg["flow_veh_h"] == pytest.approx(60 * (30 + 10) / 2)
+
+
+def test_expire_drops_old_truck_minutes(twin_db):
+    from datetime import UTC, datetime
+
+    from twin.flows import expire
+
+    old = datetime.now(UTC) - timedelta(days=30)
+    db = twin_db
+    db.conn.execute("INSERT INTO citypulse.twin_truck_1m (bucket, sensor, lon, lat) VALUES "
+                    "(%s, 1, 121.9, 30.9), (now(), 1, 121.9, 30.9)", (old,))
+    assert expire(db.conn, db.settings, datetime.now(UTC)) == 1
+    assert db.conn.execute("SELECT count(*) FROM citypulse.twin_truck_1m").fetchone()[0] == 1
