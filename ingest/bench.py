@@ -45,6 +45,7 @@ class BenchSpec:
     mqtt_url: str | None = None
     database_url: str | None = None
     writer_connections: int = 2
+    collectors: int = 1
 
 
 def scrape(port: int) -> dict[str, list]:
@@ -106,30 +107,36 @@ def run_bench(spec: BenchSpec, progress=None) -> dict:
                 registry.SensorRecord(sid, "traffic", 121.93, 30.9,
                                       gateway_of(i, spec.per_message), "{}")
                 for i, sid in enumerate(ids)])
-        port = free_port()
         env = dict(os.environ, CITYPULSE_DATABASE_URL=db_url, CITYPULSE_MQTT_URL=mqtt_url,
                    CITYPULSE_TOPIC_PREFIX=prefix, CITYPULSE_DEVICE_RATE_LIMIT="1000000",
                    CITYPULSE_SPOOL_DIR=str(tmpd / "spool"),
                    CITYPULSE_WRITER_CONNECTIONS=str(spec.writer_connections))
         log = open(tmpd / "collector.log", "wb")
-        proc = subprocess.Popen([sys.executable, "-m", "citypulse", "ingest", "--metrics-port",
-                                 str(port), "--client-id", f"{prefix}-collector"],
-                                env=env, stdout=log, stderr=subprocess.STDOUT)
+        ports = [free_port() for _ in range(spec.collectors)]
+        share = ["--share", prefix] if spec.collectors > 1 else []
+        procs = [subprocess.Popen([sys.executable, "-m", "citypulse", "ingest", "--metrics-port",
+                                   str(port), "--client-id", f"{prefix}-collector{i}", *share],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+                 for i, port in enumerate(ports)]
+
+        def total(metrics: list[dict], name: str) -> float:
+            return sum(v for m in metrics for _, v in m.get(name, []))
+
         try:
             deadline = time.monotonic() + 60
             while True:
                 with contextlib.suppress(OSError):
-                    m = scrape(port)
-                    if m.get("citypulse_ingest_mqtt_connected", [({}, 0)])[0][1] == 1:
+                    if total([scrape(p) for p in ports],
+                             "citypulse_ingest_mqtt_connected") == len(ports):
                         break
-                if proc.poll() is not None or time.monotonic() > deadline:
+                if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
                     raise RuntimeError("collector did not start; log:\n"
                                        + (tmpd / "collector.log").read_text()[-3000:])
                 time.sleep(0.2)
             time.sleep(0.5)  # subscriptions settle
-            rss0 = _rss_mb(proc.pid)
+            rss0 = sum(_rss_mb(p.pid) for p in procs)
             say(f"sending {spec.rate:g} readings/s for {spec.duration:g}s "
-                f"({spec.per_message}/message)")
+                f"({spec.per_message}/message, {spec.collectors} collector(s))")
             t0 = time.monotonic()
             ep = settings.mqtt
             load = run_load(LoadSpec(ep.host, ep.port, prefix, tuple(ids), spec.rate,
@@ -139,8 +146,8 @@ def run_bench(spec: BenchSpec, progress=None) -> dict:
             t_done = time.monotonic()
             settle = time.monotonic() + 120
             while time.monotonic() < settle:
-                m = scrape(port)
-                stored = int(sum(v for _, v in m.get("citypulse_ingest_readings_stored_total", [])))
+                stored = int(total([scrape(p) for p in ports],
+                                   "citypulse_ingest_readings_stored_total"))
                 if stored >= load.readings:
                     t_done = time.monotonic()
                     break
@@ -149,16 +156,22 @@ def run_bench(spec: BenchSpec, progress=None) -> dict:
                 elif time.monotonic() - t_done > 5:
                     break
                 time.sleep(0.2)
-            rss = _rss_mb(proc.pid)
-            m = scrape(port)
+            rss = sum(_rss_mb(p.pid) for p in procs)
+            ms = [scrape(p) for p in ports]
         finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                try:
+                    p.wait(30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
             log.close()
-        lag = [(float(lbl["le"]), v) for lbl, v in m.get("citypulse_ingest_lag_seconds_bucket", [])]
+        les: dict[float, float] = {}
+        for m in ms:
+            for lbl, v in m.get("citypulse_ingest_lag_seconds_bucket", []):
+                les[float(lbl["le"])] = les.get(float(lbl["le"]), 0.0) + v
+        lag = list(les.items())
         with psycopg.connect(db_url, autocommit=True) as conn:
             rows, distinct = conn.execute(
                 "SELECT count(*), count(DISTINCT (r.sensor, r.seq)) FROM citypulse.raw r "
@@ -180,8 +193,8 @@ def run_bench(spec: BenchSpec, progress=None) -> dict:
             "lost": load.readings - distinct,
             "duplicates": rows - distinct,
             "dead_letters": dead,
-            "internal_errors": int(sum(v for _, v in m.get(
-                "citypulse_ingest_internal_errors_total", []))),
+            "internal_errors": int(total(ms, "citypulse_ingest_internal_errors_total")),
+            "collectors": spec.collectors,
             "collector_rss_mb": round(rss, 1), "collector_rss_start_mb": round(rss0, 1),
         }
 

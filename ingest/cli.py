@@ -61,6 +61,7 @@ def bench_ingest(
     qos: int = typer.Option(1, help="MQTT QoS of the load."),
     workers: int = typer.Option(1, help="Load generator processes."),
     writers: int = typer.Option(2, help="Collector writer connections."),
+    collectors: int = typer.Option(1, help="Collector processes (>1: one --share group)."),
     mqtt_url: str = typer.Option(None, help="Use this broker instead of a private one."),
     database_url: str = typer.Option(None, help="Use this database instead of a private one."),
     as_json: bool = typer.Option(True, "--json/--no-json", help="Print JSON only."),
@@ -72,7 +73,7 @@ def bench_ingest(
 
     console = Console(stderr=True)
     spec = BenchSpec(sensors, rate, duration, per_message, qos, workers, mqtt_url,
-                     database_url, writers)
+                     database_url, writers, collectors)
     with console.status("bench ingest") as status:
         result = run_bench(spec, progress=lambda m: status.update(f"bench ingest: {m}"))
     print(json.dumps(result) if as_json else json.dumps(result, indent=2))

@@ -343,6 +343,8 @@ class Collector:
         b = self._buckets.get(topic)
         cap = max(2.0 * rate, 5.0)
         if b is None:
+            if len(self._buckets) > 1_000_000:  # bounded: forget idle devices
+                self._buckets.clear()
             self._buckets[topic] = [cap - 1.0, now]
             return False
         tokens = min(cap, b[0] + (now - b[1]) * rate)
