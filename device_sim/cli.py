@@ -78,7 +78,8 @@ def sim_run(
                                  help="Gateway payloads, or one message per reading."),
     processes: int = typer.Option(0, help="Publishing processes (0: as the rate needs)."),
     seed: int = typer.Option(0, help="Seed of the readings."),
-    start: datetime = typer.Option(None, help="Simulated start (ISO, with zone)."),
+    start: str = typer.Option(None, help="Simulated start: ISO time with zone, or 'scenario' "
+                                         "(the scenario file's start). Default: now."),
     faults: str = typer.Option("none", help="Device faults: none | default."),
     bad_rate: float = typer.Option(None, help="Share of malformed/out-of-range readings."),
     tick: float = typer.Option(0.25, help="Wall seconds between publishing rounds."),
@@ -101,14 +102,22 @@ def sim_run(
         faults = "default"
     if deployment is None:
         raise typer.BadParameter("give --deployment (or --demo)")
-    if start is not None and start.tzinfo is None:
-        raise typer.BadParameter("--start needs a time zone, e.g. 2026-11-23T08:00:00+08:00")
+    start_ts = None
+    if start not in (None, "scenario"):
+        try:
+            when = datetime.fromisoformat(start)
+        except ValueError:
+            when = None
+        if when is None or when.tzinfo is None:
+            raise typer.BadParameter("--start: ISO time with a zone, e.g. "
+                                     "2026-11-23T08:00:00+08:00, or 'scenario'")
+        start_ts = when.timestamp()
     f = Faults.default() if faults == "default" else Faults()
     if bad_rate is not None:
         f = replace(f, bad=bad_rate)
     cfg = RunConfig(deployment=deployment, mqtt_url=settings.mqtt_url,
                     prefix=settings.topic_prefix, seed=seed, rate=rate, speedup=speedup,
-                    duration=duration, start=start.timestamp() if start else None,
+                    duration=duration, start=start_ts, scenario_start=start == "scenario",
                     scenario=resolve_scenario(scenario), record=record, qos=qos,
                     gateway=gateway, processes=processes, tick=tick, faults=f,
                     max_inflight=max_inflight, ca_file=settings.mqtt_ca_file)

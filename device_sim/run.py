@@ -14,6 +14,8 @@ import logging
 import math
 import multiprocessing as mp
 import os
+import signal
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -62,7 +64,8 @@ class RunConfig:
     rate: float | None = None  # readings/s offered (sensors report faster)
     speedup: float = 1.0  # simulated seconds per wall second
     duration: float | None = None  # wall seconds; None = until stopped
-    start: float | None = None  # simulated start, epoch seconds
+    start: float | None = None  # simulated start, epoch seconds (default: now)
+    scenario_start: bool = False  # start at the scenario file's own ``start``
     scenario: Path | None = None
     record: Path | None = None
     qos: int = 0
@@ -186,7 +189,7 @@ def partition(fleet: Fleet, n: int, gateway: bool) -> list[np.ndarray]:
 def _sim_start(cfg: RunConfig, scen: scenario_mod.Scenario | None) -> float:
     if cfg.start is not None:
         return cfg.start
-    if scen is not None and scen.start is not None:
+    if cfg.scenario_start and scen is not None and scen.start is not None:
         return scen.start.timestamp()
     now = time.time()
     if cfg.speedup > 1 and cfg.duration:
@@ -198,6 +201,8 @@ def worker(cfg: RunConfig, wid: int, nworkers: int, counters: Any, stop: Any,
            t0: float, sim_start: float, rate_factor: float) -> None:
     """One publishing process: its share of the sensors, its own MQTT connection(s)."""
     logging.basicConfig(level=logging.WARNING)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us through ``stop``
+    parent = os.getppid()
     dep = deploy_mod.read(cfg.deployment)
     full = Fleet.build(dep, cfg.seed, rate_factor=rate_factor)
     mine = partition(full, nworkers, cfg.gateway)[wid]
@@ -235,7 +240,8 @@ def worker(cfg: RunConfig, wid: int, nworkers: int, counters: Any, stop: Any,
         while True:
             now = time.monotonic()
             b = sim_start + (now - wall0) * cfg.speedup
-            last = stop.is_set() or (sim_end is not None and b >= sim_end)
+            last = stop.is_set() or (sim_end is not None and b >= sim_end) or \
+                os.getppid() != parent
             if sim_end is not None:
                 b = min(b, sim_end)
             if b > a:
@@ -301,6 +307,9 @@ def run(cfg: RunConfig, progress: Callable[[dict], None] | None = None,
                          daemon=True, name=f"sim-{w}") for w in range(n)]
     for p in procs:
         p.start()
+    old = None
+    if threading.current_thread() is threading.main_thread():
+        old = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         while any(p.is_alive() for p in procs):
             time.sleep(0.5)
@@ -309,10 +318,11 @@ def run(cfg: RunConfig, progress: Callable[[dict], None] | None = None,
                                  cfg.duration))
     except KeyboardInterrupt:
         stop.set()
+    finally:
         for p in procs:
             p.join(30)
-    for p in procs:
-        p.join(30)
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
     ends = [e for e in list(counters)[4::5] if e > 0]
     elapsed = max((max(ends) if ends else time.monotonic()) - t0, 1e-3)
     tot = _totals(counters, n, elapsed, offered_rate, cfg.duration)
