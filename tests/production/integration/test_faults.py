@@ -181,6 +181,7 @@ class Stack:
     proc: subprocess.Popen | None = None
     metrics_port: int = 0
     starts: int = 0
+    t_back: float = 0.0  # set by a fault when the failed part is running again
     dup_dropped: float = 0.0  # summed over the collector's lives (last scrape of each)
     _last: dict = field(default_factory=dict)
 
@@ -257,6 +258,17 @@ class Stack:
                 self.proc.wait(10)
         self._retire()
 
+    def start_pg(self) -> None:
+        """Start the database again.  Another pytest session may have reset the shared
+        /tmp/pytest-of-<user> to 0700 meanwhile, so restore the postgres user's path first."""
+        if os.geteuid() == 0:
+            for parent in self.pg.data_dir.parents:
+                mode = parent.stat().st_mode
+                if not mode & 0o001:
+                    os.chmod(parent, mode | 0o011)
+        self.pg.start()
+        self.t_back = time.monotonic()
+
     def counts(self) -> tuple[int, int]:
         """(rows stored, distinct (sensor, seq) stored) of this case's sensors."""
         with psycopg.connect(self.pg.url, autocommit=True, connect_timeout=3) as conn:
@@ -293,8 +305,10 @@ def run_case(name: str, stack: Stack, fault, warmup: float = 3.0, after: float =
     pub = Publisher(stack.mq.port, stack.prefix, groups, MSG_RATE).start()
     time.sleep(warmup)
     fault(stack)
+    now = time.monotonic()
+    back = stack.t_back or now  # when the failed part was running again
     sent_at_clear = pub.readings
-    recovery = stack.wait_stored(sent_at_clear, timeout=120)
+    recovery = now - back + stack.wait_stored(sent_at_clear, timeout=120)
     time.sleep(after)
     pub.stop()
     stored_wait = stack.wait_stored(pub.readings, timeout=120)
@@ -324,6 +338,7 @@ def test_broker_restart(stack):
         s.mq.stop()   # SIGTERM: the broker saves its sessions and queued messages
         time.sleep(3)
         s.mq.start()  # same port, same persistence file
+        s.t_back = time.monotonic()
     run_case("broker_restart", stack, fault)
 
 
@@ -331,7 +346,7 @@ def test_database_outage_30s(stack):
     def fault(s: Stack) -> None:
         s.pg.stop()
         time.sleep(30)
-        s.pg.start()
+        s.start_pg()
     r = run_case("database_outage_30s", stack, fault)
     assert r["sent"] >= 30 * MSG_RATE * PER_GATEWAY  # the load really ran through the outage
 
@@ -340,7 +355,9 @@ def test_collector_sigkill(stack):
     def fault(s: Stack) -> None:
         s.kill_collector()
         time.sleep(1)
-        s.start_collector()  # same client id: the broker redelivers what was not acked
+        s.start_collector(wait=False)  # same client id: the broker redelivers the unacked
+        s.t_back = time.monotonic()
+        s.wait_connected()
     run_case("collector_sigkill", stack, fault)
 
 
@@ -351,7 +368,7 @@ def test_collector_restart_during_database_outage(stack):
         s.kill_collector()   # crash with a spool on disk
         s.start_collector(wait=False)  # comes back while the database is still down
         time.sleep(6)
-        s.pg.start()
+        s.start_pg()
         s.wait_connected()
     run_case("collector_restart_during_db_outage", stack, fault)
 
@@ -370,7 +387,7 @@ def test_full_spool_holds_at_broker(stack):
                 seen["queue_max"] = max(seen["queue_max"],
                                         m.get("citypulse_ingest_queue_messages", 0))
             time.sleep(0.5)
-        s.pg.start()
+        s.start_pg()
     r = run_case("full_spool", stack, fault)
     r.update(seen)
     print(json.dumps(r))
@@ -387,4 +404,5 @@ def test_slow_database(stack):
             conn.execute("LOCK TABLE citypulse.raw IN ACCESS EXCLUSIVE MODE")
             conn.execute("SELECT pg_sleep(8)")  # every write waits 8 s
             conn.rollback()
+        s.t_back = time.monotonic()
     run_case("slow_database_lock_8s", stack, fault)
