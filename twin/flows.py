@@ -119,6 +119,18 @@ ON CONFLICT (zone_id, bucket) DO UPDATE SET counters = EXCLUDED.counters,
     vehicles = EXCLUDED.vehicles
 """
 
+_GATES = """
+INSERT INTO citypulse.twin_gate_1m (bucket, gate_id, zone_id, counters, entries, exits)
+SELECT r.bucket, p.gate_id, min(p.zone_id), count(*)::int, sum(r.s1), sum(r.s2)
+FROM citypulse.rollup_1m r
+JOIN citypulse.sensor_placement p ON p.sensor = r.sensor
+WHERE r.bucket >= %(lo)s AND r.bucket < %(hi)s AND p.gate_id IS NOT NULL
+  AND p.status = 'placed'
+GROUP BY 1, 2
+ON CONFLICT (gate_id, bucket) DO UPDATE SET zone_id = EXCLUDED.zone_id,
+    counters = EXCLUDED.counters, entries = EXCLUDED.entries, exits = EXCLUDED.exits
+"""
+
 _ZONE_FLOWS = """
 WITH z AS (
     SELECT bucket, zone_id, coalesce(entries, 0) - coalesce(exits, 0) AS net
@@ -167,6 +179,7 @@ def aggregate(conn: psycopg.Connection, lo: datetime, hi: datetime,
             segs += conn.execute(_SEGMENTS, p).rowcount
             trucks += _trucks(conn, t, u, city)
             zones += conn.execute(_ZONES, p).rowcount
+            conn.execute(_GATES, p)
             conn.execute("DELETE FROM citypulse.twin_zone_flow_1m "
                          "WHERE bucket >= %(lo)s AND bucket < %(hi)s", p)
             flows += conn.execute(_ZONE_FLOWS, p).rowcount

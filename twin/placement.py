@@ -10,7 +10,8 @@ the city's segments and zones copied to ``citypulse.twin_segments``/``twin_zones
 
 Rules, by the catalogue's ``Kind.placement``: ``segment`` kinds go to the nearest directed
 segment within ``tolerance_m`` metres (STRtree on the metric CRS), ``zone`` and ``point``
-kinds to the zone containing them (point in polygon), ``vehicle`` kinds are mobile (placed
+kinds to the zone containing them (point in polygon; a people counter within 15 m of a metro
+gate also gets its ``gate_id``), ``vehicle`` kinds are mobile (placed
 per minute from their positions).  A sensor outside the city, too far from every road or
 of an unknown kind is recorded as ``unplaceable`` with the reason, never guessed.
 """
@@ -37,13 +38,30 @@ ORDER BY s.id
 
 _UPSERT = """
 INSERT INTO citypulse.sensor_placement
-    (sensor, placement, status, segment_id, zone_id, distance_m, reason, placed_at)
-SELECT sensor, placement, status, segment_id, zone_id, distance_m, reason, placed_at
+    (sensor, placement, status, segment_id, zone_id, distance_m, reason, placed_at, gate_id)
+SELECT sensor, placement, status, segment_id, zone_id, distance_m, reason, placed_at, gate_id
 FROM _place_stage
 ON CONFLICT (sensor) DO UPDATE SET placement = EXCLUDED.placement, status = EXCLUDED.status,
     segment_id = EXCLUDED.segment_id, zone_id = EXCLUDED.zone_id,
-    distance_m = EXCLUDED.distance_m, reason = EXCLUDED.reason, placed_at = EXCLUDED.placed_at
+    distance_m = EXCLUDED.distance_m, reason = EXCLUDED.reason, placed_at = EXCLUDED.placed_at,
+    gate_id = EXCLUDED.gate_id
 """
+
+GATE_RADIUS_M = 15.0
+
+
+def _gates_near(city: City, lon: np.ndarray, lat: np.ndarray, radius_m: float) -> np.ndarray:
+    """gate_id of the gate within ``radius_m`` of each point (None when none is)."""
+    gm = city.metric("gates")
+    out = np.full(len(lon), None, dtype=object)
+    if not len(gm):
+        return out
+    x, y = city.to_metric(lon, lat)
+    pts = shapely.points(x, y)
+    tree = shapely.STRtree(gm.geometry.values)
+    i_pt, i_gate = tree.query_nearest(pts, max_distance=radius_m, all_matches=False)
+    out[i_pt] = gm["gate_id"].to_numpy()[i_gate]
+    return out
 
 
 @dataclass(frozen=True)
@@ -134,15 +152,20 @@ def place_sensors(conn: psycopg.Connection, city: City | None = None,
     reason[unknown] = "unknown sensor kind"
     bad = bad_seg | bad_zone | unknown
     status[bad] = "unplaceable"
+    gate = np.full(len(rows), None, dtype=object)
+    at_gate = (kinds == "people") & ~bad
+    if at_gate.any():
+        gate[at_gate] = _gates_near(city, lon[at_gate], lat[at_gate], GATE_RADIUS_M)
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("CREATE TEMP TABLE IF NOT EXISTS _place_stage (sensor int, placement text, "
                     "status text, segment_id text, zone_id text, distance_m float8, "
-                    "reason text, placed_at timestamptz) ON COMMIT DELETE ROWS")
+                    "reason text, placed_at timestamptz, gate_id text) ON COMMIT DELETE ROWS")
         with cur.copy("COPY _place_stage FROM STDIN") as copy:
             for i in range(len(rows)):
                 d = None if np.isnan(dist[i]) else float(dist[i])
                 z = None if how[i] == "vehicle" else zone[i]
-                copy.write_row((int(ids[i]), how[i], status[i], seg[i], z, d, reason[i], now))
+                copy.write_row((int(ids[i]), how[i], status[i], seg[i], z, d, reason[i], now,
+                                gate[i]))
         cur.execute(_UPSERT)
     unplaceable = tuple((names[i], kinds[i], reason[i]) for i in np.flatnonzero(bad))
     return PlacementReport(

@@ -88,6 +88,12 @@ WHERE bucket > %(b)s - %(w)s AND bucket <= %(b)s
 GROUP BY 1, 2 ORDER BY 3 DESC
 """
 
+_GATES = """
+SELECT gate_id, min(zone_id), sum(entries), sum(exits) FROM citypulse.twin_gate_1m
+WHERE bucket > %(b)s - %(w)s AND bucket <= %(b)s
+GROUP BY 1 ORDER BY 1
+"""
+
 _OD = """
 SELECT origin_zone, dest_zone, trips FROM citypulse.twin_od_hourly
 WHERE hour = %s ORDER BY trips DESC, origin_zone, dest_zone
@@ -141,18 +147,24 @@ def segments_at(conn: psycopg.Connection, at: datetime | None = None,
 
 def zones_at(conn: psycopg.Connection, at: datetime | None = None,
              window_min: int = DEFAULT_WINDOW_MIN) -> State:
-    """Per zone: people, density, entries/exits, trucks and trends; plus net flows between zones."""
+    """Per zone: people, density, entries/exits, trucks, vehicles and trends.
+
+    Extra: ``flows`` (estimated net flows between neighbouring zones in the window) and
+    ``gates`` (entries/exits per metro gate in the window).
+    """
     t = _at(at)
     w = timedelta(minutes=window_min)
     rows = conn.execute(_ZONES, {"t": t, "w": w, "stale": STALE_AFTER}).fetchall()
     bucket = rows[0][-1] if rows else None
-    flows = []
+    flows, gates = [], []
     if bucket is not None:
         flows = [{"from": a, "to": b, "persons": p}
                  for a, b, p in conn.execute(_FLOWS, {"b": bucket, "w": w}).fetchall()]
+        gates = [{"gate_id": g, "zone_id": z, "entries": i, "exits": o}
+                 for g, z, i, o in conn.execute(_GATES, {"b": bucket, "w": w}).fetchall()]
     return State(t, bucket, int(w.total_seconds()),
                  tuple(dict(zip(_ZONE_KEYS, r[:-1], strict=True)) for r in rows),
-                 {"flows": flows})
+                 {"flows": flows, "gates": gates})
 
 
 def od(conn: psycopg.Connection, hour: datetime | None = None) -> State:

@@ -216,3 +216,26 @@ def test_expire_drops_old_truck_minutes(twin_db):
                     "(%s, 1, 121.9, 30.9), (now(), 1, 121.9, 30.9)", (old,))
     assert expire(db.conn, db.settings, datetime.now(UTC)) == 1
     assert db.conn.execute("SELECT count(*) FROM citypulse.twin_truck_1m").fetchone()[0] == 1
+
+
+def test_gate_counters(twin_db, t0):
+    city = build_city()
+    db = twin_db
+    gate = city.gates.iloc[0]
+    zone = city.zones.set_index("zone_id").geometry[gate.zone_id]
+    # 5 m from the gate, inside the station (towards its centre)
+    c = zone.centroid
+    f = 5.0 / 70.0
+    lon, lat = gate.lon + (c.x - gate.lon) * f, gate.lat + (c.y - gate.lat) * f
+    sid = db.sensor("pc-gate", "people", lon, lat)
+    far = db.sensor("pc-mid", "people", c.x, c.y)
+    place_sensors(db.conn, city)
+    got = dict(db.conn.execute("SELECT sensor, gate_id FROM citypulse.sensor_placement"
+                               ).fetchall())
+    assert got == {sid: gate.gate_id, far: None}
+    db.readings([(t0, sid, {"people_count": 40, "entries": 12, "exits": 3}),
+                 (t0 + 20 * S, sid, {"people_count": 45, "entries": 8, "exits": 4})])
+    aggregate(db.conn, t0, t0 + M, city)
+    zst = zones_at(db.conn, at=t0 + M)
+    assert zst.extra["gates"] == [{"gate_id": gate.gate_id, "zone_id": gate.zone_id,
+                                   "entries": 20.0, "exits": 7.0}]
