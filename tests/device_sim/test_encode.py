@@ -71,3 +71,19 @@ def test_partition_keeps_gateways_together(fleet):
         for g in fleet.gateway_id[p].tolist():
             if g is not None:
                 assert owner.setdefault(g, w) == w
+
+
+def test_fast_encoder_sends_what_the_reference_sends(fleet):
+    from device_sim.run import encode_batch_reference
+
+    idx, k, t = due(fleet, T0, T0 + 120)
+    batch = readings(fleet, idx, k, t, faults=Faults(bad=0.02))
+    for gateway in (True, False):
+        fast = encode_batch(fleet, batch, "city", gateway)
+        ref = encode_batch_reference(fleet, batch, "city", gateway)
+        assert [(tp, n) for tp, _, n in fast] == [(tp, n) for tp, _, n in ref]
+        for (tp, a, _), (_, b, _) in zip(fast, ref, strict=True):
+            da = payload.decode(a, topics.parse(tp, "city"), 0)
+            db = payload.decode(b, topics.parse(tp, "city"), 0)
+            assert da.readings == db.readings
+            assert [r.reason for r in da.rejected] == [r.reason for r in db.rejected]
