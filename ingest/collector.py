@@ -211,6 +211,7 @@ class Collector:
         self._last_seq: dict[int, int] = {}
         self._buckets: dict[str, list[float]] = {}
         self._gen = 0
+        self._gen_lock = threading.Lock()
         self._accepting = threading.Event()
         self._stopping = threading.Event()
         self._db_down = threading.Event()
@@ -305,7 +306,8 @@ class Collector:
             if reason_code.is_failure:
                 log.warning("broker refused connection: %s", reason_code)
                 return
-            self._gen += 1
+            with self._gen_lock:
+                self._gen += 1
             self.metrics.connected.set(1)
             subs = wt.ingest_subscriptions(self.settings.topic_prefix)
             if self.settings.share_group:
@@ -318,6 +320,8 @@ class Collector:
             self.metrics.internal.inc()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        with self._gen_lock:  # acks of this connection's messages must not reach the next
+            self._gen += 1
         self.metrics.connected.set(0)
         log.warning("disconnected from broker: %s", reason_code)
 
@@ -356,11 +360,12 @@ class Collector:
         return False
 
     def _ack(self, msgs: list[Message]) -> None:
-        gen = self._gen
         client = self.client
-        for m in msgs:
-            if m.qos > 0 and m.gen == gen and client is not None:
-                client.ack(m.mid, m.qos)
+        with self._gen_lock:
+            gen = self._gen
+            for m in msgs:
+                if m.qos > 0 and m.gen == gen and client is not None:
+                    client.ack(m.mid, m.qos)
         with self._pending_lock:
             self._pending -= len(msgs)
         self.metrics.queue.set(self._pending)

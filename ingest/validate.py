@@ -78,8 +78,11 @@ _LIMITS = {k.name: {m.name: (i, m.min, m.max) for i, m in enumerate(k.metrics)}
 
 def dead_letter(received_ms: int, topic: str, reason: str, data: bytes, detail: str,
                 sensor_id: str | None = None) -> DeadLetter:
-    """Build one dead letter."""
-    return DeadLetter(to_time(received_ms), topic, reason, data, detail[:1000], sensor_id)
+    """Build one dead letter (text fields made storable: PostgreSQL text holds no NUL)."""
+    if sensor_id is not None and "\x00" in sensor_id:
+        sensor_id = sensor_id.replace("\x00", "\\x00")
+    return DeadLetter(to_time(received_ms), topic.replace("\x00", "\\x00"), reason, data,
+                      detail[:1000].replace("\x00", "\\x00"), sensor_id)
 
 
 def _frag(sensor_id: str, ts: int, seq: int | None, values: Iterable[tuple[str, float]]) -> bytes:

@@ -165,9 +165,13 @@ def test_abuse_never_breaks_the_collector(cfg, broker, start_collector):
     pub = Publisher(_port(broker.url))
     for i, data in enumerate(nasty):
         pub.publish(topics[i % len(topics)], data)
+    pub.publish(wt.gateway("gw", p), b'{"a\\u0000b": [{"ts": 1, "values": {"co_ppm": 1}}]}')
+    nasty.append(b"nul in a sensor id")
     pub.close(sent=len(nasty))
     assert c.wait_idle(20)
     dead = _rows(cfg.database_url, "SELECT count(DISTINCT (topic, payload, detail)), count(*) FROM citypulse.dead_letters")[0]
     assert dead[1] >= len(nasty) - 1  # every message left at least one dead letter (b"" on status too)
     assert _rows(cfg.database_url, "SELECT count(*) FROM citypulse.raw") == [(0,)]
+    assert _rows(cfg.database_url, "SELECT reason FROM citypulse.dead_letters WHERE sensor_id = %s",
+                 "a\\x00b") == [("unknown_sensor",)]
     assert c.metrics.value("citypulse_ingest_internal_errors_total") == 0
