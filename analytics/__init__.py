@@ -53,7 +53,8 @@ def ui_thresholds(rules: RuleSet | None = None) -> dict[str, Any]:
 
     Returns ``{"congestion_bands": [(lo, hi, "free"|"slow"|"congested"), ...],
     "density_limits": {"default": x, zone_or_type: x, ...} (persons per 1,000 m2),
-    "density_warn_ratio": r, "severity_colours": {...}, "escalate_after_s": s}``.
+    "density_warn_ratio": r, "density_method": "per_counter"|"zone",
+    "severity_colours": {...}, "escalate_after_s": s}``.
     """
     if rules is None:
         from citypulse.settings import load_settings
@@ -75,6 +76,7 @@ def ui_thresholds(rules: RuleSet | None = None) -> dict[str, Any]:
         elif r.type == "crowd":
             out["density_limits"] = {"default": r.default_limit, **r.limits}
             out["density_warn_ratio"] = r.clear_ratio
+            out["density_method"] = r.density
     return out
 
 

@@ -498,15 +498,21 @@ class Engine:
                           rule.select)
         if df.is_empty():
             return Evaluation()
+        df = df.filter(pl.col(cnt).is_not_null()).with_columns(
+            pl.col("area_m2").fill_null(rule.coverage_m2).alias("cover"))
         z = df.group_by("zone_id").agg(
-            pl.col(cnt).sum().alias("people"), pl.col("area_m2").sum().alias("sarea"),
-            pl.col("area_m2").null_count().alias("no_area"), pl.len().alias("n"),
+            pl.col(cnt).sum().alias("people"), pl.len().alias("n"),
+            (pl.col(cnt) / pl.col("cover")).mean().alias("per_counter"),
+            pl.col("cover").sum().alias("covered"),
             pl.col("t").max().alias("t"), pl.col("zone_type").first().alias("ptype"))
         z = z.join(self._zone_areas(z), on="zone_id", how="left").with_columns(
-            pl.when(pl.col("no_area") == 0).then(pl.col("sarea")).otherwise(pl.col("zarea"))
-            .alias("area"), pl.coalesce("ztype", "ptype").alias("ztype"))
-        z = z.filter(pl.col("area") > 0).with_columns(
-            (pl.col("people") / pl.col("area") * 1000).alias("density"))
+            pl.coalesce("ztype", "ptype").alias("ztype"))
+        if rule.density == "zone":
+            z = z.with_columns(pl.col("zarea").alias("area")).filter(pl.col("area") > 0)
+            z = z.with_columns((pl.col("people") / pl.col("area") * 1000).alias("density"))
+        else:
+            z = z.with_columns(pl.col("covered").alias("area"),
+                               (pl.col("per_counter") * 1000).alias("density"))
         ev = Evaluation()
         open_ids = {e for k, e in open_keys if k == "zone"}
         for r in z.iter_rows(named=True):
@@ -516,7 +522,7 @@ class Engine:
                     r["zone_id"], int(r["t"]),
                     {"density_per_1000m2": round(r["density"], 1), "limit": limit,
                      "people": r["people"], "area_m2": round(r["area"], 1),
-                     "sensors": r["n"]})
+                     "sensors": r["n"], "method": rule.density})
             elif r["zone_id"] in open_ids and r["density"] < limit * rule.clear_ratio:
                 ev.clear.add(("zone", r["zone_id"]))
         return ev

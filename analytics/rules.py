@@ -204,6 +204,10 @@ class CrowdRule(_Rule):
     limits: dict[str, float] = Field(default_factory=dict,
                                      description="per zone id or zone type")
     clear_ratio: float = Field(0.85, gt=0, le=1)
+    density: Literal["per_counter", "zone"] = Field(
+        "per_counter", description="per_counter: mean over the zone's counters of count / "
+        "covered area (props area_m2, else coverage_m2); zone: sum of counts / zone area")
+    coverage_m2: float = Field(10_000.0, gt=0, description="area one counter covers")
 
     def limit_for(self, zone_id: str, zone_type: str | None = None) -> float:
         """The density limit of a zone (by id, then by type, then the default)."""

@@ -61,23 +61,24 @@ def test_flood_needs_rain_and_drain_level_in_the_same_zone(db, feed, city_model)
 
 def test_crowd_density_above_zone_limit(db, feed, city_model):
     zone = next(z for z, v in city_model.zones.items() if v["zone_type"] == "plaza")
-    area = city_model.zones[zone]["area_m2"]
-    feed.sensor("ppl-1", "people", zone_id=zone, role="zone")
-    feed.sensor("ppl-2", "people", zone_id=zone, role="zone")
+    feed.sensor("ppl-1", "people", zone_id=zone, role="zone")              # covers 10,000 m2
+    feed.sensor("ppl-2", "people", zone_id=zone, role="zone", area_m2=2000.0)
+    feed.sensor("ppl-gate", "people", zone_id=zone, role="gate")          # not counted
     eng = _engine(db, city_model)
-    feed.write(0, {"ppl-1": {"people_count": area * 0.5}, "ppl-2": {"people_count": 10}})
+    feed.write(0, {"ppl-1": {"people_count": 5000}, "ppl-2": {"people_count": 1000},
+                   "ppl-gate": {"people_count": 90000}})
     eng.tick(feed.at(1))
     assert _alerts(db) == []
-    # 3 persons/m2 = 3000 per 1,000 m2 > plaza limit 2000, held for 10 s (for_s)
+    # (25,000/10,000 + 4,000/2,000) / 2 = 2.25 persons/m2 > plaza limit 1.5, held 10 s (for_s)
     for s in range(2, 16, 2):
-        feed.write(s, {"ppl-1": {"people_count": area * 1.5},
-                       "ppl-2": {"people_count": area * 1.5}})
+        feed.write(s, {"ppl-1": {"people_count": 25000}, "ppl-2": {"people_count": 4000}})
         eng.tick(feed.at(s + 0.5))
     alerts = _alerts(db)
     assert [(a.rule, a.entity_kind, a.entity_id) for a in alerts] == [
         ("crowd_density", "zone", zone)]
-    assert alerts[0].evidence["limit"] == 2000
-    assert alerts[0].evidence["density_per_1000m2"] > 2000
+    assert alerts[0].evidence["limit"] == 1500
+    assert alerts[0].evidence["density_per_1000m2"] == 2250
+    assert alerts[0].zone_id == zone
 
 
 def test_congestion_alert_on_queue_head_with_upstream_extent(db, feed, city_model):

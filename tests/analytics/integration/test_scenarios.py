@@ -32,6 +32,7 @@ def rig(db, settings, city_model):
     ("gas_leak", "gas_leak", "sensor", 90),
     ("accident", "congestion", "segment", 150),
     ("gateway_outage", "sensor_offline", "gateway", 240),
+    ("lakeside_surge", "crowd_density", "zone", 200),
 ])
 def test_scenario_raises_exactly_the_expected_alert(rig, db, city_model, name, rule,
                                                     entity_kind, window):
