@@ -297,7 +297,8 @@ def stack(pg_own, broker_own, tmp_path):
         s.proc.wait(10)
 
 
-def run_case(name: str, stack: Stack, fault, warmup: float = 3.0, after: float = 4.0) -> dict:
+def run_case(name: str, stack: Stack, fault, warmup: float = 3.0, after: float = 4.0,
+             extra: dict | None = None) -> dict:
     """Load -> fault (returns when the failed part is back) -> load -> drain -> account."""
     groups = stack.setup()
     if stack.proc is None:
@@ -320,6 +321,7 @@ def run_case(name: str, stack: Stack, fault, warmup: float = 3.0, after: float =
         "stored": rows, "distinct": distinct, "duplicates_stored": rows - distinct,
         "duplicates_dropped": int(stack.dup_dropped), "lost": pub.readings - distinct,
         "recovery_s": round(recovery, 2), "final_drain_s": round(stored_wait, 2),
+        **(extra or {}),
     }
     print(json.dumps(result))
     out = ROOT / "test-artifacts"
@@ -388,9 +390,7 @@ def test_full_spool_holds_at_broker(stack):
                                         m.get("citypulse_ingest_queue_messages", 0))
             time.sleep(0.5)
         s.start_pg()
-    r = run_case("full_spool", stack, fault)
-    r.update(seen)
-    print(json.dumps(r))
+    run_case("full_spool", stack, fault, extra=seen)  # seen is filled in during the fault
     assert seen["spool_max"] > 0
     # the spool stopped near its bound (one batch may cross it) while 15 s of load came in:
     # the rest waited at the broker, unacknowledged
