@@ -132,7 +132,7 @@ class Settings(BaseSettings):
     # --- twin --------------------------------------------------------------------------
     twin_interval_s: float = Field(5.0, gt=0, description="Twin worker: seconds between passes.")
     twin_recompute_s: int = Field(
-        600, ge=60, description="Twin worker: trailing seconds re-aggregated every 30 s (late data)."
+        300, ge=60, description="Twin worker: trailing seconds re-aggregated every 30 s (late data)."
     )
     twin_place_tolerance_m: float = Field(
         25.0, gt=0, description="A segment sensor further than this from any road is unplaceable."

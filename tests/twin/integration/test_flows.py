@@ -189,7 +189,7 @@ def test_trips_and_od_from_truck_trace(twin_db, t0):
 def test_run_pass_keeps_up(placed, t0):
     db, ids, city = placed
     now = t0 + 30 * M
-    db.readings([(t0 + 20 * M + i * 10 * S, ids["a"],
+    db.readings([(t0 + 27 * M + i * 10 * S, ids["a"],
                   {"vehicle_count": 5, "speed_kmh": 45, "occupancy_pct": 5}) for i in range(6)])
     out = run_pass(db.conn, db.store, db.settings, now=now, settle_s=5)
     assert out["segment_rows"] == 1
@@ -197,8 +197,8 @@ def test_run_pass_keeps_up(placed, t0):
     st = segments_at(db.conn, at=now)
     seg = {x["segment_id"]: x for x in st.rows}[SEG]
     assert seg["flow_veh_h"] == pytest.approx(1800.0)
-    # a late reading for an earlier minute is picked up by the next pass (recompute window)
-    db.readings([(t0 + 20 * M + 55 * S, ids["b"],
+    # a reading 4 minutes late is picked up by the next pass (5-minute recompute window)
+    db.readings([(t0 + 27 * M + 55 * S, ids["b"],
                   {"vehicle_count": 10, "speed_kmh": 45, "occupancy_pct": 5})])
     run_pass(db.conn, db.store, db.settings, now=now + M, settle_s=5)
     seg = {x["segment_id"]: x for x in segments_at(db.conn, at=now).rows}[SEG]
