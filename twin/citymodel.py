@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import shapely
 from pyproj import Transformer
-from shapely.geometry import LineString, Point, Polygon
+from shapely.geometry import LineString, Polygon
 from shapely.ops import unary_union
 
 WGS84 = "EPSG:4326"
@@ -567,4 +567,4 @@ def _plain(v: Any) -> Any:
     return v
 
 
-__all__ = ["City", "build_city", "export", "Point", "METRIC_CRS", "WGS84"]
+__all__ = ["City", "build_city", "export", "METRIC_CRS", "WGS84"]

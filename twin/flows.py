@@ -183,6 +183,8 @@ def aggregate(conn: psycopg.Connection, lo: datetime, hi: datetime,
             conn.execute("DELETE FROM citypulse.twin_zone_flow_1m "
                          "WHERE bucket >= %(lo)s AND bucket < %(hi)s", p)
             flows += conn.execute(_ZONE_FLOWS, p).rowcount
+        if hi - lo > CHUNK:  # catching up: show progress
+            log.info("twin aggregated up to %s (%s to go)", u.isoformat(), hi - u)
         t = u
     return AggregateResult(segs, zones, trucks, flows)
 
