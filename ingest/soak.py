@@ -80,13 +80,13 @@ class RssSampler(threading.Thread):
         self.every = every
         self.samples: list[tuple[float, float]] = []
         self.on_sample = on_sample or (lambda _t, _mb: None)
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._t0 = time.monotonic()
 
     def run(self) -> None:
         """Sample until stopped."""
         pid = None
-        while not self._stop.wait(self.every):
+        while not self._halt.wait(self.every):
             pid = pid or _children_ingest_pid(os.getpid())
             mb = _rss_mb(pid) if pid else None
             if mb is None:
@@ -98,7 +98,7 @@ class RssSampler(threading.Thread):
 
     def stop(self) -> None:
         """Stop sampling."""
-        self._stop.set()
+        self._halt.set()
         self.join(5)
 
 
