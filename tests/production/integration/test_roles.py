@@ -6,6 +6,7 @@ what its service does (and is refused what it must not do).
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -131,3 +132,32 @@ def test_services_may_open_the_store_with_migrate_when_nothing_is_pending(db, db
         url = login_as(db_url, db, group)
         with psycopg.connect(url, autocommit=True) as conn:
             assert schema.Store.open(conn, Settings(database_url=url)).backend == "postgres"
+
+
+def test_compose_initdb_script_then_migrate_as_owner_not_superuser(pg_own, tmp_path):
+    """deploy/postgres/initdb/50-citypulse-roles.sh on a fresh cluster, then the whole
+    migration as the owner login (no superuser), then the collector login writes."""
+    script = (ROOT / "deploy/postgres/initdb/50-citypulse-roles.sh").read_text()
+    script = script.replace("CREATE EXTENSION IF NOT EXISTS timescaledb;\n", "")  # not here
+    (tmp_path / "init.sh").write_text(script)
+    env = {"PATH": f"{pg_own.bindir}:/usr/bin:/bin", "PGHOST": "127.0.0.1",
+           "PGPORT": str(pg_own.port), "POSTGRES_USER": "postgres",
+           "DB_OWNER_PASSWORD": "o-pw", "DB_COLLECTOR_PASSWORD": "c-pw",
+           "DB_WORKER_PASSWORD": "w-pw", "DB_DASHBOARD_PASSWORD": "d-pw"}
+    r = subprocess.run(["bash", str(tmp_path / "init.sh")], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    base = pg_own.url.rsplit("@", 1)[1]
+    owner = f"postgresql://citypulse_owner@{base}"
+    with psycopg.connect(owner, autocommit=True) as conn:
+        assert not conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+                                ).fetchone()[0]
+        schema.migrate(conn, Settings(database_url=owner))
+        sid = conn.execute("INSERT INTO citypulse.sensors (sensor_id, kind, lon, lat) "
+                           "VALUES ('s1', 'air', 121.93, 30.9) RETURNING id").fetchone()[0]
+    collector = f"postgresql://citypulse_collector_login@{base}"
+    with psycopg.connect(collector, autocommit=True) as conn:
+        store = schema.Store.open(conn, Settings(database_url=collector))
+        assert store.write_rows(conn, rows_for(sid, 20)).inserted == 20
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM citypulse.raw")
