@@ -4,7 +4,8 @@ In: a migrated database connection (autocommit), a sensor count and a history le
 Out: sensors registered on the twin's city model (traffic on segments, people in zones,
 logistics trackers with origin/destination zones, the rest as points), readings for the
 last ``minutes`` minutes (rush-hour-like congestion moving round the rings), some sensors
-offline, dead letters, and open alerts (through analytics' lifecycle).  Returns a summary.
+offline, dead letters, open alerts (through analytics' lifecycle) and, by default, one
+pass of the twin's worker over it (placement and per-minute state).  Returns a summary.
 Deterministic for a given ``seed``; vectorised (200,000 sensors register in seconds).
 """
 
@@ -25,8 +26,12 @@ from dashboards import data
 
 def seed(conn: psycopg.Connection, settings: Settings, sensors: int = 2000,
          minutes: int = 30, now: datetime | None = None, seed: int = 7,
-         alerts: int = 4) -> dict:
-    """Fill the store with a small living city; returns counts of what was written."""
+         alerts: int = 4, aggregate: bool = True) -> dict:
+    """Fill the store with a small living city; returns counts of what was written.
+
+    With ``aggregate`` the twin's worker pass runs once, so the twin's state tables hold
+    the seeded history (as they would with ``citypulse twin run`` going).
+    """
     rng = np.random.default_rng(seed)
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     model = data.city_model()
@@ -91,9 +96,14 @@ def seed(conn: psycopg.Connection, settings: Settings, sensors: int = 2000,
              for k, reason in enumerate(["malformed"] * 3 + ["out_of_range"] * 5
                                         + ["unknown_sensor"] * 2)])
     store.refresh_rollups(conn, settle_s=0)
+    twin = None
+    if aggregate:
+        from twin.flows import run_pass
+
+        twin = run_pass(conn, store, settings, now=now + timedelta(minutes=1), settle_s=0)
     opened = _alerts(conn, rows, ids, now, alerts)
     return {"sensors": len(ids), "readings": n_readings, "offline": len(offline),
-            "alerts": opened, "first": now - timedelta(minutes=minutes), "last": now}
+            "alerts": opened, "twin": twin, "first": now - timedelta(minutes=minutes), "last": now}
 
 
 def _readings(conn, store, ids, segs, seg_of, n_trf, n_ppl, zones, zone_of, now, minutes,

@@ -98,6 +98,7 @@ class PageLog:
 @pytest.fixture
 def page(browser):
     ctx = browser.new_context(viewport={"width": 1920, "height": 1080})
+    ctx.set_default_timeout(60_000)  # the machine is shared: be patient, not flaky
     pg = ctx.new_page()
     pg.log = PageLog(pg)
     yield pg

@@ -33,7 +33,7 @@ def _pixels(page, png: bytes, scale: int = 4) -> np.ndarray:
     return np.asarray(flat, dtype=int).reshape(h, w, 4)[:, :, :3]
 
 
-def _rendered(page, map_id: str, timeout: float = 30_000) -> None:
+def _rendered(page, map_id: str, timeout: float = 60_000) -> None:
     page.wait_for_function(
         f"window.citypulse && window.citypulse.rendered && window.citypulse.rendered['{map_id}']",
         timeout=timeout)
@@ -43,7 +43,7 @@ def test_every_page_loads_without_console_errors(dash_server, page, artifacts):
     login(page, dash_server.url, "operator", "operator")
     for path, selector in PAGES.items():
         page.goto(dash_server.url + path)
-        page.wait_for_selector(selector, timeout=30_000)
+        page.wait_for_selector(selector)
         if path in ("/wall", "/replay"):
             _rendered(page, path.strip("/").replace("wall", "wall-map").replace(
                 "replay", "rp-map"))
