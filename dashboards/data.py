@@ -324,30 +324,21 @@ def alert_action(conn: psycopg.Connection, alert_id: int, action: str, operator:
     return error
 
 
-def alert_evidence(conn: psycopg.Connection, alert: dict) -> dict[str, list]:
-    """Metric -> [[time, value], ...]: the readings behind an alert.
+def alert_evidence(conn: psycopg.Connection, alert: dict) -> tuple[dict[str, list], list]:
+    """(series, trail): the readings behind an alert and its audit trail (analytics).
 
-    Readings of the alert's sensor (or of the sensors in its scope) from an hour before it
-    started until now; falls back to the numeric series in the alert's evidence.
+    ``series`` maps ``metric`` (or ``sensor metric`` when several sensors) to
+    [[time, value], ...]; ``trail`` is the alert's events, oldest first.
     """
-    sensors = [alert["entity_id"]] if alert.get("entity_kind") == "sensor" else []
-    sensors += [m for m in alert.get("scope") or [] if isinstance(m, str)][:5]
+    import analytics
+
+    ev = analytics.evidence(conn, alert["id"], minutes=60)
+    several = len({r["sensor_id"] for r in ev["readings"]}) > 1
     out: dict[str, list] = {}
-    if sensors:
-        t0 = alert["started_at"] - timedelta(hours=1)
-        rows = conn.execute(
-            """SELECT sensor_id, metric, time, value FROM citypulse.readings
-               WHERE sensor_id = ANY(%s) AND time > %s
-                 AND metric NOT IN ('battery_pct', 'rssi_dbm')
-               ORDER BY time LIMIT 20000""", (sensors, t0)).fetchall()
-        for sid, metric, t, v in rows:
-            key = metric if len(sensors) == 1 else f"{sid} {metric}"
-            out.setdefault(key, []).append([t, v])
-    if not out:
-        for k, v in (alert.get("evidence") or {}).items():
-            if isinstance(v, list) and v and isinstance(v[0], list | tuple) and len(v[0]) == 2:
-                out[k] = [list(p) for p in v]
-    return out
+    for r in ev["readings"]:
+        key = f"{r['sensor_id']} {r['metric']}" if several else r["metric"]
+        out.setdefault(key, []).append([r["time"], r["value"]])
+    return out, list(ev["trail"])
 
 
 def audit(conn: psycopg.Connection, user: str, action: str, detail: dict) -> None:

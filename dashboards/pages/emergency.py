@@ -102,7 +102,7 @@ def _detail(alert_id, _v):
         a = data.get_alert(conn, alert_id)
         if a is None:
             return f"alert {alert_id} not found", figures.empty("Evidence"), None
-        series = data.alert_evidence(conn, a)
+        series, trail = data.alert_evidence(conn, a)
     detail = html.Div([
         html.H3([html.Span(a["severity"], className=f"sev {a['severity']}"), " ",
                  a["title"] or a["rule"]]),
@@ -111,6 +111,9 @@ def _detail(alert_id, _v):
                f" ({_age(a['started_at'])}) · status {a['status']}"
                + (f" · escalation level {a['escalation_level']}"
                   if a["escalation_level"] else "")),
+        html.Ul([html.Li(f"{e['at'].astimezone(data.LOCAL_TZ):%H:%M:%S} {e['action']} by "
+                         f"{e['by']}" + (f": {e['note']}" if e["note"] else ""))
+                 for e in trail], className="trail"),
     ])
     fly = {"lon": a["lon"], "lat": a["lat"]} if a["lon"] is not None else None
     return detail, figures.evidence(series), fly

@@ -146,6 +146,9 @@ def test_acknowledge_updates_database_and_queue(dash_server, dash_db, page, arti
     page.wait_for_function(
         f"Math.abs(window.citypulse.maps['em-map'].view.longitude - {lon}) < 1e-3",
         timeout=10_000)
+    # the audit trail and the evidence chart (readings of the alert's sensor) are shown
+    page.get_by_text("acknowledge by operator: crew on the way").wait_for()
+    page.wait_for_selector("#em-evidence .scatterlayer .trace")
     page.wait_for_timeout(1500)
     page.screenshot(path=str(artifacts / "emergency-acknowledged.png"))
     with psycopg.connect(dash_db) as conn:
