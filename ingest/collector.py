@@ -45,6 +45,7 @@ from citypulse import schema
 from citypulse.settings import Settings
 from citypulse.wire import payload as wp
 from citypulse.wire import topics as wt
+from ingest import fastdecode
 from ingest import registry as reg
 from ingest.validate import (
     EPOCH,
@@ -439,8 +440,9 @@ class Collector:
                                         f"over {s.device_rate_limit:g} messages/s",
                                         topic.ident or None))
                 continue
-            decoded = wp.decode(m.payload, topic, m.received_ms, max_bytes=s.max_payload_bytes,
-                                content_type=m.content_type)
+            decoded = fastdecode.decode(m.payload, topic, m.received_ms,
+                                        max_bytes=s.max_payload_bytes,
+                                        content_type=m.content_type)
             v = validate(decoded, topic, m.topic, m.payload, m.received_ms, self.registry, window)
             if v.unknown_sensors:
                 retry.append((m, topic, decoded))
