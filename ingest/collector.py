@@ -250,7 +250,7 @@ class Collector:
         self.client.connect_async(ep.host, ep.port, keepalive=30, clean_start=False,
                                   properties=props)
         self.client.loop_start()
-        log.info("collector %s started: broker %s:%s, %d writers, share=%s", self.client_id,
+        log.info("event=started client_id=%s broker=%s:%s writers=%d share=%s", self.client_id,
                  ep.host, ep.port, s.writer_connections, s.share_group)
 
     def _spawn(self, fn, name: str) -> None:
@@ -275,7 +275,7 @@ class Collector:
             self.client.loop_stop()
         if self._http is not None:
             self._http.shutdown()
-        log.info("collector %s stopped", self.client_id)
+        log.info("event=stopped client_id=%s", self.client_id)
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Wait until every received message has been committed and acked (tests)."""
@@ -305,7 +305,7 @@ class Collector:
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         try:
             if reason_code.is_failure:
-                log.warning("broker refused connection: %s", reason_code)
+                log.warning("event=connect_refused reason=%r", reason_code)
                 return
             with self._gen_lock:
                 self._gen += 1
@@ -314,17 +314,17 @@ class Collector:
             if self.settings.share_group:
                 subs = [f"$share/{self.settings.share_group}/{t}" for t in subs]
             client.subscribe([(t, SubscribeOptions(qos=1)) for t in subs])
-            log.info("connected (session present=%s, gen %d), subscribed %s",
+            log.info("event=connected session_present=%s gen=%d subscriptions=%s",
                      flags.session_present, self._gen, subs)
         except Exception:
-            log.exception("internal error in on_connect")
+            log.exception("event=internal_error where=on_connect")
             self.metrics.internal.inc()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         with self._gen_lock:  # acks of this connection's messages must not reach the next
             self._gen += 1
         self.metrics.connected.set(0)
-        log.warning("disconnected from broker: %s", reason_code)
+        log.warning("event=disconnected reason=%r", reason_code)
 
     def _on_message(self, client, userdata, msg) -> None:
         try:
@@ -338,7 +338,7 @@ class Collector:
                                    int(time.time() * 1000), ctype,
                                    "/status/" not in msg.topic and self._rate_limited(msg.topic)))
         except Exception:
-            log.exception("internal error in on_message")
+            log.exception("event=internal_error where=on_message")
             self.metrics.internal.inc()
 
     def _rate_limited(self, topic: str) -> bool:
@@ -403,7 +403,7 @@ class Collector:
                 batch = self._build(msgs, conn)
                 conn = self._commit(batch, conn, msgs)
             except Exception:
-                log.exception("internal error in writer")
+                log.exception("event=internal_error where=writer")
                 self.metrics.internal.inc()
                 with self._pending_lock:
                     self._pending -= len(msgs)
@@ -482,7 +482,7 @@ class Collector:
                     break
                 except TEMPORARY as exc:
                     self.metrics.db_errors.labels("temporary").inc()
-                    log.warning("database unavailable (%s); retrying", str(exc).strip()[:200])
+                    log.warning("event=db_unavailable error=%r action=retry", str(exc).strip()[:200])
                     with contextlib.suppress(Exception):
                         conn.close()
                     conn = None
@@ -493,11 +493,11 @@ class Collector:
                     self._db_down.set()
             if self.spool.put(batch):
                 self.metrics.spool_bytes.set(self.spool.bytes)
-                log.info("spooled %d rows, %d dead letters", len(batch.rows), len(batch.dead))
+                log.info("event=spooled rows=%d dead_letters=%d", len(batch.rows), len(batch.dead))
                 self._account(batch, spooled=True)
                 break
             # spool full: hold the messages (no ack) until the database is back
-            log.warning("spool full (%d bytes): not acking, waiting for the database",
+            log.warning("event=spool_full bytes=%d action=hold_acks",
                         self.spool.bytes)
             time.sleep(1.0)
         self._ack(msgs)
@@ -514,7 +514,7 @@ class Collector:
             raise
         except psycopg.DatabaseError as exc:
             self.metrics.db_errors.labels("permanent").inc()
-            log.warning("batch rejected (%s); isolating bad rows", str(exc).strip()[:200])
+            log.warning("event=batch_rejected error=%r action=bisect", str(exc).strip()[:200])
             with conn.transaction():
                 self._write_side(conn, batch.dead, batch.status)
             self._account(Batch((), batch.dead, batch.status, batch.duplicates))
@@ -598,7 +598,7 @@ class Collector:
             except TEMPORARY:
                 if not wait or self._stopping.is_set():
                     raise
-                log.warning("database not reachable; retrying in %.1fs", delay)
+                log.warning("event=db_unreachable retry_in_s=%.1f", delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
@@ -609,7 +609,7 @@ class Collector:
                 return False
             self.registry = reg.snapshot(conn)
             self._registry_at = time.monotonic()
-        log.debug("registry refreshed: %d sensors", len(self.registry))
+        log.debug("event=registry_refreshed sensors=%d", len(self.registry))
         return True
 
     def _upkeep_loop(self) -> None:
@@ -630,9 +630,9 @@ class Collector:
                     with self._connect_db() as conn:
                         self._refresh_registry(conn, force=True)
             except TEMPORARY as exc:
-                log.warning("upkeep: database unavailable (%s)", str(exc).strip()[:200])
+                log.warning("event=db_unavailable where=upkeep error=%r", str(exc).strip()[:200])
             except Exception:
-                log.exception("internal error in upkeep")
+                log.exception("event=internal_error where=upkeep")
                 self.metrics.internal.inc()
 
     def _drain_spool(self) -> None:
@@ -644,7 +644,7 @@ class Collector:
                 self.metrics.spool_bytes.set(self.spool.bytes)
             if not self.spool.files():
                 if self._db_down.is_set():
-                    log.info("database back; spool drained")
+                    log.info("event=spool_drained")
                 self._db_down.clear()
 
     def _write_spooled(self, conn: psycopg.Connection, batch: Batch) -> None:
@@ -670,7 +670,7 @@ def run_collector(settings: Settings, *, client_id: str | None = None) -> None:
     done = threading.Event()
 
     def _stop(signum, _frame) -> None:
-        log.info("signal %d: flushing and stopping", signum)
+        log.info("event=signal signum=%d action=flush_and_stop", signum)
         done.set()
 
     signal.signal(signal.SIGTERM, _stop)
