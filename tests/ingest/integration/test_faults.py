@@ -171,3 +171,35 @@ def test_full_spool_stops_acking_and_loses_nothing(pg_own, broker, topic_prefix,
     assert wait_until(lambda: _stored(cfg.database_url, "f") == n * N_SENSORS, 40)
     assert c.wait_idle(20)
     assert_exactly_once(cfg.database_url, "f", sensors, n)
+
+
+def test_collector_restarted_during_database_outage(pg_own, broker, topic_prefix, tmp_path, start_collector):
+    cfg = Settings(database_url=pg_own.url, mqtt_url=broker.url, topic_prefix=topic_prefix,
+                   spool_dir=tmp_path / "spool", batch_max_ms=50, device_rate_limit=1e5)
+    with psycopg.connect(pg_own.url, autocommit=True) as conn:
+        schema.Store.open(conn, cfg)
+    sensors = _sensors("r")
+    register(cfg.database_url, [(s, "traffic", None) for s in sensors])
+    first = start_collector(cfg, client_id="restart-during-outage")
+    first.stop(10)  # the persistent session stays at the broker
+    pg_own.stop()
+    pub = Publisher(_port(broker.url))
+    n = 40
+    sent = stream(pub, topic_prefix, sensors, n, 1000, int(time.time() * 1000) - 60_000)
+    pub.close(sent=sent)
+    from ingest.collector import Collector
+
+    second = Collector(cfg, client_id="restart-during-outage")
+    starter = threading.Thread(target=second.start)
+    starter.start()  # waits for the database before it takes messages
+    time.sleep(3)
+    assert starter.is_alive()
+    pg_own.start()
+    starter.join(30)
+    try:
+        assert wait_until(lambda: _stored(cfg.database_url, "r") == n * N_SENSORS, 30)
+        assert second.wait_idle(10)
+    finally:
+        second.stop(10)
+    assert second.metrics.value("citypulse_ingest_internal_errors_total") == 0
+    assert_exactly_once(cfg.database_url, "r", sensors, n)
