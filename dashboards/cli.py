@@ -34,12 +34,20 @@ def dashboard(
     url = f"http://{settings.dashboard_host}:{settings.dashboard_port}"
     print(f"dashboards on {url}/wall (log in at {url}/login)", flush=True)
     import signal
+    import threading
 
-    signal.signal(signal.SIGTERM, lambda *_: server.shutdown())
+    def _stop(*_: object) -> None:  # shutdown() waits for serve_forever: not from its thread
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, _stop)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
+    finally:
+        server.server_close()
+        app.server.extensions["citypulse"].pool.close()
+    print("dashboards stopped", flush=True)
 
 
 def bench_dashboard(
