@@ -269,7 +269,7 @@ def _sim_start(cfg: RunConfig, scen: scenario_mod.Scenario | None) -> float:
 
 
 def worker(cfg: RunConfig, wid: int, nworkers: int, counters: Any, stop: Any,
-           t0: float, sim_start: float, rate_factor: float) -> None:
+           sync: tuple[Any, Any, Any], sim_start: float, rate_factor: float) -> None:
     """One publishing process: its share of the sensors, its own MQTT connection(s)."""
     logging.basicConfig(level=logging.WARNING)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops us through ``stop``
@@ -286,7 +286,7 @@ def worker(cfg: RunConfig, wid: int, nworkers: int, counters: Any, stop: Any,
     if cfg.record is not None:
         rec = Recorder(Path(f"{cfg.record}.part{wid}"), worker=wid)
     pub = Publisher(cfg.mqtt_url, f"citypulse-sim-{cfg.run_id}-{wid}", max_inflight=cfg.max_inflight,
-                    ca_file=cfg.ca_file, recorder=rec, t0=t0)
+                    ca_file=cfg.ca_file, recorder=rec)
     pub.connect()
     # directly connected sensors: retained "online"; a few get their own connection with a
     # last will (retained "offline") as real devices do
@@ -296,10 +296,24 @@ def worker(cfg: RunConfig, wid: int, nworkers: int, counters: Any, stop: Any,
     for sid in direct[: cfg.device_connections]:
         dev = Publisher(cfg.mqtt_url, f"{sid}-{cfg.run_id}", will=(
             topics.status(sid, cfg.prefix), b"offline"), max_inflight=cfg.max_inflight,
-            ca_file=cfg.ca_file, t0=t0)
+            ca_file=cfg.ca_file)
         dev.connect()
         dev.recorder = rec
         own[sid] = dev
+    # all workers loaded and connected: the clock starts for everyone at once
+    ready, go, start_at = sync
+    ready[wid] = 1
+    while not go.wait(0.5):
+        pub.pump(0.0)
+        if stop.is_set() or os.getppid() != parent:
+            break
+    if not go.is_set():  # stopped before the start
+        for p in (*own.values(), pub):
+            p.close()
+        return
+    t0 = start_at.value
+    for p in (pub, *own.values()):
+        p.t0 = t0
     for sid in direct:
         (own.get(sid) or pub).publish(topics.status(sid, cfg.prefix), b"online", qos=1,
                                       retain=True)
@@ -373,15 +387,32 @@ def run(cfg: RunConfig, progress: Callable[[dict], None] | None = None,
     ctx = mp.get_context("spawn")
     counters = ctx.Array("d", 5 * n, lock=False)
     stop = stop or ctx.Event()
-    t0 = time.monotonic() + 0.5 + 0.4 * n  # workers start loading before the clock runs
-    procs = [ctx.Process(target=worker, args=(cfg, w, n, counters, stop, t0, sim_start, factor),
+    ready, go, start_at = ctx.Array("b", n, lock=False), ctx.Event(), ctx.Value("d", 0.0)
+    t0 = time.monotonic()
+    procs = [ctx.Process(target=worker, args=(cfg, w, n, counters, stop, (ready, go, start_at),
+                                              sim_start, factor),
                          daemon=True, name=f"sim-{w}") for w in range(n)]
-    for p in procs:
-        p.start()
+    saved = os.environ.get("POLARS_MAX_THREADS")
+    os.environ["POLARS_MAX_THREADS"] = "1"  # one core per worker: processes give the parallelism
+    try:
+        for p in procs:
+            p.start()
+    finally:
+        if saved is None:
+            os.environ.pop("POLARS_MAX_THREADS", None)
+        else:
+            os.environ["POLARS_MAX_THREADS"] = saved
     old = None
     if threading.current_thread() is threading.main_thread():
         old = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
+        deadline = time.monotonic() + 300
+        while not all(ready) and any(p.is_alive() for p in procs) and not stop.is_set() \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        start_at.value = t0
+        go.set()
         while any(p.is_alive() for p in procs):
             time.sleep(0.5)
             if progress:
