@@ -52,7 +52,9 @@
     var markers = document.createElement("div");
     markers.className = "cp-markers";
     m = { el: el, state: null, city: null, markers: markers, view: null };
-    m.view = Object.assign({ zoom: opts.zoom || 12.35, pitch: 0, bearing: 0 }, CENTRE);
+    // fit the city disc (~10.4 km across) to the map's height: zoom 12.35 fits ~850 px
+    var fit = 12.35 + Math.log2(Math.max(200, el.clientHeight || 850) / 850);
+    m.view = Object.assign({ zoom: opts.zoom || fit, pitch: 0, bearing: 0 }, CENTRE);
     m.deck = new deck.Deck({
       parent: el,
       initialViewState: m.view,

@@ -172,3 +172,8 @@ def test_replay_slider_changes_map_state(dash_server, page, artifacts):
     assert after["seg"] != before["seg"], "congestion should differ between the two times"
     page.wait_for_timeout(800)
     page.screenshot(path=str(artifacts / "replay-moved.png"))
+    # play (10x by default): the replayed time moves forward by itself
+    page.click("#rp-play")
+    page.wait_for_function(
+        f"window.citypulse.lastState['rp-map'].at > {after['at']!r}", timeout=15_000)
+    assert page.inner_text("#rp-play") == "Pause"
