@@ -301,7 +301,7 @@ class Store:
     def _mark_dirty(self, conn: psycopg.Connection, rows: Sequence[Row]) -> None:
         if self.backend != POSTGRES:
             return  # the continuous aggregate tracks its own invalidations
-        minutes = {r[0].replace(second=0, microsecond=0) for r in rows}
+        minutes = {t.replace(second=0, microsecond=0) for t in {r[0] for r in rows}}
         with conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO citypulse.rollup_dirty (bucket) VALUES (%s) ON CONFLICT DO NOTHING",
