@@ -196,6 +196,7 @@ def sim_expected(
     scenario: str = typer.Argument(..., help="Scenario YAML or shipped name."),
     deployment: Path = typer.Option(..., exists=True, help="Deployment file."),
     start: datetime = typer.Option(None, help="Simulated start (default: the scenario's)."),
+    until: datetime = typer.Option(None, help="Repeating scenarios: list cycles until then."),
     seed: int = typer.Option(0),
 ) -> None:
     """Print the alerts the scenario should raise (ground truth for alert tests) as JSON."""
@@ -204,7 +205,8 @@ def sim_expected(
     from device_sim.run import resolve_scenario
 
     dep = deploy.read(deployment)
-    alerts = sc.expected_alerts(sc.load(resolve_scenario(scenario)), dep, start=start, seed=seed)
+    alerts = sc.expected_alerts(sc.load(resolve_scenario(scenario)), dep, start=start, seed=seed,
+                                until=until)
     print(json.dumps([{**a.__dict__, "start": a.start.isoformat(), "end": a.end.isoformat()}
                       for a in alerts], indent=1))
 

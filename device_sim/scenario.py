@@ -20,7 +20,7 @@ raise: (incident type, entity kind, entity ids, start time).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -139,7 +139,13 @@ class Scenario(BaseModel):
     name: str
     description: str = ""
     start: datetime | None = None
+    repeat: Seconds | None = Field(None, description="incidents recur with this period")
     incidents: tuple[Incident, ...] = ()
+
+    @field_validator("repeat", mode="before")
+    @classmethod
+    def _rep(cls, v: Any) -> float | None:
+        return None if v is None else parse_duration(v)
 
     @field_validator("start")
     @classmethod
@@ -152,8 +158,8 @@ class Scenario(BaseModel):
                 city: Any = None, seed: int = 0) -> Resolved:
         """Bind every incident to concrete entities of ``deployment`` (see module docs)."""
         t0 = (start or self.start or datetime.now(UTC)).timestamp()
-        return Resolved(self, tuple(_resolve(i, deployment, t0, city, seed)
-                                    for i in self.incidents), t0)
+        return Resolved(self, tuple(replace(_resolve(i, deployment, t0, city, seed),
+                                            repeat=self.repeat) for i in self.incidents), t0)
 
 
 # --- loading ----------------------------------------------------------------------------------
@@ -215,6 +221,13 @@ class Bound:
     zones: frozenset = frozenset()
     sensors: frozenset = frozenset()  # sensor ids touched (points within a radius)
     centre: tuple[float, float] | None = None
+    repeat: float | None = None  # the scenario recurs with this period (seconds)
+
+    def fold(self, t: np.ndarray) -> np.ndarray:
+        """Time folded into the first cycle of a repeating scenario (else ``t``)."""
+        if not self.repeat:
+            return t
+        return np.where(t >= self.start, self.start + (t - self.start) % self.repeat, t)
 
     @property
     def type(self) -> str:
@@ -351,11 +364,11 @@ class Resolved:
         silent = np.zeros(len(idx), bool)
         kinds = fleet.kind[idx]
         for b in self.incidents:
-            inten = b.intensity(t)
+            tb = b.fold(t)
+            inten = b.intensity(tb)
             live = inten > 0
             if b.type == "gateway_outage":
-                slow = t >= b.start
-                live = slow & (t < b.end)
+                live = (tb >= b.start) & (tb < b.end)
             if not live.any():
                 if b.type != "flash_flood":
                     continue
@@ -389,9 +402,9 @@ class Resolved:
                 rain = on & live & (role == "rain")
                 drain = on & live & (role == "drain")
                 # the lake fills while it rains and drains away slowly (6 h) afterwards
-                fill = np.clip((t - b.start) / max(inc.duration, 1), 0, 1)
-                fade = np.clip(1 - (t - b.end) / (6 * 3600), 0, 1)
-                lake_i = np.where(t < b.start, 0.0, np.where(t <= b.end, fill, fade))
+                fill = np.clip((tb - b.start) / max(inc.duration, 1), 0, 1)
+                fade = np.clip(1 - (tb - b.end) / (6 * 3600), 0, 1)
+                lake_i = np.where(tb < b.start, 0.0, np.where(tb <= b.end, fill, fade))
                 lake = on & (role == "lake_level") & (lake_i > 0)
                 v["rain_mm_h"] = np.where(rain, np.round(np.maximum(
                     v["rain_mm_h"], inc.rain_mm_h * inten), 2), v["rain_mm_h"])
@@ -441,8 +454,11 @@ class ExpectedAlert:
 
 def expected_alerts(scenario: Scenario | Resolved, deployment: pl.DataFrame | None = None,
                     start: datetime | None = None, city: Any = None,
-                    seed: int = 0) -> list[ExpectedAlert]:
-    """The alerts a scenario should cause, in start order (the alert tests' ground truth)."""
+                    seed: int = 0, until: datetime | None = None) -> list[ExpectedAlert]:
+    """The alerts a scenario should cause, in start order (the alert tests' ground truth).
+
+    A repeating scenario lists its first cycle, or every cycle starting before ``until``.
+    """
     res = scenario if isinstance(scenario, Resolved) else scenario.resolve(
         deployment, start=start, city=city, seed=seed)
     out = []
@@ -454,7 +470,13 @@ def expected_alerts(scenario: Scenario | Resolved, deployment: pl.DataFrame | No
         if deployment is not None and b.type == "crowd_surge":
             sensors = set(deployment.filter(pl.col("zone_id").is_in(list(b.zones)) &
                                             (pl.col("kind") == "people"))["sensor_id"].to_list())
-        out.append(ExpectedAlert(b.type, b.entity_kind, b.entity_ids,
-                                 datetime.fromtimestamp(b.start, UTC),
-                                 datetime.fromtimestamp(b.end, UTC), tuple(sorted(sensors))))
+        shift = 0.0
+        while True:
+            out.append(ExpectedAlert(b.type, b.entity_kind, b.entity_ids,
+                                     datetime.fromtimestamp(b.start + shift, UTC),
+                                     datetime.fromtimestamp(b.end + shift, UTC),
+                                     tuple(sorted(sensors))))
+            shift += b.repeat or 0.0
+            if not b.repeat or until is None or b.start + shift >= until.timestamp():
+                break
     return sorted(out, key=lambda a: (a.start, a.incident_type))

@@ -113,3 +113,23 @@ def test_incident_effects_have_the_right_sign(deployment, fleet, city):
     out = by["gateway_outage"]
     assert len(vals(out, "battery_pct", out.sensors, res)) == 0
     assert len(vals(out, "battery_pct", out.sensors, None)) > 0
+
+
+def test_repeating_scenario_recurs_every_cycle(deployment, fleet, city):
+    s = sc.load(resolve_scenario("city_day"))
+    assert s.repeat == 3600
+    res = s.resolve(deployment, start=START, city=city, seed=SEED)
+    fire = next(b for b in res.incidents if b.type == "building_fire")
+    mid = (fire.start + fire.end) / 2
+    assert fire.intensity(fire.fold(np.array([mid, mid + 3600, mid + 7 * 3600]))).min() == 1
+    assert fire.intensity(fire.fold(np.array([fire.start - 10]))).max() == 0
+    later = changed(fleet, res, mid + 3 * 3600, mid + 3 * 3600 + 120)
+    assert later and later <= fire.sensors | {
+        sid for b in res.incidents for sid in b.sensors | b.zones | b.segments | b.queue} | set(
+        deployment.filter(deployment["segment_id"].is_in(
+            [x for b in res.incidents for x in b.segments | b.queue]) |
+            deployment["zone_id"].is_in([z for b in res.incidents for z in b.zones]))["sensor_id"])
+    alerts = sc.expected_alerts(res, deployment,
+                                until=START + __import__("datetime").timedelta(hours=3))
+    fires = [a for a in alerts if a.incident_type == "building_fire"]
+    assert [(a.start - fires[0].start).total_seconds() for a in fires] == [0, 3600, 7200]
