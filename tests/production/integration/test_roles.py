@@ -161,3 +161,25 @@ def test_compose_initdb_script_then_migrate_as_owner_not_superuser(pg_own, tmp_p
         assert store.write_rows(conn, rows_for(sid, 20)).inserted == 20
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("DELETE FROM citypulse.raw")
+
+
+def test_alert_lifecycle_under_service_roles(db, db_url):
+    """The alerts worker opens alerts; the dashboard acknowledges and resolves them."""
+    lifecycle = pytest.importorskip("analytics.lifecycle")
+    worker = login_as(db_url, db, "citypulse_worker")
+    dash = login_as(db_url, db, "citypulse_dashboard")
+    new = lifecycle.NewAlert(rule="fire", entity_kind="sensor", entity_id="s1",
+                             severity="critical", title="<script>alert(1)</script>",
+                             started_at=datetime.now(UTC), evidence={"v": 1})
+    with psycopg.connect(worker, autocommit=True) as conn:
+        alert = lifecycle.open_alert(conn, new)
+        assert alert is not None
+    with psycopg.connect(dash, autocommit=True) as conn:
+        assert lifecycle.acknowledge(conn, alert.id, by="duty-officer").status == "acknowledged"
+        assert lifecycle.resolve(conn, alert.id, by="duty-officer").status == "resolved"
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            lifecycle.open_alert(conn, new)  # dashboards do not invent alerts
+    collector = login_as(db_url, db, "citypulse_collector")
+    with psycopg.connect(collector, autocommit=True) as conn, pytest.raises(
+            psycopg.errors.InsufficientPrivilege):
+        lifecycle.list_alerts(conn)
