@@ -210,3 +210,10 @@ def test_broker_config_refuses_anonymous():
     assert lines["password_file"] == "/mosquitto/auth/passwd"
     assert lines["acl_file"] == "/mosquitto/auth/acl"
     assert lines["persistence"] == "true"
+
+
+def test_dashboard_uses_a_users_file_not_dev_users():
+    env = SERVICES["dashboard"]["environment"]
+    target = env["CITYPULSE_USERS_FILE"]
+    assert any(v.split(":")[1] == target for v in SERVICES["dashboard"]["volumes"])
+    assert "CITYPULSE_DASHBOARD_SECRET" in env and ":?" in env["CITYPULSE_DASHBOARD_SECRET"]
