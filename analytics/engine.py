@@ -153,6 +153,9 @@ class Engine:
         self.on_since: dict[tuple[str, str, str], int] = {}
         self.off_since: dict[tuple[str, str, str], int] = {}
         self._last_update: dict[int, int] = {}
+        self._was_open: dict[str, set[tuple[str, str]]] = {}
+        self._engine_resolved: set[int] = set()
+        self._hold_until: dict[tuple[str, str, str], int] = {}
         self._baselines: dict[str, tuple[int, pl.DataFrame]] = {}
         self._last_escalation_check = 0
         self.stats = {"ticks": 0, "rows": 0, "opened": 0, "resolved": 0, "escalated": 0,
@@ -684,13 +687,23 @@ class Engine:
         rid = rule.id
         for key in [k for k in self.on_since if k[0] == rid and (k[1], k[2]) not in ev.on]:
             del self.on_since[key]
+        # an alert resolved by a person while its condition still holds: it may come back,
+        # but only after the condition held again for max(for_s, clear_for_s)
+        for kind, ent in self._was_open.get(rid, set()) - set(open_keys):
+            if (kind, ent) in ev.on:
+                self._hold_until[(rid, kind, ent)] = now_ms + int(
+                    max(rule.for_s, rule.clear_for_s) * 1000)
+        self._was_open[rid] = set(open_keys)
         covered: dict[str, int] = {}
         for (kind, ent), f in ev.on.items():
             tkey = (rid, kind, ent)
             since = self.on_since.setdefault(tkey, min(f.since_ms, now_ms))
             self.off_since.pop(tkey, None)
             existing = open_keys.get((kind, ent))
+            if existing is None and now_ms < self._hold_until.get(tkey, 0):
+                continue
             if existing is None and now_ms - since >= rule.for_s * 1000:
+                self._hold_until.pop(tkey, None)
                 alert = lifecycle.open_alert(self.conn, lifecycle.NewAlert(
                     rule=rid, entity_kind=kind, entity_id=ent, severity=rule.severity,
                     title=_title(rule, kind, ent), started_at=datetime.fromtimestamp(
@@ -699,6 +712,7 @@ class Engine:
                     now=now)
                 if alert is not None:
                     opened += 1
+                    self._was_open[rid].add((kind, ent))
                     self._last_update[alert.id] = now_ms
                     self._deliver(alert, "open")
                     if f.scope:
@@ -717,6 +731,7 @@ class Engine:
             if member and member != a["id"]:
                 if self._resolve(a["id"], "regroup", f"grouped into alert {member}", now):
                     resolved += 1
+                    self._was_open[rid].discard((kind, ent))
                 continue
             if (kind, ent) in ev.on:
                 continue
@@ -726,6 +741,7 @@ class Engine:
                     self.off_since.pop(tkey, None)
                     if self._resolve(a["id"], "auto_resolve", "condition cleared", now):
                         resolved += 1
+                        self._was_open[rid].discard((kind, ent))
             else:
                 self.off_since.pop(tkey, None)
         return opened, resolved

@@ -46,9 +46,11 @@ def test_escalate_ack_resolve_audit_trail(db, feed, city_model):
                      ("resolve", "bo", "false alarm: toaster")]
     with pytest.raises(analytics.AlertError, match="resolved"):
         analytics.escalate(db, alert.id, by="ana")
-    # a new alarm on the same detector is a new alert (the old one is resolved)
-    feed.write(400, {"fir-1": {"smoke_pct": 20, "temperature_c": 80, "alarm": 1}})
+    # after a calm reading, a new alarm on the same detector is a new alert
+    feed.write(400, {"fir-1": {"smoke_pct": 0, "temperature_c": 20, "alarm": 0}})
     eng.tick(feed.at(401))
+    feed.write(410, {"fir-1": {"smoke_pct": 20, "temperature_c": 80, "alarm": 1}})
+    eng.tick(feed.at(411))
     assert len(analytics.list_alerts(db, open_only=False)) == 2
 
 
@@ -90,3 +92,18 @@ def test_cli_list_ack_resolve(db, db_url, feed, city_model):
     assert json.loads(r.output) == []
     assert [e["by"] for e in analytics.events(db, alert.id)] == [
         "citypulse", "cy", "cy", "cy"]
+
+
+def test_resolved_by_operator_while_still_burning_comes_back_after_hold(db, feed, city_model):
+    eng, alert = _fire(db, feed, city_model)
+    analytics.resolve(db, alert.id, by="ana", note="handled on site")
+    burning = {"fir-1": {"smoke_pct": 20, "temperature_c": 80, "alarm": 1}}
+    for s in range(2, 60, 5):  # clear_for_s of the fire rule is 60 s
+        feed.write(s, burning)
+        eng.tick(feed.at(s + 1))
+    assert len(analytics.list_alerts(db, open_only=False)) == 1
+    for s in range(62, 80, 5):
+        feed.write(s, burning)
+        eng.tick(feed.at(s + 1))
+    alerts = analytics.list_alerts(db, open_only=False)
+    assert [a.status for a in alerts] == ["open", "resolved"]

@@ -1,0 +1,39 @@
+"""`citypulse alerts run` as a real process: raises an alert, stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+
+import analytics
+from citypulse.commands import UP_SERVICES
+
+
+def test_alerts_worker_process(db, db_url, broker, topic_prefix, feed):
+    import citypulse.cli  # noqa: F401 - registers the stages' commands
+
+    assert ("alerts", ["alerts", "run"]) in UP_SERVICES
+    feed.sensor("gas-9", "gas", zone_id="Z2-05")
+    env = {**os.environ, "CITYPULSE_DATABASE_URL": db_url, "CITYPULSE_MQTT_URL": broker.url,
+           "CITYPULSE_TOPIC_PREFIX": topic_prefix}
+    p = subprocess.Popen([sys.executable, "-m", "citypulse", "alerts", "run"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        alerts = []
+        while time.monotonic() < deadline and not alerts:
+            feed.store.write_rows(db, [(datetime.now(UTC), feed.ids["gas-9"], None, 80.0, 9.0,
+                                        *[None] * 6)])
+            time.sleep(1)
+            alerts = analytics.list_alerts(db)
+        assert [(a.rule, a.entity_id, a.zone_id) for a in alerts] == [
+            ("gas_leak", "gas-9", "Z2-05")]
+    finally:
+        p.send_signal(signal.SIGTERM)
+        out, _ = p.communicate(timeout=30)
+    assert p.returncode == 0, out
+    assert "alerts worker" in out
