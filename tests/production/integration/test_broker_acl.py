@@ -8,17 +8,23 @@ listener and the shipped deploy/mosquitto/mosquitto.conf are exercised too.
 from __future__ import annotations
 
 import csv
+import json
+import os
 import re
 import subprocess
+import sys
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import psycopg
 import pytest
 
 from citypulse.stack import PrivateMosquitto, free_port
+from ingest import registry
 from ingest.credentials import make_self_signed, verify_password, write_credentials
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -266,3 +272,74 @@ def test_shipped_broker_config_and_healthcheck(tmp_path, creds):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_end_to_end_tls_collector_with_credentials(tmp_path, creds, db_url):
+    """Devices and the real collector over TLS with their own credentials; spoofs never land."""
+    out, pw = creds
+    certs = make_self_signed(tmp_path / "pki", ["localhost", "127.0.0.1"])
+    write_credentials(tmp_path / "deployment.csv", out, prefix=PREFIX,
+                      tls_dir=certs["ca"].parent, mount_dir=str(out))
+    tls_port = free_port()
+    conf = (out / "conf.d/tls.conf").read_text().replace("listener 8883",
+                                                          f"listener {tls_port} 127.0.0.1")
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        registry.upsert(conn, [registry.SensorRecord(s, "traffic", 121.93, 30.9, gw, "{}")
+                               for s, gw in (("s-direct-1", None), ("s-direct-2", None),
+                                             ("s-behind-1", "gw-1"), ("s-behind-3", "gw-2"))])
+    metrics = free_port()
+    with PrivateMosquitto(tmp_path / "mq", password_file=out / "passwd",
+                          acl_file=out / "acl", extra=conf):
+        env = dict(os.environ, CITYPULSE_DATABASE_URL=db_url, CITYPULSE_TOPIC_PREFIX=PREFIX,
+                   CITYPULSE_MQTT_URL=f"mqtts://collector:{pw['collector']}@127.0.0.1:{tls_port}",
+                   CITYPULSE_MQTT_CA_FILE=str(certs["ca"]), CITYPULSE_SPOOL_DIR=str(tmp_path / "sp"))
+        log = open(tmp_path / "collector.log", "wb")
+        proc = subprocess.Popen([sys.executable, "-m", "citypulse", "ingest", "--share",
+                                 "collectors", "--metrics-port", str(metrics)],
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    body = urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics",
+                                                  timeout=2).read().decode()
+                    if "citypulse_ingest_mqtt_connected 1.0" in body:
+                        break
+                except OSError:
+                    pass
+                assert proc.poll() is None, (tmp_path / "collector.log").read_text()[-2000:]
+                time.sleep(0.2)
+            else:
+                raise AssertionError((tmp_path / "collector.log").read_text()[-2000:])
+            time.sleep(0.5)
+            now = int(time.time() * 1000)
+
+            def reading(seq: int) -> bytes:
+                return json.dumps({"ts": now, "seq": seq,
+                                   "values": {"vehicle_count": 7, "speed_kmh": 40.0}}).encode()
+            s1 = Client(tls_port, "s-direct-1", pw["s-direct-1"], tls_ca=certs["ca"])
+            gw = Client(tls_port, "gw-1", pw["gw-1"], tls_ca=certs["ca"])
+            assert s1.wait_connect() and gw.wait_connect()
+            s1.publish(f"{PREFIX}/v1/telemetry/s-direct-1", reading(1))
+            s1.publish(f"{PREFIX}/v1/telemetry/s-direct-2", reading(66))        # spoof
+            gw.publish(f"{PREFIX}/v1/gateway/gw-1/telemetry",
+                       json.dumps({"s-behind-1": [json.loads(reading(2))]}).encode())
+            gw.publish(f"{PREFIX}/v1/gateway/gw-2/telemetry",                  # spoof
+                       json.dumps({"s-behind-3": [json.loads(reading(77))]}).encode())
+            s1.close()
+            gw.close()
+            q = ("SELECT s.sensor_id, r.seq FROM citypulse.raw r JOIN citypulse.sensors s "
+                 "ON s.id = r.sensor ORDER BY 1")
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                rows = []
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline and len(rows) < 2:
+                    rows = conn.execute(q).fetchall()
+                    time.sleep(0.2)
+                time.sleep(1.0)  # a spoof, had it passed, would have landed by now
+                rows = conn.execute(q).fetchall()
+            assert rows == [("s-behind-1", 2), ("s-direct-1", 1)]
+        finally:
+            proc.terminate()
+            proc.wait(30)
+            log.close()
