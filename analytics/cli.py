@@ -29,6 +29,7 @@ def run_cmd(
     mqtt_url: str = typer.Option(None, help="mqtt:// URL (CITYPULSE_MQTT_URL)"),
     rules_file: Path = typer.Option(None, help="Rules YAML (CITYPULSE_RULES_FILE)"),
     tick: float = typer.Option(None, help="Seconds between evaluations (default 1)."),
+    metrics_port: int = typer.Option(None, help="Serve Prometheus /metrics on this port."),
 ) -> None:
     """Run the alerts worker: evaluate the rules every tick, deliver alerts (Ctrl-C stops)."""
     from analytics.worker import run
@@ -40,7 +41,7 @@ def run_cmd(
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     print(f"alerts worker: database {settings.database_url}, broker {settings.mqtt_url}",
           flush=True)
-    run(settings, stop)
+    run(settings, stop, metrics_port=metrics_port)
 
 
 @alerts_app.command("list")

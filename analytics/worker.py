@@ -22,10 +22,37 @@ from citypulse.settings import Settings
 log = logging.getLogger(__name__)
 
 
+class Metrics:
+    """Prometheus metrics of the worker (own registry), served on ``port`` when given."""
+
+    def __init__(self, port: int | None = None) -> None:
+        from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
+
+        self.registry = CollectorRegistry()
+        self.tick = Histogram("citypulse_alerts_tick_seconds", "Alert evaluation tick time",
+                              registry=self.registry,
+                              buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5))
+        self.counts = Gauge("citypulse_alerts_total", "Alert engine and delivery counters",
+                            ["what"], registry=self.registry)
+        self.open = Gauge("citypulse_alerts_open", "Unresolved alerts by severity",
+                          ["severity"], registry=self.registry)
+        if port is not None:
+            start_http_server(port, addr="127.0.0.1", registry=self.registry)
+
+    def update(self, engine: Engine, delivery: Delivery, tick_s: float) -> None:
+        """Record one tick."""
+        self.tick.observe(tick_s)
+        for k in ("opened", "resolved", "escalated", "rows"):
+            self.counts.labels(k).set(engine.stats[k])
+        for k, v in delivery.stats.items():
+            self.counts.labels(k).set(v)
+
+
 def run(settings: Settings, stop: threading.Event, delivery: Delivery | None = None,
-        on_tick: object = None) -> dict:
+        on_tick: object = None, metrics_port: int | None = None) -> dict:
     """Run the worker loop until ``stop`` is set; returns the engine's stats."""
     rules = load_rules(settings.rules_file)
+    metrics = Metrics(metrics_port)
     own_delivery = delivery is None
     delivery = delivery or Delivery(settings)
     engine: Engine | None = None
@@ -41,7 +68,14 @@ def run(settings: Settings, stop: threading.Event, delivery: Delivery | None = N
                         engine = Engine(conn, rules, delivery)
                     else:
                         engine.conn = conn
+                t0 = time.monotonic()
                 engine.tick()
+                metrics.update(engine, delivery, time.monotonic() - t0)
+                if int(t0) % 10 == 0:
+                    for sev, n in conn.execute(
+                            "SELECT severity, count(*) FROM citypulse.alerts "
+                            "WHERE status <> 'resolved' GROUP BY 1").fetchall():
+                        metrics.open.labels(sev).set(n)
                 if callable(on_tick):
                     on_tick(engine)
             except psycopg.OperationalError as exc:

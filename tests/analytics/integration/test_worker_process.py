@@ -9,8 +9,11 @@ import sys
 import time
 from datetime import UTC, datetime
 
+import requests
+
 import analytics
 from citypulse.commands import UP_SERVICES
+from citypulse.stack import free_port
 
 
 def test_alerts_worker_process(db, db_url, broker, topic_prefix, feed):
@@ -20,7 +23,9 @@ def test_alerts_worker_process(db, db_url, broker, topic_prefix, feed):
     feed.sensor("gas-9", "gas", zone_id="Z2-05")
     env = {**os.environ, "CITYPULSE_DATABASE_URL": db_url, "CITYPULSE_MQTT_URL": broker.url,
            "CITYPULSE_TOPIC_PREFIX": topic_prefix}
-    p = subprocess.Popen([sys.executable, "-m", "citypulse", "alerts", "run"], env=env,
+    port = free_port()
+    p = subprocess.Popen([sys.executable, "-m", "citypulse", "alerts", "run",
+                          "--metrics-port", str(port)], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 30
@@ -32,6 +37,9 @@ def test_alerts_worker_process(db, db_url, broker, topic_prefix, feed):
             alerts = analytics.list_alerts(db)
         assert [(a.rule, a.entity_id, a.zone_id) for a in alerts] == [
             ("gas_leak", "gas-9", "Z2-05")]
+        body = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert 'citypulse_alerts_total{what="opened"} 1.0' in body
+        assert "citypulse_alerts_tick_seconds_count" in body
     finally:
         p.send_signal(signal.SIGTERM)
         out, _ = p.communicate(timeout=30)
