@@ -631,6 +631,9 @@ class Collector:
                         self._refresh_registry(conn, force=True)
             except TEMPORARY as exc:
                 log.warning("event=db_unavailable where=upkeep error=%r", str(exc).strip()[:200])
+            except psycopg.Error as exc:  # e.g. a role without DDL rights: partitions by a worker
+                self.metrics.db_errors.labels("upkeep").inc()
+                log.warning("event=upkeep_failed error=%r", str(exc).strip()[:200])
             except Exception:
                 log.exception("event=internal_error where=upkeep")
                 self.metrics.internal.inc()

@@ -57,9 +57,16 @@ class Publisher:
         self.c.loop_start()
         wait_until(self.c.is_connected, 10)
 
-    def publish(self, topic: str, doc, qos: int = 1, retain: bool = False) -> None:
+    def publish(self, topic: str, doc, qos: int = 1, retain: bool = False,
+                content_type: str | None = None) -> None:
         data = doc if isinstance(doc, bytes) else orjson.dumps(doc)
-        self.c.publish(topic, data, qos=qos, retain=retain)
+        props = None
+        if content_type:
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+            props = Properties(PacketTypes.PUBLISH)
+            props.ContentType = content_type
+        self.c.publish(topic, data, qos=qos, retain=retain, properties=props)
 
     def close(self, sent: int | None = None) -> None:
         if sent is not None:

@@ -4,6 +4,7 @@ import urllib.request
 import psycopg
 import pytest
 
+from citypulse.wire import payload as wp
 from citypulse.wire import topics as wt
 from tests.ingest.conftest import Publisher, register, wait_until
 
@@ -41,20 +42,23 @@ def test_single_array_gateway_payloads_land(cfg, broker, start_collector):
     pub.publish(wt.gateway("gw1", p), {"a1": [{"ts": now, "values": {"pm25_ugm3": 12}}],
                                        "f1": [{"ts": now, "seq": 7, "values": {"alarm": 0, "temperature_c": 21}}]})
     pub.publish(wt.status("t1", p), b"online", retain=True)
-    pub.close(sent=4)
-    assert wait_until(lambda: len(_readings(cfg.database_url)) == 7, 15)
+    pub.publish(wt.telemetry("t1", p), wp.encode({"ts": now + 3, "seq": 4, "values": {"speed_kmh": 7}},
+                                                 wp.CONTENT_MSGPACK), content_type=wp.CONTENT_MSGPACK)
+    pub.close(sent=5)
+    assert wait_until(lambda: len(_readings(cfg.database_url)) == 8, 15)
     assert _readings(cfg.database_url) == sorted([
         ("a1", "pm25_ugm3", 12.0, now), ("f1", "temperature_c", 21.0, now), ("f1", "alarm", 0.0, now),
         ("t1", "vehicle_count", 12.0, now), ("t1", "speed_kmh", 38.5, now),
-        ("t1", "speed_kmh", 40.0, now + 1), ("t1", "occupancy_pct", 5.0, now + 2)])
+        ("t1", "speed_kmh", 40.0, now + 1), ("t1", "occupancy_pct", 5.0, now + 2),
+        ("t1", "speed_kmh", 7.0, now + 3)])
     assert wait_until(lambda: _rows(cfg.database_url, "SELECT sensor_id, status FROM citypulse.sensor_status")
                       == [("t1", "online")], 10)
     assert c.wait_idle(10)
-    assert c.metrics.value("citypulse_ingest_readings_stored_total") == 5
+    assert c.metrics.value("citypulse_ingest_readings_stored_total") == 6
     assert _rows(cfg.database_url, "SELECT count(*) FROM citypulse.dead_letters") == [(0,)]
     # the metrics endpoint serves the same figures
     text = urllib.request.urlopen(f"http://127.0.0.1:{c.metrics_port}/metrics").read().decode()
-    assert "citypulse_ingest_readings_stored_total 5.0" in text
+    assert "citypulse_ingest_readings_stored_total 6.0" in text
     assert "citypulse_ingest_lag_seconds_bucket" in text
 
 
