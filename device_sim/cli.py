@@ -134,7 +134,7 @@ def _progress_printer(duration: float | None):
         last = [0.0]
 
         def plain(p: dict) -> None:
-            if p["elapsed"] - last[0] >= 10:
+            if p["elapsed"] - last[0] >= 10 or p.get("done"):
                 last[0] = p["elapsed"]
                 print(f"sim: {p['readings']:.0f} readings, {p['rate']:.0f}/s "
                       f"(offered {p['offered']:.0f}/s), errors {p['errors']:.0f}",
@@ -149,7 +149,8 @@ def _progress_printer(duration: float | None):
         progress.update(task, completed=min(p["elapsed"], duration or p["elapsed"]),
                         description=f"{p['readings']:,.0f} readings  {p['rate']:,.0f}/s "
                                     f"(offered {p['offered']:,.0f}/s)  errors {p['errors']:.0f}")
-        if duration and p["elapsed"] >= duration:
+        if p.get("done"):
+            progress.update(task, total=p["elapsed"], completed=p["elapsed"])
             progress.stop()
     return update
 

@@ -428,6 +428,8 @@ def run(cfg: RunConfig, progress: Callable[[dict], None] | None = None,
     ends = [e for e in list(counters)[4::5] if e > 0]
     elapsed = max((max(ends) if ends else time.monotonic()) - t0, 1e-3)
     tot = _totals(counters, n, elapsed, offered_rate, cfg.duration)
+    if progress:
+        progress({**tot, "done": True})
     failed = [p.name for p in procs if p.exitcode not in (0, None)]
     if failed:
         log.error("worker(s) failed: %s", ", ".join(failed))
