@@ -24,8 +24,13 @@ BEGIN
         IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
             BEGIN
                 EXECUTE format('CREATE ROLE %I NOLOGIN', r);
-            EXCEPTION WHEN duplicate_object OR unique_violation THEN
-                NULL;  -- created concurrently by another database's migration
+            EXCEPTION
+                WHEN duplicate_object OR unique_violation THEN
+                    NULL;  -- created concurrently by another database's migration
+                WHEN insufficient_privilege THEN
+                    RAISE EXCEPTION 'role % does not exist and % may not create roles', r, current_user
+                        USING HINT = 'create the group roles first (deploy/postgres/initdb/'
+                                     '50-citypulse-roles.sh) or migrate as a role with CREATEROLE';
             END;
         END IF;
     END LOOP;

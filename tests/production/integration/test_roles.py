@@ -183,3 +183,15 @@ def test_alert_lifecycle_under_service_roles(db, db_url):
     with psycopg.connect(collector, autocommit=True) as conn, pytest.raises(
             psycopg.errors.InsufficientPrivilege):
         lifecycle.list_alerts(conn)
+
+
+def test_migrating_without_createrole_names_the_fix(pg_own):
+    """Group roles missing and a migrator that may not create them: a clear error."""
+    admin_url = pg_own.url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute("CREATE ROLE plain_owner LOGIN")
+        admin.execute("CREATE DATABASE plain OWNER plain_owner")
+    url = f"postgresql://plain_owner@{pg_own.url.rsplit('@', 1)[1].rsplit('/', 1)[0]}/plain"
+    with psycopg.connect(url, autocommit=True) as conn, pytest.raises(
+            psycopg.errors.RaiseException, match="may not create roles"):
+        schema.migrate(conn, Settings(database_url=url))
