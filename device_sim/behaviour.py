@@ -236,7 +236,7 @@ class Fleet:
         depots = dict(getattr(city, "depots", {}) or {})
         pos = {}
         for node, attrs in g.nodes(data=True):
-            pos[node] = (attrs["lon"], attrs["lat"]) if "lon" in attrs else attrs["pos"]
+            pos[node] = (attrs["lon"], attrs["lat"])
         nodes = np.array(list(pos))
         nxy = np.array([pos[x] for x in nodes])
         zones = city.zones.set_index(city.zones["zone_id"].astype(str))
