@@ -87,3 +87,27 @@ def test_fast_encoder_sends_what_the_reference_sends(fleet):
             db = payload.decode(b, topics.parse(tp, "city"), 0)
             assert da.readings == db.readings
             assert [r.reason for r in da.rejected] == [r.reason for r in db.rejected]
+
+
+def test_simulated_clock_never_runs_ahead_of_the_wall(tmp_path):
+    import time as _time
+
+    from device_sim.run import RunConfig, _sim_start
+
+    cfg = RunConfig(deployment=tmp_path / "x.parquet", mqtt_url="mqtt://127.0.0.1:1",
+                    speedup=60, duration=10)
+    start = _sim_start(cfg, None)
+    # the run covers 600 simulated seconds and must end no later than the wall clock does
+    assert start + 600 <= _time.time() + 10 + 1
+    assert _sim_start(RunConfig(deployment=tmp_path, mqtt_url="mqtt://x:1", start=5.0), None) == 5
+
+
+def test_rate_factor_scales_the_schedule(deployment):
+    from device_sim.behaviour import Fleet
+
+    base = Fleet.build(deployment, 5, with_routes=False)
+    fast = Fleet.build(deployment, 5, rate_factor=base.nominal_rate and 10_000 /
+                       base.nominal_rate, with_routes=False)
+    assert abs(fast.nominal_rate - 10_000) < 1
+    idx, _, _ = due(fast, T0, T0 + 10)
+    assert abs(len(idx) - 100_000) < 0.02 * 100_000
