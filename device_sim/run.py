@@ -321,14 +321,18 @@ def worker(cfg: RunConfig, wid: int, nworkers: int, counters: Any, stop: Any,
     a = sim_start
     sim_end = None if cfg.duration is None else sim_start + cfg.duration * cfg.speedup
     wall0 = t0
+    max_window = max(4 * cfg.tick, 1.0) * cfg.speedup
     try:
         while True:
             now = time.monotonic()
-            b = sim_start + (now - wall0) * cfg.speedup
+            target = sim_start + (now - wall0) * cfg.speedup
+            if sim_end is not None:
+                target = min(target, sim_end)
+            # behind schedule: catch up in bounded windows (memory stays flat, nothing skipped)
+            b = min(target, a + max_window)
+            behind = b < target
             last = stop.is_set() or (sim_end is not None and b >= sim_end) or \
                 os.getppid() != parent
-            if sim_end is not None:
-                b = min(b, sim_end)
             if b > a:
                 idx, k, t = due(fleet, a, b)
                 batch = readings(fleet, idx, k, t, scenario=scen, faults=cfg.faults)
@@ -347,7 +351,7 @@ def worker(cfg: RunConfig, wid: int, nworkers: int, counters: Any, stop: Any,
             pub.pump(0.0)
             for d in own.values():
                 d.pump(0.0)
-            sleep = cfg.tick - (time.monotonic() - now)
+            sleep = 0.0 if behind else cfg.tick - (time.monotonic() - now)
             while sleep > 0:
                 pub.pump(min(sleep, 0.05))
                 sleep = cfg.tick - (time.monotonic() - now)
