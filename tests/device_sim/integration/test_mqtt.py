@@ -128,3 +128,23 @@ def test_direct_device_last_will(broker, topic_prefix):
     got = sub.settle(2)
     sub.close()
     assert (status, b"online") in got and got[-1] == (status, b"offline")
+
+
+def test_run_survives_a_broker_restart(broker_own, dep_file):
+    import threading
+
+    seen = []
+
+    def chaos():
+        time.sleep(2.0)
+        broker_own.kill()
+        time.sleep(1.0)
+        broker_own.start()
+
+    threading.Thread(target=chaos, daemon=True).start()
+    cfg = RunConfig(deployment=dep_file, mqtt_url=broker_own.url, seed=5, rate=1500,
+                    duration=6.0, qos=1, processes=1)
+    summary = run(cfg, progress=lambda p: seen.append((p["elapsed"], p["readings"])))
+    assert summary.publish_errors > 0  # the outage is reported...
+    before = max(r for e, r in seen if e < 2.0)
+    assert summary.readings > before + 1500  # ...and publishing resumed after the restart
