@@ -273,7 +273,7 @@ def _assemble(parts, city, zid, ztype, rng, direct_share, gateway_size) -> pl.Da
         "zone_id": pl.Series(zid[zone_i]), "zone_type": pl.Series(ztype[zone_i]),
         **{c: pl.Series(cols[c].tolist(), dtype=pl.String) for c in
            ("role", "segment_id", "direction", "building_id", "depot_zone", "dest_zone")},
-        "lanes": pl.Series(cols["lanes"]).fill_nan(None).cast(pl.Int16),
+        "lanes": pl.Series(cols["lanes"]).fill_nan(None).cast(pl.Int32),
         "free_flow_kmh": pl.Series(cols["free_flow_kmh"]).fill_nan(None),
         "capacity_veh_h": pl.Series(cols["capacity_veh_h"]).fill_nan(None),
         "scale": np.round(rng.uniform(0.6, 1.4, n), 4),
