@@ -341,11 +341,11 @@ class Store:
     def refresh_rollups(self, conn: psycopg.Connection, settle_s: float = 5.0) -> dict:
         """Bring ``citypulse.rollup_1m`` up to date with minutes ended ``settle_s`` ago.
 
-        postgres: recompute every dirty minute.  timescale: refresh the continuous aggregate.
+        postgres: recompute every dirty minute.  timescale: nothing -- the continuous
+        aggregate's policy materialises it (refreshing needs the view's owner, which workers
+        are not) and real-time aggregation (materialized_only = false) keeps reads fresh.
         """
         if self.backend == TIMESCALE:
-            conn.execute("CALL refresh_continuous_aggregate('citypulse.rollup_1m', NULL, "
-                         "now() - %s::interval)", (timedelta(seconds=settle_s),))
             return {}
         with conn.transaction():
             n = conn.execute("SELECT citypulse.refresh_dirty_rollups(%s)",
