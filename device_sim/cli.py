@@ -160,6 +160,7 @@ def sim_replay(
     feed: Path = typer.Argument(..., exists=True, dir_okay=False, help="Recording (Parquet)."),
     speed: float = typer.Option(1.0, help="1: recorded timing; 10: ten times faster; 0: flat out."),
     qos: int = typer.Option(None, min=0, max=1, help="Override the recorded QoS."),
+    prefix: str = typer.Option(None, help="Replace the recorded topic prefix."),
     mqtt_url: str = typer.Option(None, help="mqtt:// URL (CITYPULSE_MQTT_URL)."),
 ) -> None:
     """Re-send a recorded feed: same messages, same order, same (or faster) timing."""
@@ -173,7 +174,7 @@ def sim_replay(
 
         def tick(i: int, n: int) -> None:
             progress.update(task, completed=i, total=n)
-        result = replay(feed, settings.mqtt_url, speed, qos=qos, progress=tick,
+        result = replay(feed, settings.mqtt_url, speed, qos=qos, progress=tick, prefix=prefix,
                         ca_file=settings.mqtt_ca_file)
     print(json.dumps(result))
 

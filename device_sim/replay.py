@@ -19,10 +19,16 @@ from device_sim.mqtt import Publisher
 
 
 def replay(path: str | Path, mqtt_url: str, speed: float = 1.0, *, qos: int | None = None,
-           max_inflight: int = 200, ca_file: Path | None = None,
+           max_inflight: int = 200, ca_file: Path | None = None, prefix: str | None = None,
            progress: Callable[[int, int], None] | None = None) -> dict:
-    """Re-send the recording at ``path``; see module docstring."""
+    """Re-send the recording at ``path``; see module docstring.
+
+    ``prefix`` replaces the first topic level (e.g. replay a ``city`` feed under ``test``).
+    """
     df = pl.read_parquet(path, columns=["offset_s", "topic", "payload", "qos", "retain"])
+    if prefix:
+        rest = pl.col("topic").str.splitn("/", 2).struct.field("field_1")
+        df = df.with_columns((pl.lit(prefix + "/") + rest).alias("topic"))
     pub = Publisher(mqtt_url, f"citypulse-replay-{uuid.uuid4().hex[:8]}",
                     max_inflight=max_inflight, ca_file=ca_file)
     pub.connect()

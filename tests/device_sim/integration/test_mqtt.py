@@ -99,6 +99,11 @@ def test_replay_keeps_the_timing(broker, topic_prefix, tmp_path):
     t = time.monotonic()
     replay(tmp_path / "r.parquet", broker.url, speed=10.0)
     assert time.monotonic() - t < 0.8
+    sub = Subscriber(broker, topic_prefix + "x")
+    replay(tmp_path / "r.parquet", broker.url, speed=0, prefix=topic_prefix + "x")
+    got = sub.settle(20)
+    sub.close()
+    assert got == [(f"{topic_prefix}x/v1/telemetry/s{i}", b'{"x":1}') for i in range(20)]
 
 
 def test_multiprocess_gateway_run(broker, topic_prefix, dep_file, tmp_path):
