@@ -140,28 +140,38 @@ def deploy(n: int, seed: int = 0, city: Any = None, *, direct_share: float = DIR
     crowd = _type_mask(ztype, CROWD_TYPES)
     if not crowd.any():
         crowd[:] = True
-    base = np.flatnonzero(~_type_mask(ztype, ("lake",)))[:c]
+    base = np.flatnonzero(ztype != "lake")[:c]  # one counter per zone (not on the water)
     rest = c - len(base)
     n_gate = rest * 2 // 5
     inzone = np.concatenate([base, _pick(rng, rest - n_gate, np.where(crowd, zarea, 0))])
     lon, lat = sample_in_polygons(rng, zpoly, inzone)
     part("people", lon, lat, role=np.full(len(inzone), "zone"))
+    # gate counters: at the twin's gates (metro entrances, a few per gate) and at entry points
+    # on the edges of plazas and lakeside zones, a few metres inside their zone
     gates = getattr(city, "gates", None)
-    if n_gate and gates is not None and len(gates):
-        g = np.arange(n_gate) % len(gates)
-        zpos = {z: i for i, z in enumerate(zones["zone_id"].astype(str))}
+    n_named = min(n_gate // 3, 4 * len(gates)) if gates is not None and len(gates) else 0
+    zpos = {z: i for i, z in enumerate(zones["zone_id"].astype(str))}
+    gx = np.empty(0)
+    gy = np.empty(0)
+    gz = np.empty(0, int)
+    if n_named:
+        g = np.arange(n_named) % len(gates)
         gz = np.array([zpos[z] for z in gates["zone_id"].astype(str)])[g]
-        # a few metres inside the gate's zone, so that the counter belongs to it
         gx, gy = gates["lon"].to_numpy(float)[g], gates["lat"].to_numpy(float)[g]
-        cx, cy = (shapely.get_coordinates(shapely.point_on_surface(zpoly[gz])).T)
+    n_edge = n_gate - n_named
+    if n_edge:
+        open_zone = _type_mask(ztype, ("plaza", "lakeside", "park")) & crowd
+        w = np.sqrt(zarea) * np.where(open_zone if open_zone.any() else crowd, 1, 0)
+        ez = _pick(rng, n_edge, w)
+        xy = _on_lines(shapely.boundary(zpoly), ez, rng.uniform(0, 1, n_edge))
+        gx, gy = np.concatenate([gx, xy[:, 0]]), np.concatenate([gy, xy[:, 1]])
+        gz = np.concatenate([gz, ez])
+    if n_gate:
+        cx, cy = shapely.get_coordinates(shapely.point_on_surface(zpoly[gz])).T
         d = np.maximum(meters(cx - gx, cy - gy), 1.0)
         step = np.minimum(6.0 / d, 0.5)
         part("people", gx + (cx - gx) * step, gy + (cy - gy) * step,
              role=np.full(n_gate, "gate"))
-    elif n_gate:
-        g = _pick(rng, n_gate, np.where(crowd, np.sqrt(zarea), 0))
-        xy = _on_lines(shapely.boundary(zpoly), g, rng.uniform(0, 1, n_gate))
-        part("people", xy[:, 0], xy[:, 1], role=np.full(n_gate, "gate"))
 
     # logistics: trackers on trucks and containers, home depot in a hub zone
     c = counts["logistics"]
