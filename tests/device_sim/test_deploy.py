@@ -49,6 +49,8 @@ def test_placements_by_kind(deployment, city):
     assert {"lake_level", "drain", "rain"} <= set(
         deployment.filter(pl.col("kind") == "water")["role"].unique())
     assert {"gate", "zone"} <= set(deployment.filter(pl.col("kind") == "people")["role"])
+    gates = deployment.filter(pl.col("role") == "gate")
+    assert {"metro_station", "plaza", "lakeside"} <= set(gates["zone_type"])
     lake = lake_geometry(city)
     gauges = deployment.filter(pl.col("role") == "lake_level")
     d = shapely.distance(shapely.boundary(lake), shapely.points(gauges["lon"].to_numpy(),
