@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -251,7 +251,7 @@ def partition(fleet: Fleet, n: int, gateway: bool) -> list[np.ndarray]:
     has = np.array([g is not None for g in gw.tolist()])
     key = np.arange(len(fleet)) % n
     if gateway and has.any():
-        names, inv = np.unique(gw[has].astype(str), return_inverse=True)
+        _, inv = np.unique(gw[has].astype(str), return_inverse=True)
         key = key.copy()
         key[has] = inv % n
     return [np.flatnonzero(key == w) for w in range(n)]
@@ -459,8 +459,3 @@ def _totals(counters: Any, n: int, elapsed: float, offered: float,
     r = sum(vals[1::5])
     return {"messages": m, "readings": r, "errors": sum(vals[2::5]), "elapsed": elapsed,
             "rate": r / elapsed, "offered": offered, "duration": duration}
-
-
-def with_overrides(cfg: RunConfig, **kw: Any) -> RunConfig:
-    """A copy of ``cfg`` with fields changed."""
-    return replace(cfg, **kw)
