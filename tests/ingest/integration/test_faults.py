@@ -190,16 +190,21 @@ def test_collector_restarted_during_database_outage(pg_own, broker, topic_prefix
     from ingest.collector import Collector
 
     second = Collector(cfg, client_id="restart-during-outage")
-    starter = threading.Thread(target=second.start)
+    starter = threading.Thread(target=second.start, daemon=True)
     starter.start()  # waits for the database before it takes messages
-    time.sleep(3)
-    assert starter.is_alive()
-    pg_own.start()
-    starter.join(30)
     try:
+        time.sleep(3)
+        assert starter.is_alive(), "start() should wait for the database"
+        pg_own.start()
+        starter.join(30)
+        assert not starter.is_alive()
         assert wait_until(lambda: _stored(cfg.database_url, "r") == n * N_SENSORS, 30)
         assert second.wait_idle(10)
     finally:
+        second._stopping.set()  # ends any wait for the database
+        if not pg_own.running:
+            pg_own.start()
+        starter.join(10)
         second.stop(10)
     assert second.metrics.value("citypulse_ingest_internal_errors_total") == 0
     assert_exactly_once(cfg.database_url, "r", sensors, n)
