@@ -118,7 +118,8 @@ class Metrics:
         self.internal = Counter(p + "internal_errors", "Unexpected exceptions", registry=r)
         self.db_errors = Counter(p + "db_errors", "Database errors", ["kind"], registry=r)
         self.queue = Gauge(p + "queue_messages", "Messages received, not yet acked", registry=r)
-        self.connected = Gauge(p + "mqtt_connected", "1 while connected to the broker", registry=r)
+        self.connected = Gauge(p + "mqtt_connected", "1 while connected and subscribed",
+                               registry=r)
 
     def value(self, name: str, **labels: str) -> float:
         """Current value of a sample (0 when absent)."""
@@ -299,6 +300,7 @@ class Collector:
         c.reconnect_delay_set(0.2, 5)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
+        c.on_subscribe = self._on_subscribe
         c.on_message = self._on_message
         return c
 
@@ -309,7 +311,6 @@ class Collector:
                 return
             with self._gen_lock:
                 self._gen += 1
-            self.metrics.connected.set(1)
             subs = wt.ingest_subscriptions(self.settings.topic_prefix)
             if self.settings.share_group:
                 subs = [f"$share/{self.settings.share_group}/{t}" for t in subs]
@@ -319,6 +320,13 @@ class Collector:
         except Exception:
             log.exception("event=internal_error where=on_connect")
             self.metrics.internal.inc()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        bad = [rc for rc in reason_codes if rc.is_failure]
+        if bad:
+            log.warning("event=subscribe_refused reasons=%s", bad)
+        else:
+            self.metrics.connected.set(1)  # ready: connected and subscribed
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         with self._gen_lock:  # acks of this connection's messages must not reach the next
