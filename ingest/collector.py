@@ -113,7 +113,10 @@ class Metrics:
         self.lag = Histogram(p + "lag_seconds", "Sensor timestamp to commit (sampled)",
                              buckets=LAG_BUCKETS, registry=r)
         self.spool_bytes = Gauge(p + "spool_bytes", "Bytes in the on-disk spool", registry=r)
-        self.seq_gaps = Counter(p + "seq_gaps", "Readings missing by per-sensor seq", registry=r)
+        self.seq_gaps = Counter(p + "seq_gaps", "Seqs skipped when a sensor's seq jumped ahead",
+                                registry=r)
+        self.seq_late = Counter(p + "seq_late", "Readings arriving below their sensor's highest "
+                                "seq (fill gaps); loss = seq_gaps - seq_late", registry=r)
         self.duplicates = Counter(p + "duplicates", "Duplicate metric values dropped", registry=r)
         self.internal = Counter(p + "internal_errors", "Unexpected exceptions", registry=r)
         self.db_errors = Counter(p + "db_errors", "Database errors", ["kind"], registry=r)
@@ -581,7 +584,7 @@ class Collector:
             step = max(1, len(batch.rows) // 256)
             for r in batch.rows[::step]:
                 m.lag.observe(max(0.0, (now - r[0]).total_seconds()))
-        gaps = 0
+        gaps = late = 0
         with self._seq_lock:
             last = self._last_seq
             for r in batch.rows:
@@ -593,8 +596,12 @@ class Collector:
                     if prev is not None and seq > prev + 1:
                         gaps += seq - prev - 1
                     last[r[1]] = seq
+                elif seq < prev:
+                    late += 1
         if gaps:
             m.seq_gaps.inc(gaps)
+        if late:
+            m.seq_late.inc(late)
 
     # --- database helpers ---------------------------------------------------------------------
     def _connect_db(self, wait: bool = False) -> psycopg.Connection:

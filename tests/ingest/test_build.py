@@ -80,3 +80,16 @@ def test_status_and_spool_roundtrip(tmp_path):
     assert c.spool.bytes == 0
     big = Batch(b.rows * 1, b.dead * 200, ())
     assert not c.spool.put(big)  # full: the caller must not ack
+
+
+def test_seq_gaps_and_late_arrivals(tmp_path):
+    c = Collector(Settings(spool_dir=tmp_path), client_id="unit")
+    t = [to_time(1_764_000_000_000 + i) for i in range(10)]
+
+    def rows(*seqs):
+        return Batch(tuple((t[q], 1, q) + (1.0,) + (None,) * 7 for q in seqs), (), ())
+
+    c._account(rows(0, 1, 4))      # 2 and 3 missing
+    c._account(rows(2))            # 2 arrives late
+    assert c.metrics.value("citypulse_ingest_seq_gaps_total") == 2
+    assert c.metrics.value("citypulse_ingest_seq_late_total") == 1

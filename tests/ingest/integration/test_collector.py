@@ -55,6 +55,9 @@ def test_single_array_gateway_payloads_land(cfg, broker, start_collector):
                       == [("t1", "online")], 10)
     assert c.wait_idle(10)
     assert c.metrics.value("citypulse_ingest_readings_stored_total") == 6
+    # t1 sent seq 1, 2, 3, 4: no gap; f1 has only seq 7
+    assert (c.metrics.value("citypulse_ingest_seq_gaps_total")
+            == c.metrics.value("citypulse_ingest_seq_late_total"))
     assert _rows(cfg.database_url, "SELECT count(*) FROM citypulse.dead_letters") == [(0,)]
     # the metrics endpoint serves the same figures
     text = urllib.request.urlopen(f"http://127.0.0.1:{c.metrics_port}/metrics").read().decode()
