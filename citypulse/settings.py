@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     spool_max_bytes: int = Field(
         512 * 1024 * 1024, ge=0, description="Spool size at which the collector stops acking."
     )
+    metrics_host: str = Field(
+        "127.0.0.1", description="Bind address of /metrics (0.0.0.0 to let Prometheus scrape)."
+    )
     metrics_port: int | None = Field(
         None, ge=0, le=65535, description="Port of the Prometheus /metrics endpoint."
     )

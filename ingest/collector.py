@@ -239,7 +239,7 @@ class Collector:
         finally:
             conn.close()
         if s.metrics_port is not None:
-            self._http, _ = start_http_server(s.metrics_port, addr="127.0.0.1",
+            self._http, _ = start_http_server(s.metrics_port, addr=s.metrics_host,
                                               registry=self.metrics.registry)
             self.metrics_port = self._http.server_port
         for i in range(s.writer_connections):
