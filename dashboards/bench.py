@@ -24,6 +24,7 @@ from citypulse.stack import PrivatePostgres
 
 def run(sensors: int = 200_000, refreshes: int = 5, fast_gl: bool = True) -> dict:
     """Seed a private database, serve the app, measure the wall in Chromium."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     from dashboards.app import create_app
@@ -59,11 +60,17 @@ def run(sensors: int = 200_000, refreshes: int = 5, fast_gl: bool = True) -> dic
                         sizes["refresh"].append(len(resp.body()))
 
                 page.on("response", on_response)
+                errors: list[str] = []
+                page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+                page.on("pageerror", lambda e: errors.append(str(e)))
                 t0 = time.perf_counter()
                 page.goto(f"{served.url}/kiosk?token=bench-kiosk-token")
-                page.wait_for_function("window.citypulse && window.citypulse.rendered"
-                                       " && window.citypulse.rendered['wall-map']",
-                                       timeout=180_000)
+                try:
+                    page.wait_for_function("window.citypulse && window.citypulse.rendered"
+                                           " && window.citypulse.rendered['wall-map']",
+                                           timeout=180_000)
+                except PlaywrightTimeout:
+                    raise RuntimeError(f"the wall did not render: {errors[:5]}") from None
                 first_render = time.perf_counter() - t0
                 n0 = len(sizes["refresh"])
                 deadline = time.monotonic() + refreshes * 6 + 30

@@ -11,6 +11,7 @@ Nothing here raises on a missing optional part: an absent table or API gives emp
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 from dataclasses import asdict, dataclass
@@ -49,12 +50,21 @@ _BAND_RGB = {"free": (46, 204, 113), "busy": (241, 196, 15), "slow": (243, 156, 
 _PALETTE = ((46, 204, 113), (241, 196, 15), (243, 156, 18), (231, 76, 60), (142, 68, 173))
 
 
+def _analytics() -> Any:
+    """The ``analytics`` package's public API."""
+    import analytics
+
+    if hasattr(analytics, "ui_thresholds"):
+        return analytics
+    # an editable install made before analytics/__init__.py existed exposes the folder as a
+    # namespace package (no public API); load the package's own module then
+    return importlib.import_module("analytics.__init__")
+
+
 @lru_cache(maxsize=1)
 def ui_thresholds() -> dict[str, Any]:
     """The colour bands and limits of analytics' rules file, read once."""
-    import analytics
-
-    return analytics.ui_thresholds()
+    return _analytics().ui_thresholds()
 
 
 def congestion_bands() -> tuple[Band, ...]:
@@ -330,9 +340,7 @@ def alert_evidence(conn: psycopg.Connection, alert: dict) -> tuple[dict[str, lis
     ``series`` maps ``metric`` (or ``sensor metric`` when several sensors) to
     [[time, value], ...]; ``trail`` is the alert's events, oldest first.
     """
-    import analytics
-
-    ev = analytics.evidence(conn, alert["id"], minutes=60)
+    ev = _analytics().evidence(conn, alert["id"], minutes=60)
     several = len({r["sensor_id"] for r in ev["readings"]}) > 1
     out: dict[str, list] = {}
     for r in ev["readings"]:
