@@ -5,6 +5,7 @@ connection and runs its own transaction)::
 
     import analytics
     analytics.list_alerts(conn, open_only=True)            -> list[Alert]  (frozen records)
+    analytics.alerts_open_at(conn, at)                      -> list[Alert] open at time ``at``
     analytics.get_alert(conn, alert_id)                     -> Alert | None
     analytics.acknowledge(conn, alert_id, by="ana", note="") -> Alert  (open -> acknowledged)
     analytics.escalate(conn, alert_id, by="ana", note="")    -> Alert  (level + 1, critical)
@@ -32,6 +33,7 @@ from analytics.lifecycle import (
     Alert,
     AlertError,
     acknowledge,
+    alerts_open_at,
     escalate,
     events,
     get_alert,
@@ -41,8 +43,8 @@ from analytics.lifecycle import (
 from analytics.rules import RulesError, RuleSet, load_rules
 
 __all__ = [
-    "Alert", "AlertError", "RuleSet", "RulesError", "acknowledge", "escalate", "events",
-    "evidence", "get_alert", "list_alerts", "load_rules", "resolve", "ui_thresholds",
+    "Alert", "AlertError", "RuleSet", "RulesError", "acknowledge", "alerts_open_at", "escalate",
+    "events", "evidence", "get_alert", "list_alerts", "load_rules", "resolve", "ui_thresholds",
 ]
 
 _RULE_KINDS = {"crowd": ["people"], "flood": ["water"], "congestion": ["traffic"]}

@@ -179,6 +179,21 @@ def list_alerts(conn: psycopg.Connection, open_only: bool = True, limit: int = 5
         return [_row(r) for r in cur.fetchall()]
 
 
+def alerts_open_at(conn: psycopg.Connection, at: datetime, limit: int = 500) -> list[Alert]:
+    """Alerts that were open (not yet resolved) at time ``at``, most severe and newest first.
+
+    Open at ``at`` means ``started_at <= at`` and (``resolved_at`` is null or after ``at``),
+    whatever the alert's status is now: what a replay of ``at`` should show.
+    """
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(sql.SQL(
+            "SELECT {} FROM citypulse.alerts "
+            "WHERE started_at <= %s AND (resolved_at IS NULL OR resolved_at > %s) "
+            "ORDER BY array_position(ARRAY['critical','warning','info'], severity), "
+            "started_at DESC LIMIT %s").format(_COLS), (at, at, limit))
+        return [_row(r) for r in cur.fetchall()]
+
+
 def events(conn: psycopg.Connection, alert_id: int) -> list[dict]:
     """The audit trail of one alert, oldest first."""
     with conn.cursor(row_factory=dict_row) as cur:

@@ -107,3 +107,34 @@ def test_resolved_by_operator_while_still_burning_comes_back_after_hold(db, feed
         eng.tick(feed.at(s + 1))
     alerts = analytics.list_alerts(db, open_only=False)
     assert [a.status for a in alerts] == ["open", "resolved"]
+
+
+def test_alerts_open_at_a_past_time(db):
+    """Open at T: started at or before T and not resolved by T, whatever the status now."""
+    from datetime import UTC, datetime
+
+    t0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
+
+    def new(entity, minutes, sev="warning"):
+        return lifecycle.open_alert(db, lifecycle.NewAlert(
+            rule="test", entity_kind="sensor", entity_id=entity, severity=sev,
+            title=entity, started_at=t0 + timedelta(minutes=minutes)), now=t0)
+
+    early = new("early", 0)                     # resolved at t0+10 min
+    long_ = new("long", 5, "critical")          # resolved at t0+60 min
+    still = new("still", 20)                    # never resolved
+    later = new("later", 40)                    # starts after T
+    analytics.resolve(db, early.id, by="ana", now=t0 + timedelta(minutes=10))
+    analytics.resolve(db, long_.id, by="ana", now=t0 + timedelta(minutes=60))
+    at = t0 + timedelta(minutes=30)
+    got = analytics.alerts_open_at(db, at)
+    assert [a.entity_id for a in got] == ["long", "still"]   # critical first
+    assert all(isinstance(a, analytics.Alert) for a in got)
+    assert later.id not in {a.id for a in got}
+    # boundaries: open from started_at on; no longer open at resolved_at
+    assert [a.id for a in analytics.alerts_open_at(db, t0)] == [early.id]
+    assert analytics.alerts_open_at(db, t0 + timedelta(minutes=10)) == [
+        analytics.get_alert(db, long_.id)]
+    # after everything: only the never-resolved ones that have started
+    assert {a.id for a in analytics.alerts_open_at(db, t0 + timedelta(hours=2))} == {
+        still.id, later.id}
