@@ -24,8 +24,9 @@ assets: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# the whole suite, fault suite included (about 8 minutes on 2 cores)
 test: deps lint
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q --run-slow
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not integration and not browser"
