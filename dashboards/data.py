@@ -269,8 +269,11 @@ def map_state(conn: psycopg.Connection, at: datetime | None = None,
 
     ``seg``: congestion band index per segment (-1 no data); ``zone``: people per ha per
     zone (None no data); ``od``: arcs [[lon,lat],[lon,lat],trips]; ``offline``: positions;
-    ``alerts``: open alerts [lon, lat, severity rgb, id]; ``colours``: band colours.
+    ``alerts``: alerts open at ``at`` [lon, lat, severity rgb, id] (open now when ``at`` is
+    None; a replay of a past time shows those open then); ``colours``: band colours.
     """
+    if alerts is None:
+        alerts = list_alerts(conn, open_only=True) if at is None else alerts_open_at(conn, at)
     at = at or datetime.now(UTC)
     model = city_model()
     bands = congestion_bands()
@@ -280,7 +283,6 @@ def map_state(conn: psycopg.Connection, at: datetime | None = None,
     flows = sorted(od_flows(conn, at), key=lambda f: -f["trips"])
     od = [[cent[f["origin"]], cent[f["dest"]], f["trips"]] for f in flows
           if f["origin"] in cent and f["dest"] in cent and f["origin"] != f["dest"]][:max_arcs]
-    alerts = list_alerts(conn, open_only=True) if alerts is None else alerts
     markers = [[a["lon"], a["lat"], list(severity_rgb(a["severity"])), a["id"]]
                for a in alerts if a.get("lon") is not None]
     dens = [zones.get(z["id"], {}).get("density_per_ha") for z in model["zones"]]
@@ -304,6 +306,11 @@ def list_alerts(conn: psycopg.Connection, open_only: bool = True,
     from analytics import lifecycle
 
     return [asdict(a) for a in lifecycle.list_alerts(conn, open_only=open_only, limit=limit)]
+
+
+def alerts_open_at(conn: psycopg.Connection, at: datetime, limit: int = 200) -> list[dict]:
+    """Alerts open at time ``at`` (started by then, not resolved by then), as dicts."""
+    return [asdict(a) for a in _analytics().alerts_open_at(conn, at, limit=limit)]
 
 
 def get_alert(conn: psycopg.Connection, alert_id: int) -> dict | None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
 
 import numpy as np
 import psycopg
 import pytest
 
+from dashboards import data
 from dashboards.serve import login
 
 from ..conftest import KIOSK
@@ -157,11 +160,43 @@ def test_acknowledge_updates_database_and_queue(dash_server, dash_db, page, arti
     assert by == ("operator", "crew on the way")
 
 
-def test_replay_slider_changes_map_state(dash_server, page, artifacts):
+def _past_alerts(db_url: str) -> tuple[datetime, int, int]:
+    """Two alerts of the replayed past, both resolved now: (first, gone_id, open_id).
+
+    ``gone`` was resolved one minute into the history; ``open`` ran from the first reading
+    until now, so it was open at any replayed time.
+    """
+    import analytics
+    from analytics.lifecycle import NewAlert, open_alert
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        first, _last = data.history_range(conn)
+        ids = []
+        for name, sev, end in (("gone", "critical", first + timedelta(minutes=1)),
+                               ("open", "warning", datetime.now(UTC))):
+            a = open_alert(conn, NewAlert(
+                rule="replay_test", entity_kind="zone", entity_id=f"replay-{name}-{uuid4()}",
+                severity=sev, title=f"replay {name}", started_at=first, lon=121.93, lat=30.9),
+                now=first)
+            analytics.resolve(conn, a.id, by="tester", now=end)
+            ids.append(a.id)
+    return first, ids[0], ids[1]
+
+
+def _marker_ids(state: dict) -> set[int]:
+    return {m[3] for m in state["alerts"]}
+
+
+def test_replay_slider_changes_map_state(dash_server, dash_db, page, artifacts):
+    first, gone_id, open_id = _past_alerts(dash_db)
     login(page, dash_server.url, "viewer", "viewer")
     page.goto(dash_server.url + "/replay")
     _rendered(page, "rp-map")
     before = page.evaluate("window.citypulse.lastState['rp-map']")
+    # the end of the history: the still-open seeded alerts and the long one, not the gone one
+    now_open = set(_open_alert_ids(dash_db))
+    assert now_open and now_open <= _marker_ids(before)
+    assert open_id in _marker_ids(before) and gone_id not in _marker_ids(before)
     slider = page.locator("#rp-slider")
     box = slider.bounding_box()
     page.mouse.click(box["x"] + box["width"] * 0.15, box["y"] + box["height"] / 2)
@@ -170,6 +205,13 @@ def test_replay_slider_changes_map_state(dash_server, page, artifacts):
     after = page.evaluate("window.citypulse.lastState['rp-map']")
     assert after["at"] < before["at"]
     assert after["seg"] != before["seg"], "congestion should differ between the two times"
+    # alerts open at the replayed time T, not those open now: the seeded alerts started
+    # after T, the "gone" one was resolved before T, the long one was open at T
+    at = datetime.fromisoformat(after["at"])
+    assert at > first + timedelta(minutes=1)
+    assert _marker_ids(after) == {open_id}
+    page.wait_for_function("document.querySelectorAll('#rp-map .cp-pulse').length === 1")
+    assert page.get_attribute("#rp-map .cp-pulse", "title") == f"alert {open_id}"
     page.wait_for_timeout(800)
     page.screenshot(path=str(artifacts / "replay-moved.png"))
     # play (10x by default): the replayed time moves forward by itself
