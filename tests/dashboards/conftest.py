@@ -2,31 +2,24 @@
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 
-from citypulse import schema
 from citypulse.settings import Settings
+from tests.conftest import fresh_database
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboards"
 KIOSK = "kiosk-test-token-123"
-_n = itertools.count()
 
 
 @pytest.fixture(scope="session")
 def dash_db(pg) -> str:
-    name = f"dash_{next(_n)}"
-    with psycopg.connect(pg.url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
-    url = pg.url.rsplit("/", 1)[0] + "/" + name
+    url = fresh_database(pg)
     settings = Settings(database_url=url)
     with psycopg.connect(url, autocommit=True) as conn:
-        schema.migrate(conn, settings)
-        schema.Store.open(conn, settings, migrate_now=False)
         from dashboards.seed import seed
 
         seed(conn, settings, sensors=3000, minutes=40, alerts=4)
