@@ -334,7 +334,7 @@ def worker(cfg: RunConfig, wid: int, nworkers: int, counters: Any, stop: Any,
             last = stop.is_set() or (sim_end is not None and b >= sim_end) or \
                 os.getppid() != parent
             if b > a:
-                idx, k, t = due(fleet, a, b)
+                idx, k, t = due(fleet, a, b, scen)
                 batch = readings(fleet, idx, k, t, scenario=scen, faults=cfg.faults)
                 offered += len(idx)
                 for topic, payload, nr in encode_batch(fleet, batch, cfg.prefix, cfg.gateway):

@@ -20,7 +20,7 @@ raise: (incident type, entity kind, entity ids, start time).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -30,7 +30,7 @@ import polars as pl
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from device_sim.behaviour import KIND_CODE, Fleet
+from device_sim.behaviour import FIRE_ALARM_SMOKE_PCT, KIND_CODE, Fleet
 from device_sim.city import meters
 
 _DUR = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s)?\s*$")
@@ -67,18 +67,22 @@ class _Base(BaseModel):
     at: Seconds = Field(description="start, seconds (or '5m') after the scenario start")
     duration: Seconds = Field(600, description="how long the incident lasts")
     ramp: Seconds = Field(60, description="seconds to build up (and to fade after the end)")
+    onset: Seconds | None = Field(None, description=(
+        "sharp onset: intensity (1 - exp(-t / onset)) / 0.95 from the start (1 at 3 x onset) "
+        "instead of the linear ramp; the fade after the end still uses the ramp"))
     near: tuple[float, float] | None = Field(None, description="[lon, lat] of the place")
 
-    @field_validator("at", "duration", "ramp", mode="before")
+    @field_validator("at", "duration", "ramp", "onset", mode="before")
     @classmethod
-    def _dur(cls, v: Any) -> float:
-        return parse_duration(v)
+    def _dur(cls, v: Any) -> float | None:
+        return None if v is None else parse_duration(v)
 
 
 class TrafficAccident(_Base):
-    """A segment's speed collapses; a queue builds on the segments feeding it."""
+    """A segment's speed collapses within seconds; a queue builds (over ``ramp``) upstream."""
 
     type: Literal["traffic_accident"]
+    onset: Seconds | None = 3.0
     segment_id: str | None = None
     speed_kmh: float = Field(4.0, ge=0, le=30)
     queue_hops: int = Field(2, ge=0, le=6)
@@ -104,18 +108,20 @@ class FlashFlood(_Base):
 
 
 class BuildingFire(_Base):
-    """Smoke, heat and alarms in one building."""
+    """Smoke, heat and alarms in one building (smoke rises fast, then heat)."""
 
     type: Literal["building_fire"]
+    onset: Seconds | None = 20.0
     building_id: str | None = None
     smoke_pct: float = Field(45, gt=0, le=100)
     temperature_c: float = Field(320, gt=0, le=1100)
 
 
 class GasLeak(_Base):
-    """Methane (and some CO) spreading from a point."""
+    """Methane (and some CO) spreading from a point (a pipe rupture: sharp onset)."""
 
     type: Literal["gas_leak"]
+    onset: Seconds | None = 8.0
     radius_m: float = Field(250, gt=0, le=5000)
     ch4_lel_pct: float = Field(60, gt=0, le=100)
 
@@ -234,10 +240,18 @@ class Bound:
         """The incident type."""
         return self.incident.type
 
-    def intensity(self, t: np.ndarray) -> np.ndarray:
-        """0 before the start, ramping to 1, back to 0 after the end (same ramp)."""
+    def intensity(self, t: np.ndarray, linear: bool = False) -> np.ndarray:
+        """0 before the start, rising to 1, back to 0 after the end.
+
+        The rise follows the ``onset`` curve if the incident has one (unless ``linear``),
+        else the linear ramp; the fade after the end is linear over the ramp.
+        """
         r = max(self.incident.ramp, 1e-3)
-        up = np.clip((t - self.start) / r, 0, 1)
+        onset = None if linear else self.incident.onset
+        if onset:
+            up = np.clip((1 - np.exp(-np.maximum(t - self.start, 0) / onset)) / 0.95, 0, 1)
+        else:
+            up = np.clip((t - self.start) / r, 0, 1)
         down = np.clip(1 - (t - self.end) / r, 0, 1)
         return np.where(t < self.start, 0.0, np.minimum(up, down))
 
@@ -350,6 +364,28 @@ class Resolved:
     scenario: Scenario
     incidents: tuple[Bound, ...]
     start: float
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def alarm_candidates(self, fleet: Fleet) -> np.ndarray:
+        """Fleet positions of the alarm-capable sensors an incident may trip (event reports)."""
+        hit = self._cache.get("alarm")
+        if hit is not None and hit[0] is fleet:
+            return hit[1]
+        sensors: set[str] = set()
+        segments: set[str] = set()
+        for b in self.incidents:
+            if b.type in ("building_fire", "gas_leak"):
+                sensors |= b.sensors
+            elif b.type == "traffic_accident":
+                segments |= b.segments | b.queue
+        mask = np.isin(fleet.sensor_id, list(sensors)) & np.isin(
+            fleet.kind, [KIND_CODE["fire"], KIND_CODE["gas"]])
+        if segments:
+            mask |= (fleet.kind == KIND_CODE["traffic"]) & np.isin(fleet.segment_id,
+                                                                    list(segments))
+        pos = np.flatnonzero(mask)
+        self._cache["alarm"] = (fleet, pos)
+        return pos
 
     def affected(self) -> dict[str, set[str]]:
         """Incident type -> ids of the sensors and entities it touches (for tests)."""
@@ -377,7 +413,8 @@ class Resolved:
                 tr = kinds == KIND_CODE["traffic"]
                 on = live & tr & np.isin(seg, list(b.segments))
                 q = live & tr & np.isin(seg, list(b.queue))
-                i = inten
+                # the blocked segment collapses at the onset; the queue builds over the ramp
+                i = np.where(q, b.intensity(tb, linear=True), inten)
                 sp = v["speed_kmh"]
                 v["speed_kmh"] = np.where(on, np.round(sp * (1 - i) + i * b.incident.speed_kmh, 1),
                                           np.where(q, np.round(sp * (1 - 0.75 * i), 1), sp))
@@ -421,7 +458,9 @@ class Resolved:
                 temp = v["temperature_c"]
                 v["temperature_c"] = np.where(on, np.round(temp + (inc.temperature_c - temp)
                                                            * inten, 2), temp)
-                v["alarm"] = np.where(on & (inten > 0.2), 1.0, v["alarm"])
+                # detectors alarm on smoke obscuration (or a heat-detector level)
+                v["alarm"] = np.where(on & ((v["smoke_pct"] >= FIRE_ALARM_SMOKE_PCT)
+                                            | (v["temperature_c"] >= 57)), 1.0, v["alarm"])
             elif b.type == "gas_leak":
                 on = live & (kinds == KIND_CODE["gas"]) & np.isin(fleet.sensor_id[idx],
                                                                   list(b.sensors))

@@ -133,3 +133,42 @@ def test_repeating_scenario_recurs_every_cycle(deployment, fleet, city):
                                 until=START + __import__("datetime").timedelta(hours=3))
     fires = [a for a in alerts if a.incident_type == "building_fire"]
     assert [(a.start - fires[0].start).total_seconds() for a in fires] == [0, 3600, 7200]
+
+
+@pytest.mark.parametrize(("name", "metric", "level"), [("building_fire", "alarm", 1),
+                                                       ("gas_leak", "ch4_lel_pct", 20)])
+def test_detectors_report_an_alarm_at_once_not_on_schedule(name, metric, level, deployment,
+                                                            fleet, city):
+    res = sc.load(resolve_scenario(name)).resolve(deployment, start=START, city=city,
+                                                   seed=SEED)
+    (b,) = res.incidents
+    # windows of 1 s, as a running simulator sends them: each reading exactly once
+    sent = [due(fleet, b.start - 60 + i, b.start - 59 + i, res) for i in range(120)]
+    idx = np.concatenate([x[0] for x in sent])
+    k = np.concatenate([x[1] for x in sent])
+    t = np.concatenate([x[2] for x in sent])
+    assert len(set(zip(idx.tolist(), k.tolist(), strict=True))) == len(idx)
+    whole = due(fleet, b.start - 60, b.start + 60, res)
+    assert sorted(zip(idx.tolist(), k.tolist(), strict=True)) == sorted(
+        zip(whole[0].tolist(), whole[1].tolist(), strict=True))
+    r = readings(fleet, idx, k, t, scenario=res)
+    alarm = r.values[metric] >= level
+    assert alarm.any()
+    first = r.ts_ms[alarm].min() / 1000 - b.start
+    # the detector's schedule is 15 s; the alarm reading goes out within seconds of the start
+    assert 0 < first < 5
+    assert not (r.values[metric][r.ts_ms / 1000 < b.start] >= level).any()
+
+
+def test_accident_speed_collapses_within_seconds(deployment, fleet, city):
+    res = sc.load(resolve_scenario("accident")).resolve(deployment, start=START, city=city,
+                                                        seed=SEED)
+    (b,) = res.incidents
+    idx, k, t = due(fleet, b.start, b.start + 10, res)
+    r = readings(fleet, idx, k, t, scenario=res)
+    on = np.isin(fleet.segment_id[r.idx], list(b.segments))
+    assert on.any()
+    # every sensor on the segment sends a collapsed speed within 5 s (not at its 10 s slot)
+    low = on & (r.values["speed_kmh"] <= 0.25 * fleet.free_flow[r.idx]) & (
+        r.ts_ms / 1000 - b.start < 5)
+    assert set(r.idx[low]) == set(r.idx[on])
