@@ -103,6 +103,9 @@ def create_app(settings: Settings) -> dash.Dash:
         assets_folder=str(ASSETS), serve_locally=True, title="citypulse",
         suppress_callback_exceptions=True, update_title=None, compress=False,
         assets_ignore=r".*\.map$")
+    # severity colours come from analytics, as CSS variables every stylesheet can use
+    app.index_string = app.index_string.replace(
+        "{%css%}", '{%css%}<style id="cp-severity">' + data.severity_css() + "</style>", 1)
     app.layout = _shell
     return app
 

@@ -78,6 +78,17 @@ def severity_rgb(severity: str) -> tuple[int, int, int]:
     return tuple(ui_thresholds()["severity_colours"].get(severity, (200, 200, 200)))
 
 
+def severity_css() -> str:
+    """CSS custom properties ``--sev-<severity>: rgb(...)`` from analytics' severity colours.
+
+    The app puts this in every page's head, so badges, tiles and legends are coloured by
+    analytics (``ui_thresholds()["severity_colours"]``), never by colours written in CSS.
+    """
+    props = "".join(f"--sev-{name}: rgb({', '.join(str(int(c)) for c in rgb)}); "
+                    for name, rgb in sorted(ui_thresholds()["severity_colours"].items()))
+    return ":root { " + props + "}"
+
+
 def density_rgba(per_ha: float | None) -> list[int] | None:
     """Choropleth colour of a people density (persons/ha); None for no data."""
     if per_ha is None:

@@ -25,8 +25,10 @@ def layout(**_query) -> html.Div:
             html.Span("low to high"),
             html.Span(className="sw", style={"background": "#3c3c3c",
                                              "border": "1px solid #ff5050"}), "offline sensor",
-            html.Span(className="sw", style={"background": "#ff3b30"}), "open alert",
-            html.Span(className="sw", style={"background": "#ffbe0b"}), "logistics flow"],
+            html.Span(className="sw", style={"background": "#ffbe0b"}), "logistics flow",
+            html.Br(), html.B("Alerts")] + [
+        html.Span([html.Span(className="sw", style={"background": f"var(--sev-{sev})"}), sev])
+        for sev in data.SEVERITIES],
         className="legend")
     return html.Div([
         html.Div(id="wall-clock", className="clock"),

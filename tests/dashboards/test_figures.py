@@ -103,3 +103,22 @@ def test_bands_come_from_analytics_rules():
 
     want = analytics.ui_thresholds()["congestion_bands"]
     assert [b.lo for b in data.congestion_bands()] == [float(lo) for lo, _hi, _l in want]
+
+
+def test_severity_colours_come_from_analytics_not_css():
+    import re
+
+    import analytics
+    from dashboards.app import ASSETS
+
+    colours = analytics.ui_thresholds()["severity_colours"]
+    css = data.severity_css()
+    for sev, (r, g, b) in colours.items():
+        assert f"--sev-{sev}: rgb({r}, {g}, {b});" in css
+        assert data.severity_rgb(sev) == (r, g, b)
+    # the stylesheet colours severities only through those variables
+    sheet = (ASSETS / "10_citypulse.css").read_text()
+    rules = re.findall(r"([^{}]*\b(?:critical|warning|info)\b[^{}]*)\{([^}]*)\}", sheet)
+    assert len(rules) >= 6
+    for _selector, body in rules:
+        assert "var(--sev-" in body and not re.search(r"#[0-9a-fA-F]{3,8}\b|rgb\(", body)

@@ -116,6 +116,27 @@ def _select(page, alert_id: int) -> None:
         f"document.querySelector('#em-detail').innerText.includes('#{alert_id} ')")
 
 
+def test_severity_badges_use_analytics_colours(dash_server, page):
+    import analytics
+
+    colours = analytics.ui_thresholds()["severity_colours"]
+    login(page, dash_server.url, "viewer", "viewer")
+    page.goto(dash_server.url + "/emergency")
+    page.wait_for_selector("table.queue .sev")
+    shown = page.evaluate("""() => Object.fromEntries(
+        [...document.querySelectorAll('table.queue .sev')].map(
+            e => [e.innerText.toLowerCase(), getComputedStyle(e).backgroundColor]))""")
+    assert shown
+    for sev, colour in shown.items():
+        assert colour == "rgb({}, {}, {})".format(*colours[sev])
+    _rendered(page, "em-map")
+    page.wait_for_selector("#em-map .cp-pulse")
+    pulse = page.evaluate("""() => [...document.querySelectorAll('#em-map .cp-pulse')].map(
+        e => e.style.getPropertyValue('--c'))""")
+    allowed = {"rgb({},{},{})".format(*c) for c in colours.values()}
+    assert pulse and set(pulse) <= allowed
+
+
 def test_viewer_cannot_acknowledge(dash_server, dash_db, page):
     alert_id = _open_alert_ids(dash_db)[-1]
     login(page, dash_server.url, "viewer", "viewer")
