@@ -117,6 +117,11 @@ def _bump(h: np.ndarray, centre: float, width: float) -> np.ndarray:
     return np.exp(-0.5 * (d / width) ** 2)
 
 
+def _rise(h: np.ndarray | float, at: np.ndarray | float, width_h: float = 0.25) -> np.ndarray:
+    """A smooth step from 0 to 1 as ``h`` passes ``at`` (logistic, ``width_h`` hours)."""
+    return 1.0 / (1.0 + np.exp(-(np.asarray(h) - at) / width_h))
+
+
 def traffic_profile(t: np.ndarray) -> np.ndarray:
     """Demand as a share of capacity: weekday AM/PM peaks, a broad weekend afternoon."""
     h, dk = local_hour(t), day_kind(t)
@@ -136,8 +141,9 @@ def crowd_profile(t: np.ndarray, zone_type: np.ndarray) -> np.ndarray:
     metro = 0.03 + 0.8 * _bump(h, 8.0, 0.9) * (dk == 0) + 0.75 * _bump(h, 18.0, 1.0) * (dk == 0) \
         + 0.25 * _bump(h, 14, 4) * free
     plaza = 0.05 + 0.4 * _bump(h, 12.5, 2) + 0.6 * _bump(h, 19.5, 1.8) * np.where(free, 1.4, 1)
-    work = 0.05 + 0.7 * ((h > 8.5) & (h < 17.5)) * (dk == 0)
-    home = 0.35 + 0.45 * ((h < 7.5) | (h > 19))
+    # people arrive and leave over half an hour or so, not all in the same minute
+    work = 0.05 + 0.7 * _rise(h, 8.5) * _rise(17.5, h) * (dk == 0)
+    home = 0.35 + 0.45 * (1 - _rise(h, 7.5) * _rise(19.0, h))
     out = np.full(len(t), 0.2)
     for words, prof in ((("lakeside",), lakeside), (("metro", "station"), metro),
                         (("plaza", "park", "green"), plaza),

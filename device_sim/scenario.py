@@ -82,7 +82,7 @@ class TrafficAccident(_Base):
     """A segment's speed collapses within seconds; a queue builds (over ``ramp``) upstream."""
 
     type: Literal["traffic_accident"]
-    onset: Seconds | None = 3.0
+    onset: Seconds | None = 2.0
     segment_id: str | None = None
     speed_kmh: float = Field(4.0, ge=0, le=30)
     queue_hops: int = Field(2, ge=0, le=6)
