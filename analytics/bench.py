@@ -7,8 +7,10 @@ scenario, ``recall``, ``precision``, ``p50_ms``, ``p95_ms`` (incident start in t
 file -> alert received by an MQTT subscriber), ``detect_p50_ms``/``detect_p95_ms``
 (the condition true in the data for the rule's ``for_s`` hold -> alert received: the
 engine's own delay, without the incident's ramp-up and the rules' hold times; for ``offline``
-it includes the 3 x interval silence that defines the condition), alerts, false alerts; plus
-``quiet``: false alerts in a quiet period (default one simulated hour).
+it includes the 3 x interval silence that defines the condition), alerts, false alerts,
+and for a gateway outage ``latency_floor_ms``/``latency_floor_why`` (the least latency the
+offline rule's definition allows, ``silence_required_ms``); plus ``quiet``: false alerts in a quiet period (default
+one simulated hour).
 
 How: a private PostgreSQL and Mosquitto are started; the simulator's behaviour model
 generates every sensor's readings (device_sim.behaviour, incidents applied by the scenario)
@@ -81,7 +83,7 @@ class Sim:
         """Reading rows due in (a, b] (epoch seconds), incidents applied."""
         from device_sim.behaviour import Faults, due, readings
 
-        idx, k, t = due(self.fleet, a, b)
+        idx, k, t = due(self.fleet, a, b, scenario)
         if len(idx) == 0:
             return []
         batch = readings(self.fleet, idx, k, t, scenario, Faults())
@@ -239,9 +241,41 @@ def score_scenario(sim: Sim, conn: psycopg.Connection, sub: Subscriber,
     last = max((b.start for b in resolved.incidents), default=start.timestamp())
     opened, stats = _simulate(sim, conn, sub, delivery, city, resolved, t_from,
                               last + window_s, STEP_S, progress)
-    hold = {r.id: r.for_s for r in load_rules(sim.store.settings.rules_file).rules}
+    rules = load_rules(sim.store.settings.rules_file)
+    hold = {r.id: r.for_s for r in rules.rules}
     return {**_score(expected, resolved, opened, start.timestamp() - 60, hold), **stats,
-            "opened": opened}
+            **_floor(resolved, sim, rules), "opened": opened}
+
+
+def _floor(resolved: Any, sim: Sim, rules: Any) -> dict:
+    """The least latency a rule allows by definition, with the reason (else ``{}``).
+
+    Gateway offline: one sensor silent ``factor`` x its interval (the shortest) and
+    ``gateway_fraction`` of them silent 1.5 x theirs, counted from their last reading, which
+    came up to one interval before the outage: ``silence_required_ms`` is that silence,
+    ``latency_floor_ms`` the least latency from the outage start it allows.
+    """
+    off = rules.of_type("offline")
+    outages = [b for b in resolved.incidents if b.type == "gateway_outage"]
+    if not off or not outages:
+        return {}
+    rule = off[0]
+    floors, silence = [], []
+    for b in outages:
+        iv = sorted(KINDS[k].interval_s for k in sim.dep.filter(
+            sim.dep["sensor_id"].is_in(list(b.sensors)))["kind"].to_list())
+        if iv:
+            nth = min(len(iv) - 1, max(0, int(np.ceil(rule.gateway_fraction * len(iv))) - 1))
+            silence.append(max(rule.factor * iv[0], 1.5 * iv[nth]) * 1000)
+            floors.append(max((rule.factor - 1) * iv[0], 0.5 * iv[nth]) * 1000)
+    if not floors:
+        return {}
+    return {"latency_floor_ms": max(floors), "silence_required_ms": max(silence),
+            "latency_floor_why": (f"rule {rule.id}: a sensor is offline only after "
+                                  f"{rule.factor:g} x its reporting interval without data "
+                                  f"(a gateway: one such sensor and {rule.gateway_fraction:.0%}"
+                                  " of its sensors silent 1.5 x theirs), counted from the "
+                                  "last reading; no earlier alert without guessing")}
 
 
 def _start_today(scen: Any) -> datetime:

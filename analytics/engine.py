@@ -415,7 +415,11 @@ class Engine:
             return Evaluation()
         g = h.sort("t").group_by("sensor").agg(
             pl.col("t").first().alias("t0"), pl.col("t").last().alias("t1"),
-            pl.col(slot).first().alias("x0"), pl.col(slot).last().alias("x1"))
+            pl.col(slot).first().alias("x0"), pl.col(slot).last().alias("x1"),
+            pl.col(slot).max().alias("hi"), pl.col(slot).min().alias("lo"))
+        share = rule.drop_share if rule.drop_share is not None else rule.rise_share
+        if share is not None:  # sudden change: latest vs the window's extreme, as a share
+            return self._share(rule, slot, share, g, cur, open_keys)
         g = g.filter(pl.col("t1") - pl.col("t0") >= rule.over_s * 500).with_columns(
             ((pl.col("x1") - pl.col("x0")) / (pl.col("t1") - pl.col("t0")) * 60000)
             .alias("rate"))
@@ -428,6 +432,23 @@ class Engine:
             df, r_ >= lim, r_ < lim * rule.clear_ratio,
             lambda r: {"metric": rule.metric, "rate_per_min": r["rate"], "limit": lim,
                        "value": r[slot], "over_s": rule.over_s}, open_keys)
+
+    def _share(self, rule: RateRule, slot: str, share: float, g: pl.DataFrame,
+               cur: pl.DataFrame, open_keys: set) -> Evaluation:
+        drop = rule.drop_share is not None
+        change = ((pl.col("hi") - pl.col("x1")) / pl.col("hi") if drop
+                  else (pl.col("x1") - pl.col("lo")) / pl.col("lo"))
+        g = g.filter(pl.col("t1") > pl.col("t0")).with_columns(
+            pl.when(pl.col("hi" if drop else "lo") > 0).then(change).otherwise(0.0)
+            .alias("change"))
+        df = self._select(cur.filter(pl.col("kind") == rule.kind), rule.select).join(
+            g.select("sensor", "change"), left_on="id", right_on="sensor", how="inner")
+        on = (pl.col("change") >= share) & (pl.col(slot) >= rule.min_value)
+        return self._sensor_findings(
+            df, on, pl.col("change") < share * rule.clear_ratio,
+            lambda r: {"metric": rule.metric, "change_share": round(r["change"], 3),
+                       "limit_share": share, "value": r[slot], "over_s": rule.over_s},
+            open_keys, rule.group_by)
 
     def _congestion(self, rule: CongestionRule, cur: pl.DataFrame, open_keys: set
                     ) -> Evaluation:

@@ -9,7 +9,10 @@ Rule types (``type:``) and their targets:
 
 - ``threshold`` (sensor): one metric ``above`` or ``below`` a value, cleared at ``clear``.
 - ``rate_of_change`` (sensor): a metric rising (``rise_per_min``) or falling
-  (``fall_per_min``) faster than given, measured over ``over_s`` seconds.
+  (``fall_per_min``) faster than given, measured over ``over_s`` seconds; or a sudden change
+  as a share: the latest value ``drop_share`` below the window's highest (a speed collapse)
+  or ``rise_share`` above its lowest (a crowd surge), with the latest value at least
+  ``min_value`` (rise) -- these fire on the first reading after the change.
 - ``fire`` / ``gas`` / ``condition`` (sensor): ``when`` is a list of clauses, any of which
   fires; a clause maps metrics to tests (``">= 60"``), all of which must hold.
 - ``congestion`` (segment): congestion index ``1 - speed / free-flow speed`` above
@@ -132,14 +135,20 @@ class RateRule(_Rule):
     metric: str
     rise_per_min: float | None = Field(None, gt=0)
     fall_per_min: float | None = Field(None, gt=0)
+    drop_share: float | None = Field(None, gt=0, lt=1)
+    rise_share: float | None = Field(None, gt=0)
+    min_value: float = 0.0
     over_s: float = Field(300.0, gt=0)
     clear_ratio: float = Field(0.5, ge=0, le=1)
 
     @model_validator(mode="after")
     def _check(self) -> RateRule:
         _check_metric(self.kind, self.metric)
-        if (self.rise_per_min is None) == (self.fall_per_min is None):
-            raise ValueError("give exactly one of 'rise_per_min' or 'fall_per_min'")
+        given = [x for x in (self.rise_per_min, self.fall_per_min, self.drop_share,
+                             self.rise_share) if x is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of 'rise_per_min', 'fall_per_min', "
+                             "'drop_share' or 'rise_share'")
         return self
 
 

@@ -55,3 +55,13 @@ rules:
     assert ui["congestion_bands"] == [(0.0, 0.5, "free"), (0.5, 0.7, "slow"),
                                       (0.7, 1.0, "congested")]
     assert ui["density_limits"] == {"default": 900, "plaza": 1500}
+
+
+def test_rate_rule_takes_exactly_one_measure():
+    base = ("rules:\n  - id: a\n    type: rate_of_change\n    severity: info\n"
+            "    kind: traffic\n    metric: speed_kmh\n")
+    assert parse_rules(base + "    drop_share: 0.6\n").rules[0].drop_share == 0.6
+    with pytest.raises(RulesError, match="exactly one of"):
+        parse_rules(base + "    drop_share: 0.6\n    fall_per_min: 10\n", "bad.yaml")
+    with pytest.raises(RulesError, match="less than 1"):
+        parse_rules(base + "    drop_share: 1.5\n", "bad.yaml")

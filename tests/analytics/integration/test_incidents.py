@@ -73,7 +73,9 @@ def test_crowd_density_above_zone_limit(db, feed, city_model):
     for s in range(2, 16, 2):
         feed.write(s, {"ppl-1": {"people_count": 25000}, "ppl-2": {"people_count": 4000}})
         eng.tick(feed.at(s + 0.5))
-    alerts = _alerts(db)
+    # a 5x jump in 2 s is also a surge (crowd_surge, warning, same zone); density is critical
+    assert {(a.entity_kind, a.entity_id) for a in _alerts(db)} == {("zone", zone)}
+    alerts = [a for a in _alerts(db) if a.rule != "crowd_surge"]
     assert [(a.rule, a.entity_kind, a.entity_id) for a in alerts] == [
         ("crowd_density", "zone", zone)]
     assert alerts[0].evidence["limit"] == 1500
@@ -173,3 +175,42 @@ def test_building_fire_is_one_alert_per_building(db, feed, city_model):
         feed.write(s, {x: calm for x in b1 + b2})
         eng.tick(feed.at(s + 1))
     assert lifecycle.get_alert(db, alerts[0].id).status == "resolved"
+
+
+def test_sudden_speed_collapse_alerts_at_once_slow_congestion_does_not(db, feed, city_model):
+    feed.sensor("trf-acc", "traffic", segment_id="S-acc")
+    feed.sensor("trf-slow", "traffic", segment_id="S-slow")
+    eng = _engine(db, city_model)
+    for s in range(0, 60, 10):  # both flow at 40 km/h
+        feed.write(s, {"trf-acc": {"speed_kmh": 40}, "trf-slow": {"speed_kmh": 40 - s / 10}})
+        eng.tick(feed.at(s + 1))
+    assert _alerts(db) == []
+    # an accident: 40 -> 4 km/h between two readings; slow congestion loses 10% a reading
+    feed.write(62, {"trf-acc": {"speed_kmh": 4}})
+    eng.tick(feed.at(63))
+    alerts = [a for a in _alerts(db) if a.rule == "speed_collapse"]
+    assert [(a.entity_kind, a.entity_id) for a in alerts] == [("segment", "S-acc")]
+    assert alerts[0].started_at == feed.at(62)
+    assert alerts[0].evidence["change_share"] >= 0.6
+    v = 35.0
+    for s in range(70, 300, 10):
+        v *= 0.9
+        feed.write(s, {"trf-slow": {"speed_kmh": v}, "trf-acc": {"speed_kmh": 4}})
+        eng.tick(feed.at(s + 1))
+    assert [a.entity_id for a in _alerts(db) if a.rule == "speed_collapse"] == ["S-acc"]
+
+
+def test_crowd_surge_on_a_sudden_rise_of_a_large_count_only(db, feed, city_model):
+    feed.sensor("ppl-big", "people", zone_id="Z1-01", role="zone")
+    feed.sensor("ppl-small", "people", zone_id="Z1-02", role="zone")
+    eng = _engine(db, city_model, parse_rules(
+        "rules:\n  - id: crowd_surge\n    type: rate_of_change\n    severity: warning\n"
+        "    kind: people\n    metric: people_count\n    rise_share: 0.5\n"
+        "    min_value: 1000\n    over_s: 60\n    group_by: zone_id\n"))
+    for s in range(0, 60, 15):
+        feed.write(s, {"ppl-big": {"people_count": 2000}, "ppl-small": {"people_count": 20}})
+        eng.tick(feed.at(s + 1))
+    feed.write(60, {"ppl-big": {"people_count": 3200}, "ppl-small": {"people_count": 60}})
+    eng.tick(feed.at(61))
+    assert [(a.rule, a.entity_kind, a.entity_id) for a in _alerts(db)] == [
+        ("crowd_surge", "zone", "Z1-01")]
