@@ -608,7 +608,20 @@ class Engine:
                 r["lat"], {"sensors": r["n"], "silent": r["silent_n"],
                            "last_seen_ms": r["last_seen"]}, tuple(sorted(r["members"])))
         suspect = set(gw.filter(pl.col("frac") >= 0.5)["gateway_id"])
-        single = df.filter(pl.col("offline") & ~pl.col("gateway_id").is_in(list(suspect)))
+        alone = ~pl.col("gateway_id").is_in(list(suspect))
+        single = df.filter(pl.col("offline") & alone)
+        if rule.group_by:  # one alert per zone (or ...) with its offline sensors as scope
+            key, ekind = rule.group_by, rule.group_by.removesuffix("_id")
+            for (gid,), g in single.filter(pl.col(key) != "").group_by(key, maintain_order=True):
+                ev.on[(ekind, gid)] = Finding(
+                    ekind, gid, int(g["seen"].min()), g["zone_id"][0], g["lon"].mean(),
+                    g["lat"].mean(), {"offline": g.height, "last_seen_ms": int(g["seen"].max())},
+                    tuple(sorted(g["sensor_id"])))
+            single = single.filter(pl.col(key) == "")
+            open_g = [e for k, e in open_keys if k == ekind]
+            if open_g:  # cleared once none of the group's sensors is even silent any more
+                still = set(df.filter(pl.col("silent") & alone)[key])
+                ev.clear |= {(ekind, g) for g in open_g if g not in still}
         for r in single.iter_rows(named=True):
             ev.on[("sensor", r["sensor_id"])] = Finding(
                 "sensor", r["sensor_id"], int(r["seen"]), r["zone_id"], r["lon"], r["lat"],

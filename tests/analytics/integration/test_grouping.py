@@ -33,7 +33,7 @@ def test_gateway_outage_gives_one_grouped_alert_then_resolves(db, feed, city_mod
     assert [(a.entity_id, a.status) for a in alerts] == [("gw-1", "resolved")]
 
 
-def test_single_silent_sensor_is_its_own_alert(db, feed, city_model):
+def test_single_silent_sensor_gives_a_zone_alert(db, feed, city_model):
     sids = [feed.sensor(f"gas-{i}", "gas", gateway="gw-9") for i in range(5)]
     eng = Engine(db, load_rules(), city=city_model)
     for s in range(0, 120, 15):
@@ -41,8 +41,27 @@ def test_single_silent_sensor_is_its_own_alert(db, feed, city_model):
                        (sids if s < 30 else sids[1:])})
         eng.tick(feed.at(s + 1))
     alerts = lifecycle.list_alerts(db, open_only=False)
-    assert [(a.rule, a.entity_kind, a.entity_id) for a in alerts] == [
-        ("sensor_offline", "sensor", "gas-0")]
+    # the default rule groups silent sensors per zone: one zone alert, gas-0 its scope
+    assert [(a.rule, a.entity_kind, list(a.scope)) for a in alerts] == [
+        ("sensor_offline", "zone", ["gas-0"])]
+
+
+def test_silent_sensors_in_one_zone_give_one_alert_with_scope(db, feed, city_model):
+    zone = next(z for z in city_model.zones if z != "Z-LAKE")
+    sids = [feed.sensor(f"air-{i}", "air", zone_id=zone) for i in range(6)]
+    eng = Engine(db, load_rules(), city=city_model)
+    ok = {"pm25_ugm3": 10, "pm10_ugm3": 20, "no2_ugm3": 30}
+    for s in range(0, 400, 60):  # air reports every 60 s: offline after 180 s of silence
+        feed.write(s, {sid: ok for sid in (sids if s < 60 else sids[3:])})
+        eng.tick(feed.at(s + 1))
+    alerts = [a for a in lifecycle.list_alerts(db, open_only=False) if a.rule == "sensor_offline"]
+    assert [(a.entity_kind, a.entity_id, a.status) for a in alerts] == [("zone", zone, "open")]
+    assert sorted(alerts[0].scope) == sorted(sids[:3])
+    for s in range(400, 520, 60):  # they come back: the zone alert resolves
+        feed.write(s, {sid: ok for sid in sids})
+        eng.tick(feed.at(s + 1))
+    alerts = [a for a in lifecycle.list_alerts(db, open_only=False) if a.rule == "sensor_offline"]
+    assert [(a.entity_id, a.status) for a in alerts] == [(zone, "resolved")]
 
 
 def test_city_wide_storm_gives_one_alert_with_scope(db, feed, city_model):
