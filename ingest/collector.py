@@ -213,7 +213,7 @@ class Collector:
         self._registry_at = 0.0
         self._registry_lock = threading.Lock()
         self._seq_lock = threading.Lock()
-        self._last_seq: dict[int, int] = {}
+        self._last_seq: dict[int, tuple[int, int]] = {}
         self._buckets: dict[str, list[float]] = {}
         self._gen = 0
         self._gen_lock = threading.Lock()
@@ -591,13 +591,19 @@ class Collector:
                 seq = r[2]
                 if seq is None:
                     continue
-                prev = last.get(r[1])
-                if prev is None or seq > prev:
-                    if prev is not None and seq > prev + 1:
-                        gaps += seq - prev - 1
-                    last[r[1]] = seq
-                elif seq < prev:
-                    late += 1
+                seen = last.get(r[1])  # (lowest, highest) seq seen for this sensor
+                if seen is None:
+                    last[r[1]] = (seq, seq)
+                    continue
+                low, high = seen
+                if seq > high:
+                    gaps += seq - high - 1
+                    last[r[1]] = (low, seq)
+                elif seq < low:  # arrived before everything seen so far: a gap below
+                    gaps += low - seq - 1
+                    last[r[1]] = (seq, high)
+                elif seq != low and seq != high:
+                    late += 1  # fills a gap counted earlier
         if gaps:
             m.seq_gaps.inc(gaps)
         if late:

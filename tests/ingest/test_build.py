@@ -93,3 +93,21 @@ def test_seq_gaps_and_late_arrivals(tmp_path):
     c._account(rows(2))            # 2 arrives late
     assert c.metrics.value("citypulse_ingest_seq_gaps_total") == 2
     assert c.metrics.value("citypulse_ingest_seq_late_total") == 1
+
+
+def test_seq_accounting_when_the_highest_seq_arrives_first(tmp_path):
+    # writer threads can commit batches out of order: seq 4 is seen before 1, 2, 3
+    c = Collector(Settings(spool_dir=tmp_path), client_id="unit")
+    t = [to_time(1_764_000_000_000 + i) for i in range(10)]
+
+    def rows(*seqs):
+        return Batch(tuple((t[q], 1, q) + (1.0,) + (None,) * 7 for q in seqs), (), ())
+
+    c._account(rows(4))
+    c._account(rows(1, 2, 3))
+    gaps = c.metrics.value("citypulse_ingest_seq_gaps_total")
+    late = c.metrics.value("citypulse_ingest_seq_late_total")
+    assert gaps == late == 2  # nothing lost: every gap was filled
+    c._account(rows(7))         # 5 and 6 never arrive
+    assert c.metrics.value("citypulse_ingest_seq_gaps_total") - c.metrics.value(
+        "citypulse_ingest_seq_late_total") == 2
