@@ -23,6 +23,7 @@ kind in :mod:`citypulse.catalogue`.  The documented interface for people is the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -171,7 +172,7 @@ def migrate(conn: psycopg.Connection, settings: Settings, backend: str | None = 
         log.info("migrating %03d_%s (%s)", step.version, step.name, step.backend or "common")
         if step.backend == TIMESCALE:
             conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-        with conn.transaction() if step.transactional else _nullctx():
+        with conn.transaction() if step.transactional else contextlib.nullcontext():
             for stmt in step.statements:
                 conn.execute(stmt, params if "%(" in stmt else None)
             conn.execute(
@@ -180,14 +181,6 @@ def migrate(conn: psycopg.Connection, settings: Settings, backend: str | None = 
     if not dry_run:
         sync_catalogue(conn)
     return issued
-
-
-class _nullctx:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def sync_catalogue(conn: psycopg.Connection) -> None:
