@@ -216,6 +216,36 @@ def encode_batch(fleet: Fleet, batch: Batch, prefix: str, gateway: bool
     return out
 
 
+class Heartbeats:
+    """Gateways' heartbeats, as the wire contract asks.
+
+    ``{}`` on a gateway's topic when it has sent nothing for ``topics.GATEWAY_HEARTBEAT_S``
+    (wall time), unless the scenario has the gateway dark.
+    """
+
+    def __init__(self, fleet: Fleet, prefix: str, scenario: Any = None) -> None:
+        gws = fleet.gateway_id
+        self.ids = np.unique(gws[gws != None].astype(str))  # noqa: E711 - numpy object array
+        self.topics = [topics.gateway(g, prefix) for g in self.ids.tolist()]
+        self.index = {t: i for i, t in enumerate(self.topics)}
+        self.last = np.full(len(self.ids), -np.inf)
+        self.scenario = scenario
+
+    def sent(self, topic: str, wall: float) -> None:
+        """A message went out on ``topic`` at ``wall`` (monotonic seconds)."""
+        i = self.index.get(topic)
+        if i is not None:
+            self.last[i] = wall
+
+    def due(self, wall: float, sim_t: float) -> list[str]:
+        """Topics on which to send a heartbeat now; marks them sent."""
+        idx = np.flatnonzero(wall - self.last >= topics.GATEWAY_HEARTBEAT_S)
+        if len(idx) and self.scenario is not None:
+            idx = idx[~self.scenario.gateways_down(self.ids[idx], sim_t)]
+        self.last[idx] = wall
+        return [self.topics[i] for i in idx.tolist()]
+
+
 def encode_batch_reference(fleet: Fleet, batch: Batch, prefix: str, gateway: bool
                            ) -> list[tuple[str, bytes, int]]:
     """Like :func:`encode_batch`, one Python dict per reading (slow; the tests' yardstick)."""
@@ -314,6 +344,7 @@ def worker(cfg: RunConfig, wid: int, nworkers: int, counters: Any, stop: Any,
     t0 = start_at.value
     for p in (pub, *own.values()):
         p.t0 = t0
+    beats = Heartbeats(fleet, cfg.prefix, scen) if cfg.gateway else None
     for sid in direct:
         (own.get(sid) or pub).publish(topics.status(sid, cfg.prefix), b"online", qos=1,
                                       retain=True)
@@ -343,7 +374,13 @@ def worker(cfg: RunConfig, wid: int, nworkers: int, counters: Any, stop: Any,
                     if p.publish(topic, payload, qos=cfg.qos):
                         sent_m += 1
                         sent_r += nr
+                        if beats is not None:
+                            beats.sent(topic, now)
                 a = b
+            if beats is not None:
+                for topic in beats.due(now, b):
+                    if pub.publish(topic, b"{}", qos=cfg.qos):
+                        sent_m += 1
             errors = pub.errors + sum(d.errors for d in own.values())
             counters[wid * 5: wid * 5 + 4] = [sent_m, sent_r, errors, offered]
             if last:

@@ -387,6 +387,15 @@ class Resolved:
         self._cache["alarm"] = (fleet, pos)
         return pos
 
+    def gateways_down(self, gateway_ids: np.ndarray, t: float) -> np.ndarray:
+        """Whether each gateway is dark (in a gateway outage) at time ``t`` (epoch seconds)."""
+        down = np.zeros(len(gateway_ids), bool)
+        for b in self.incidents:
+            if b.type == "gateway_outage":
+                down |= _dark(b, np.full(len(gateway_ids), float(t))) & (
+                    gateway_ids == b.entity_ids[0])
+        return down
+
     def affected(self) -> dict[str, set[str]]:
         """Incident type -> ids of the sensors and entities it touches (for tests)."""
         out: dict[str, set[str]] = {}
@@ -404,7 +413,7 @@ class Resolved:
             inten = b.intensity(tb)
             live = inten > 0
             if b.type == "gateway_outage":
-                live = (tb >= b.start) & (tb < b.end)
+                live = _dark(b, t)
             if not live.any():
                 if b.type != "flash_flood":
                     continue
@@ -475,6 +484,12 @@ class Resolved:
                 gw = fleet.gateway_id[idx]
                 silent |= live & (gw == b.entity_ids[0])
         return silent
+
+
+def _dark(b: Bound, t: np.ndarray) -> np.ndarray:
+    """Times (epoch seconds) at which a gateway outage's gateway is dark."""
+    tb = b.fold(t)
+    return (tb >= b.start) & (tb < b.end)
 
 
 # --- ground truth -----------------------------------------------------------------------------

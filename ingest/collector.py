@@ -96,6 +96,7 @@ class Batch:
     dead: tuple[DeadLetter, ...]
     status: tuple[tuple[str, str, datetime], ...]
     duplicates: int = 0
+    gateways: tuple[tuple[str, datetime, int], ...] = ()  # heartbeats: id, last seen, messages
 
 
 class Metrics:
@@ -151,6 +152,7 @@ class Spool:
                      for d in b.dead],
             "status": [(s, st, us(t)) for s, st, t in b.status],
             "dups": b.duplicates,
+            "gateways": [(g, us(t), n) for g, t, n in b.gateways],
         })
 
     @staticmethod
@@ -162,7 +164,8 @@ class Spool:
             tuple(DeadLetter(EPOCH + d[0] * _US, d[1], d[2], d[3], d[4], d[5])
                   for d in doc["dead"]),
             tuple((s, st, EPOCH + t * _US) for s, st, t in doc["status"]),
-            doc.get("dups", 0))
+            doc.get("dups", 0),
+            tuple((g, EPOCH + t * _US, n) for g, t, n in doc.get("gateways", ())))
 
     def put(self, b: Batch) -> bool:
         """Write a batch durably; False when the spool is full (caller must not ack)."""
@@ -435,9 +438,14 @@ class Collector:
         dups = 0
         retry: list[tuple[Message, wt.Topic, wp.Decoded]] = []
         kinds: dict[str, int] = {}
+        seen: dict[str, list[int]] = {}  # gateway heartbeats: id -> [latest ms, messages]
         for m in msgs:
             topic = wt.parse(m.topic, s.topic_prefix)
             kinds[topic.kind] = kinds.get(topic.kind, 0) + 1
+            if topic.kind == wt.GATEWAY:  # any message, even one we reject, shows it is up
+                hb = seen.setdefault(topic.ident, [m.received_ms, 0])
+                hb[0] = max(hb[0], m.received_ms)
+                hb[1] += 1
             if topic.kind == wt.STATUS:
                 text = m.payload[:64].decode("utf-8", "replace").strip().lower()
                 if text in ("online", "offline"):
@@ -477,7 +485,8 @@ class Collector:
         for k, n in kinds.items():
             self.metrics.messages.labels(k).inc(n)
         unique, more = merge_rows(rows)
-        return Batch(tuple(unique), tuple(dead), tuple(status), dups + more)
+        return Batch(tuple(unique), tuple(dead), tuple(status), dups + more,
+                     tuple((g, to_time(t), n) for g, (t, n) in seen.items()))
 
     def _commit(self, batch: Batch, conn: psycopg.Connection | None,
                 msgs: list[Message]) -> psycopg.Connection | None:
@@ -520,14 +529,14 @@ class Collector:
         try:
             with conn.transaction():
                 res = self.store.write_rows(conn, batch.rows)
-                self._write_side(conn, batch.dead, batch.status)
+                self._write_side(conn, batch.dead, batch.status, batch.gateways)
         except TEMPORARY:
             raise
         except psycopg.DatabaseError as exc:
             self.metrics.db_errors.labels("permanent").inc()
             log.warning("event=batch_rejected error=%r action=bisect", str(exc).strip()[:200])
             with conn.transaction():
-                self._write_side(conn, batch.dead, batch.status)
+                self._write_side(conn, batch.dead, batch.status, batch.gateways)
             self._account(Batch((), batch.dead, batch.status, batch.duplicates))
             self._bisect(conn, list(batch.rows))
             return
@@ -558,8 +567,9 @@ class Collector:
         self._bisect(conn, rows[:mid])
         self._bisect(conn, rows[mid:])
 
-    @staticmethod
-    def _write_side(conn: psycopg.Connection, dead, status) -> None:
+    def _write_side(self, conn: psycopg.Connection, dead, status, gateways=()) -> None:
+        if gateways:
+            self.store.touch_gateways(conn, {g: (t, n) for g, t, n in gateways})
         with conn.cursor() as cur:
             if dead:
                 with cur.copy(_COPY_DEAD) as copy:
@@ -675,12 +685,12 @@ class Collector:
         try:
             with conn.transaction():
                 res = self.store.write_rows(conn, batch.rows)
-                self._write_side(conn, batch.dead, batch.status)
+                self._write_side(conn, batch.dead, batch.status, batch.gateways)
         except TEMPORARY:
             raise
         except psycopg.DatabaseError:
             with conn.transaction():
-                self._write_side(conn, batch.dead, batch.status)
+                self._write_side(conn, batch.dead, batch.status, batch.gateways)
             self._bisect(conn, list(batch.rows))
             return
         self.metrics.stored.inc(len(batch.rows) - res.duplicates)

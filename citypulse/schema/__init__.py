@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -217,6 +217,12 @@ class WriteResult:
 
 
 _COPY_RAW = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)")
+_GATEWAY_SEEN = """
+INSERT INTO citypulse.gateway_seen AS g (gateway_id, last_seen, messages)
+SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::int8[])
+ON CONFLICT (gateway_id) DO UPDATE
+SET last_seen = greatest(g.last_seen, EXCLUDED.last_seen), messages = g.messages + EXCLUDED.messages
+"""
 _INSERT_NEW = sql.SQL(
     "INSERT INTO citypulse.raw SELECT * FROM {stage} ON CONFLICT (sensor, time) DO NOTHING")
 _MERGE_METRICS = sql.SQL(
@@ -299,6 +305,18 @@ class Store:
             cur.executemany(
                 "INSERT INTO citypulse.rollup_dirty (bucket) VALUES (%s) ON CONFLICT DO NOTHING",
                 [(m,) for m in sorted(minutes)])
+
+    @staticmethod
+    def touch_gateways(conn: psycopg.Connection, seen: Mapping[str, tuple[datetime, int]]
+                       ) -> None:
+        """Record gateway heartbeats: gateway id -> (latest receive time, messages).
+
+        In gateway-id order, so that collectors sharing a subscription never deadlock.
+        """
+        if not seen:
+            return
+        ids = sorted(seen)
+        conn.execute(_GATEWAY_SEEN, (ids, [seen[g][0] for g in ids], [seen[g][1] for g in ids]))
 
     # --- upkeep ----------------------------------------------------------------------------
     def oldest_allowed(self, now: datetime | None = None) -> datetime:

@@ -5,7 +5,8 @@ In: an MQTT topic string and the configured prefix.  Out: a frozen :class:`Topic
 sensor or gateway id).  Never raises: a topic outside the contract parses as ``unknown``.
 
     city/v1/telemetry/{sensor_id}
-    city/v1/gateway/{gateway_id}/telemetry
+    city/v1/gateway/{gateway_id}/telemetry   (at least every GATEWAY_HEARTBEAT_S: ``{}``
+                                              when no sensor has a reading due)
     city/v1/status/{sensor_id}
     city/v1/alerts/{severity}/{zone}
 """
@@ -20,6 +21,11 @@ GATEWAY = "gateway"
 STATUS = "status"
 ALERT = "alert"
 UNKNOWN = "unknown"
+
+# A gateway publishes on its topic at least this often (seconds), an empty object ``{}`` when
+# none of its sensors has a reading due: its heartbeat.  Any message counts.  A gateway
+# silent for 3 x this is offline, whatever its sensors' own reporting intervals.
+GATEWAY_HEARTBEAT_S = 1.0
 
 _ID_FORBIDDEN = set("+#/\x00")
 

@@ -42,14 +42,17 @@ DECLARE
     t record;
     tables_all text;
     -- what the collector writes, and how
-    collector_insert text[] := ARRAY['raw', 'dead_letters', 'rollup_dirty', 'sensor_status'];
-    collector_update text[] := ARRAY['sensor_status', 'metric_catalogue'];
+    collector_insert text[] := ARRAY['raw', 'dead_letters', 'rollup_dirty', 'sensor_status',
+                                     'gateway_seen'];
+    collector_update text[] := ARRAY['sensor_status', 'metric_catalogue', 'gateway_seen'];
     collector_read   text[] := ARRAY['sensors', 'metric_catalogue', 'schema_migrations',
-                                     'sensor_status', 'raw', 'rollup_dirty', 'rollup_1m'];
+                                     'sensor_status', 'raw', 'rollup_dirty', 'rollup_1m',
+                                     'gateway_seen'];
     collector_delete text[] := ARRAY['rollup_dirty', 'rollup_1m'];
     -- tables no worker writes (raw data, registry, other services' records)
     worker_readonly  text[] := ARRAY['raw', 'dead_letters', 'sensors', 'metric_catalogue',
-                                     'schema_migrations', 'sensor_status', 'dashboard_audit'];
+                                     'schema_migrations', 'sensor_status', 'dashboard_audit',
+                                     'gateway_seen'];
     dashboard_insert text[] := ARRAY['alert_events', 'dashboard_audit'];
     dashboard_update text[] := ARRAY['alerts'];
 BEGIN

@@ -153,3 +153,31 @@ def test_run_survives_a_broker_restart(broker_own, dep_file):
     assert summary.publish_errors > 0  # the outage is reported...
     before = max(r for e, r in seen if e < 2.0)
     assert summary.readings > before + 1500  # ...and publishing resumed after the restart
+
+
+def test_gateways_heartbeat_unless_dark(broker, topic_prefix, dep_file, deployment, tmp_path):
+    """Every gateway publishes at least once per GATEWAY_HEARTBEAT_S (``{}`` when it has no
+    reading due), except the one a gateway outage has dark."""
+    gws = sorted(deployment["gateway_id"].drop_nulls().unique().to_list())
+    dark = gws[len(gws) // 2]
+    scen = tmp_path / "outage.yaml"
+    scen.write_text(f"name: t\nincidents:\n  - type: gateway_outage\n    at: 0s\n"
+                    f"    duration: 10m\n    gateway_id: {dark}\n")
+    sub = Subscriber(broker, topic_prefix)
+    t0 = time.monotonic()
+    cfg = RunConfig(deployment=dep_file, mqtt_url=broker.url, prefix=topic_prefix, seed=5,
+                    duration=3.5, qos=1, processes=1, device_connections=0, scenario=scen)
+    run(cfg)
+    got = sub.settle(0, timeout=1)
+    sub.close()
+    per_gw: dict[str, list[bytes]] = defaultdict(list)
+    for topic, data in got:
+        tp = topics.parse(topic, topic_prefix)
+        if tp.kind == topics.GATEWAY:
+            per_gw[tp.ident].append(data)
+    assert dark not in per_gw
+    assert set(per_gw) == set(gws) - {dark}
+    wall = time.monotonic() - t0
+    # ~1 message per second per gateway at least (3.5 s run): heartbeats fill the gaps
+    assert min(len(v) for v in per_gw.values()) >= 3, wall
+    assert sum(v.count(b"{}") for v in per_gw.values()) > 0

@@ -182,3 +182,30 @@ def test_abuse_never_breaks_the_collector(cfg, broker, start_collector):
     assert _rows(cfg.database_url, "SELECT reason FROM citypulse.dead_letters WHERE sensor_id = %s",
                  "a\\x00b") == [("unknown_sensor",)]
     assert c.metrics.value("citypulse_ingest_internal_errors_total") == 0
+
+
+def test_gateway_heartbeats_recorded_even_empty_or_rejected(cfg, broker, start_collector):
+    """Any message on a gateway's topic is its heartbeat: an empty ``{}``, readings, junk."""
+    p = cfg.topic_prefix
+    register(cfg.database_url, [("a1", "air", "gw1")])
+    c = start_collector(cfg)
+    now = int(time.time() * 1000)
+    pub = Publisher(_port(broker.url))
+    pub.publish(wt.gateway("gw1", p), {})
+    pub.publish(wt.gateway("gw1", p), {"a1": [{"ts": now, "values": {"pm25_ugm3": 12}}]})
+    pub.publish(wt.gateway("gw2", p), {})
+    pub.publish(wt.gateway("gw3", p), b"{not json")
+    pub.publish(wt.telemetry("a1", p), {"ts": now + 1, "values": {"pm25_ugm3": 13}})
+    pub.close(sent=5)
+    assert c.wait_idle(10)
+
+    def seen():
+        return dict(_rows(cfg.database_url, "SELECT gateway_id, messages FROM "
+                                            "citypulse.gateway_seen"))
+    assert wait_until(lambda: seen() == {"gw1": 2, "gw2": 1, "gw3": 1}, 10), seen()
+    lag = _rows(cfg.database_url, "SELECT max(abs(extract(epoch FROM now() - last_seen))) "
+                                  "FROM citypulse.gateway_seen")[0][0]
+    assert lag < 30
+    # the empty heartbeat is not a dead letter; the junk one is
+    assert _rows(cfg.database_url, "SELECT topic FROM citypulse.dead_letters") == [
+        (wt.gateway("gw3", p),)]

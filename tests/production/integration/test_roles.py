@@ -65,7 +65,12 @@ def test_collector_copies_readings_but_cannot_delete_or_read_alerts(db, db_url, 
                       "VALUES ('s1', 'online', now()) ON CONFLICT (sensor_id) DO UPDATE "
                       "SET status = EXCLUDED.status")
         assert conn.execute("SELECT count(*) FROM citypulse.sensors").fetchone()[0] == 1
+        seen = datetime.now(UTC)
+        store.touch_gateways(conn, {"gw-1": (seen, 3)})
+        store.touch_gateways(conn, {"gw-1": (seen, 2)})  # again: an update
+        assert conn.execute("SELECT messages FROM citypulse.gateway_seen").fetchone()[0] == 5
         for stmt in ("DELETE FROM citypulse.raw",
+                     "DELETE FROM citypulse.gateway_seen",
                      "DELETE FROM citypulse.dead_letters",
                      "SELECT count(*) FROM citypulse.alerts",
                      "UPDATE citypulse.raw SET seq = 0",
@@ -107,7 +112,9 @@ def test_worker_writes_derived_tables_not_readings(db, db_url, sensor_id):
         conn.execute("DELETE FROM citypulse.twin_watermark")
         conn.execute("DELETE FROM citypulse.alert_deliveries")
         conn.execute("SELECT count(*) FROM citypulse.sensor_status")
+        conn.execute("SELECT count(*) FROM citypulse.gateway_seen")
         for stmt in ("INSERT INTO citypulse.raw (time, sensor, v0) VALUES (now(), %s, 1)",
+                     "UPDATE citypulse.gateway_seen SET last_seen = now()",
                      "DELETE FROM citypulse.dead_letters",
                      "UPDATE citypulse.sensors SET lon = 0 WHERE id = %s"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
