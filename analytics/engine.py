@@ -44,6 +44,7 @@ from analytics.rules import (
     op_func,
 )
 from citypulse.catalogue import KINDS, MAX_SLOTS
+from citypulse.wire.topics import GATEWAY_HEARTBEAT_S
 
 log = logging.getLogger(__name__)
 
@@ -599,15 +600,29 @@ class Engine:
             pl.col("lon").mean(), pl.col("lat").mean(),
             pl.col("zone_id").mode().first().alias("zone_id"))
         gw = gw.with_columns((pl.col("silent_n") / pl.col("n")).alias("frac"))
+        gw, ref = self._heartbeats(gw, rule, now_ms)
         ev = Evaluation()
-        down = gw.filter((pl.col("n") >= rule.min_gateway_sensors)
-                         & (pl.col("frac") >= rule.gateway_fraction) & (pl.col("offline_n") > 0))
+        down = gw.filter(pl.col("dark") | ((pl.col("n") >= rule.min_gateway_sensors)
+                                           & (pl.col("frac") >= rule.gateway_fraction)
+                                           & (pl.col("offline_n") > 0)))
+        dark = set(down.filter(pl.col("dark"))["gateway_id"])
+        everyone = (df.filter(pl.col("gateway_id").is_in(list(dark))).group_by("gateway_id")
+                    .agg(pl.col("sensor_id").sort()) if dark else None)
+        all_members = dict(everyone.iter_rows()) if everyone is not None else {}
         for r in down.iter_rows(named=True):
-            ev.on[("gateway", r["gateway_id"])] = Finding(
-                "gateway", r["gateway_id"], int(r["last_seen"]), r["zone_id"], r["lon"],
+            g = r["gateway_id"]
+            if r["dark"]:  # its heartbeat stopped: every sensor behind it is cut off
+                ev.on[("gateway", g)] = Finding(
+                    "gateway", g, int(r["hb_ms"]), r["zone_id"], r["lon"], r["lat"],
+                    {"sensors": r["n"], "silent": r["silent_n"], "last_heartbeat_ms": r["hb_ms"],
+                     "silent_s": round((ref - r["hb_ms"]) / 1000, 1),
+                     "heartbeat_s": GATEWAY_HEARTBEAT_S}, tuple(all_members.get(g, ())))
+                continue
+            ev.on[("gateway", g)] = Finding(
+                "gateway", g, int(r["last_seen"]), r["zone_id"], r["lon"],
                 r["lat"], {"sensors": r["n"], "silent": r["silent_n"],
                            "last_seen_ms": r["last_seen"]}, tuple(sorted(r["members"])))
-        suspect = set(gw.filter(pl.col("frac") >= 0.5)["gateway_id"])
+        suspect = set(gw.filter((pl.col("frac") >= 0.5) | pl.col("dark"))["gateway_id"])
         alone = ~pl.col("gateway_id").is_in(list(suspect))
         single = df.filter(pl.col("offline") & alone)
         if rule.group_by:  # one alert per zone (or ...) with its offline sensors as scope
@@ -628,15 +643,36 @@ class Engine:
                 {"last_seen_ms": r["seen"], "interval_s": r["interval_s"],
                  "gateway": r["gateway_id"] or None})
         open_gw = [e for k, e in open_keys if k == "gateway"]
-        if open_gw:
-            back = gw.filter(pl.col("gateway_id").is_in(open_gw)
-                             & (pl.col("frac") < 1 - rule.gateway_fraction))
+        if open_gw:  # back: its heartbeat resumed, or (no heartbeats) most sensors report
+            back = gw.filter(pl.col("gateway_id").is_in(open_gw) & (
+                (pl.col("hb_ms").is_not_null() & ~pl.col("dark"))
+                | (pl.col("frac") < 1 - rule.gateway_fraction)))
             ev.clear |= {("gateway", g) for g in back["gateway_id"]}
         open_s = [e for k, e in open_keys if k == "sensor"]
         if open_s:
             back = df.filter(pl.col("sensor_id").is_in(open_s) & ~pl.col("silent"))
             ev.clear |= {("sensor", s) for s in back["sensor_id"]}
         return ev
+
+    def _heartbeats(self, gw: pl.DataFrame, rule: OfflineRule, now_ms: int
+                    ) -> tuple[pl.DataFrame, int]:
+        """Join each gateway's last heartbeat (``hb_ms``) and whether it is ``dark``.
+
+        Dark: no message for ``factor`` x ``GATEWAY_HEARTBEAT_S``, measured against the
+        freshest data the store holds (not the clock), so a stalled collector makes no
+        gateway look dark.  Returns the frame and that reference time (epoch ms).
+        """
+        rows = self.conn.execute(
+            "SELECT gateway_id, (extract(epoch FROM last_seen) * 1000)::int8 "
+            "FROM citypulse.gateway_seen").fetchall()
+        hb = pl.DataFrame(rows, schema={"gateway_id": pl.Utf8, "hb_ms": pl.Int64},
+                          orient="row")
+        fresh = [x for x in (hb["hb_ms"].max(), self.latest["t"].max()) if x is not None]
+        ref = min(now_ms, max(fresh)) if fresh else now_ms
+        limit = rule.factor * GATEWAY_HEARTBEAT_S * 1000
+        gw = gw.join(hb, on="gateway_id", how="left").with_columns(
+            (pl.lit(ref) - pl.col("hb_ms") >= limit).fill_null(False).alias("dark"))
+        return gw, ref
 
     def _baseline(self, rule: AnomalyRule, now_ms: int) -> pl.DataFrame:
         cached = self._baselines.get(rule.id)
