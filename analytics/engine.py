@@ -13,7 +13,10 @@ entity ON for ``for_s`` opens an alert (one per rule and entity); an open alert 
 is CLEAR for ``clear_for_s`` auto-resolves.  ON and CLEAR use separate levels (hysteresis),
 so values oscillating around a threshold neither flap nor re-open.  Grouping: a finding's
 ``scope`` lists members; members' own open alerts are resolved into it ("regroup"); more
-than ``collapse_above`` entities at once become one city-wide alert.
+than ``collapse_above`` entities at once become one city-wide alert.  Supersession (a rule's
+``supersedes``): one open alert per incident -- a higher alert covering a lower rule's alert
+for the same place resolves it ("supersede") and keeps its history, and the lower rule does
+not open for covered places while the higher alert is open.
 """
 
 from __future__ import annotations
@@ -159,6 +162,8 @@ class Engine:
         self._hold_until: dict[tuple[str, str, str], int] = {}
         self._baselines: dict[str, tuple[int, pl.DataFrame]] = {}
         self._last_escalation_check = 0
+        self._supersedes = {r.id: set(r.supersedes) for r in rules.active() if r.supersedes}
+        self._open: dict[tuple[str, str, str], dict] = {}
         self.stats = {"ticks": 0, "rows": 0, "opened": 0, "resolved": 0, "escalated": 0,
                       "tick_ms": 0.0}
         rate_rules = rules.of_type("rate_of_change")
@@ -266,7 +271,7 @@ class Engine:
             self._meta_at = time.monotonic()
         rows = self.ingest(now_ms)
         cur = self._current(now_ms)
-        open_alerts = self._open_alerts()
+        open_alerts = self._open = self._open_alerts()
         done = {"rows": rows, "opened": 0, "resolved": 0, "escalated": 0}
         for rule in self.rules.active():
             open_keys = {(k, e): a for (r, k, e), a in open_alerts.items() if r == rule.id}
@@ -279,6 +284,7 @@ class Engine:
             o, r = self._apply(rule, ev, open_keys, now, now_ms)
             done["opened"] += o
             done["resolved"] += r
+        done["resolved"] += self._supersede(now)
         if now_ms - self._last_escalation_check >= 5000:
             self._last_escalation_check = now_ms
             done["escalated"] = self.escalate_due(now)
@@ -298,9 +304,10 @@ class Engine:
 
     def _open_alerts(self) -> dict[tuple[str, str, str], dict]:
         rows = self.conn.execute(
-            "SELECT id, rule, entity_kind, entity_id, status, scope FROM citypulse.alerts "
-            "WHERE status <> 'resolved'").fetchall()
-        return {(r[1], r[2], r[3]): {"id": r[0], "status": r[4], "scope": r[5]} for r in rows}
+            "SELECT id, rule, entity_kind, entity_id, status, scope, started_at "
+            "FROM citypulse.alerts WHERE status <> 'resolved'").fetchall()
+        return {(r[1], r[2], r[3]): {"id": r[0], "status": r[4], "scope": r[5],
+                                     "started_at": r[6]} for r in rows}
 
     # --- rules --------------------------------------------------------------------------------
     def evaluate(self, rule: Any, cur: pl.DataFrame, now_ms: int,
@@ -770,18 +777,22 @@ class Engine:
             since = self.on_since.setdefault(tkey, min(f.since_ms, now_ms))
             self.off_since.pop(tkey, None)
             existing = open_keys.get((kind, ent))
-            if existing is None and now_ms < self._hold_until.get(tkey, 0):
-                continue
+            if existing is None and (now_ms < self._hold_until.get(tkey, 0)
+                                     or self._superseding(rid, kind, ent) is not None):
+                continue  # held back after a manual resolve, or a higher alert covers it
             if existing is None and now_ms - since >= rule.for_s * 1000:
                 self._hold_until.pop(tkey, None)
+                started, evidence = self._history(rid, kind, ent, f, since)
                 alert = lifecycle.open_alert(self.conn, lifecycle.NewAlert(
                     rule=rid, entity_kind=kind, entity_id=ent, severity=rule.severity,
-                    title=_title(rule, kind, ent), started_at=datetime.fromtimestamp(
-                        since / 1000, UTC), zone_id=_zone_topic_id(f.zone_id), lon=f.lon,
-                    lat=f.lat, geometry=f.geometry, scope=f.scope, evidence=f.evidence),
-                    now=now)
+                    title=_title(rule, kind, ent), started_at=started,
+                    zone_id=_zone_topic_id(f.zone_id), lon=f.lon, lat=f.lat,
+                    geometry=f.geometry, scope=f.scope, evidence=evidence), now=now)
                 if alert is not None:
                     opened += 1
+                    self._open[(rid, kind, ent)] = {"id": alert.id, "status": alert.status,
+                                                    "scope": alert.scope,
+                                                    "started_at": alert.started_at}
                     self._was_open[rid].add((kind, ent))
                     self._last_update[alert.id] = now_ms
                     self._deliver(alert, "open")
@@ -815,6 +826,52 @@ class Engine:
             else:
                 self.off_since.pop(tkey, None)
         return opened, resolved
+
+    # --- supersession: one open alert per incident -------------------------------------------
+    def _superseding(self, rule_id: str, kind: str, ent: str) -> dict | None:
+        """An open alert of a higher rule covering (rule_id, kind, ent), or None."""
+        for (hr, hk, he), h in self._open.items():
+            if rule_id in self._supersedes.get(hr, ()) and _covers(hk, he, h["scope"], kind,
+                                                                   ent):
+                return h
+        return None
+
+    def _history(self, rule_id: str, kind: str, ent: str, f: Finding, since_ms: int
+                 ) -> tuple[datetime, dict]:
+        """started_at and evidence of a new alert, taking over covered lower alerts' history."""
+        started = datetime.fromtimestamp(since_ms / 1000, UTC)
+        lows = self._supersedes.get(rule_id)
+        if not lows:
+            return started, f.evidence
+        taken = sorted(((lr, a) for (lr, lk, le), a in self._open.items()
+                        if lr in lows and _covers(kind, ent, f.scope, lk, le)),
+                       key=lambda x: x[1]["started_at"])
+        if not taken:
+            return started, f.evidence
+        return min(started, taken[0][1]["started_at"]), {
+            **f.evidence, "supersedes": [{"id": a["id"], "rule": lr,
+                                          "started": a["started_at"].isoformat()}
+                                         for lr, a in taken]}
+
+    def _supersede(self, now: datetime) -> int:
+        """Resolve open alerts covered by an open alert of a rule that supersedes theirs."""
+        if not self._supersedes:
+            return 0
+        open_alerts = self._open_alerts()
+        done: set[int] = set()
+        resolved = 0
+        for (hr, hk, he), h in open_alerts.items():
+            lows = self._supersedes.get(hr)
+            if not lows:
+                continue
+            for (lr, lk, le), a in open_alerts.items():
+                if lr in lows and a["id"] not in done and _covers(hk, he, h["scope"], lk, le):
+                    done.add(a["id"])
+                    if self._resolve(a["id"], "supersede",
+                                     f"superseded by alert {h['id']} ({hr})", now):
+                        resolved += 1
+                        self._was_open.get(lr, set()).discard((lk, le))
+        return resolved
 
     def _resolve(self, alert_id: int, action: str, note: str, now: datetime) -> bool:
         try:
@@ -851,6 +908,16 @@ class Engine:
 def _expr_op(c: pl.Expr, op: str, val: float) -> pl.Expr:
     f = op_func(op)
     return f(c, val)
+
+
+def _covers(kind: str, ent: str, scope: Any, low_kind: str, low_ent: str) -> bool:
+    """Whether an alert on (kind, ent) with ``scope`` concerns the place of (low_kind, low_ent).
+
+    Same entity, or the lower entity is a member of the scope (``"kind:id"`` or plain id).
+    """
+    members = scope or ()
+    return ((kind, ent) == (low_kind, low_ent) or low_ent in members
+            or f"{low_kind}:{low_ent}" in members)
 
 
 def _title(rule: Any, kind: str, ent: str) -> str:

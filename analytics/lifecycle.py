@@ -148,10 +148,14 @@ def open_alert(conn: psycopg.Connection, new: NewAlert, now: datetime | None = N
 
 def update_alert(conn: psycopg.Connection, alert_id: int, *, evidence: dict | None = None,
                  scope: list | None = None, now: datetime | None = None) -> None:
-    """Refresh an unresolved alert's evidence and/or scope (no audit event: data only)."""
+    """Refresh an unresolved alert's evidence and/or scope (no audit event: data only).
+
+    The history an alert took over when it opened (``evidence.supersedes``) is kept.
+    """
     conn.execute(
         "UPDATE citypulse.alerts SET updated_at = %s, "
-        "evidence = COALESCE(%s, evidence), scope = COALESCE(%s, scope) "
+        "evidence = COALESCE(%s::jsonb || jsonb_strip_nulls(jsonb_build_object("
+        "'supersedes', evidence->'supersedes')), evidence), scope = COALESCE(%s, scope) "
         "WHERE id = %s AND status <> 'resolved'",
         (now or datetime.now(UTC), Jsonb(evidence) if evidence is not None else None,
          Jsonb(scope) if scope is not None else None, alert_id))

@@ -28,7 +28,10 @@ this long before the alert opens), ``clear_for_s`` (the clear condition must hol
 before the alert auto-resolves: hysteresis together with the separate clear level),
 ``collapse_above`` (more entities than this at once give one city-wide alert with the list as
 its scope), ``group_by`` (sensor rules: one alert per ``building_id``/``zone_id``/... with its
-sensors as scope), ``select`` (sensor ``props`` that must match, e.g. ``{role: drain}``).
+sensors as scope), ``select`` (sensor ``props`` that must match, e.g. ``{role: drain}``),
+``supersedes`` (ids of lower rules whose alerts for the same place this rule's alert takes
+over: same entity, or the lower alert's entity in this alert's scope; no unknown ids, no
+cycles).
 """
 
 from __future__ import annotations
@@ -95,6 +98,9 @@ class _Rule(BaseModel):
     group_by: Literal["building_id", "zone_id", "gateway_id", "segment_id"] | None = Field(
         None, description="sensor rules: one alert per building/zone/... with the sensors "
                           "as its scope")
+    supersedes: list[str] = Field(
+        default_factory=list, description="rule ids whose alerts for the same place this "
+                                          "rule's alert takes over (one alert per incident)")
 
     @property
     def label(self) -> str:
@@ -296,6 +302,9 @@ class RuleSet(BaseModel):
             if r.id in seen:
                 raise ValueError(f"duplicate rule id {r.id!r}")
             seen.add(r.id)
+        problem = supersede_problem(self.rules)
+        if problem:
+            raise ValueError(problem)
         return self
 
     def active(self) -> list[Any]:
@@ -312,6 +321,41 @@ class RuleSet(BaseModel):
     def of_type(self, *types: str) -> list[Any]:
         """Enabled rules of the given types."""
         return [r for r in self.active() if r.type in types]
+
+
+def supersede_problem(rules: list[Any]) -> str | None:
+    """The first problem of the rules' ``supersedes`` lists, or None.
+
+    Unknown ids and cycles (a rule superseding itself, directly or through others) are
+    problems.  The message starts with the location (``rules.3.supersedes: ...``).
+    """
+    index = {r.id: i for i, r in enumerate(rules)}
+    for i, r in enumerate(rules):
+        for low in r.supersedes:
+            if low not in index:
+                return f"rules.{i}.supersedes: unknown rule id {low!r} (rule {r.id!r})"
+    edges = {r.id: list(r.supersedes) for r in rules}
+    for r in rules:
+        path = _cycle_from(r.id, edges, [r.id])
+        if path:
+            return (f"rules.{index[r.id]}.supersedes: supersedes cycle "
+                    f"{' -> '.join(path)}")
+    return None
+
+
+def _cycle_from(start: str, edges: dict[str, list[str]], path: list[str]) -> list[str] | None:
+    """A path from ``path[-1]`` back to ``start`` along ``edges`` (depth first), or None."""
+    for nxt in edges.get(path[-1], ()):
+        if nxt == start:
+            return [*path, nxt]
+        if nxt not in path:
+            found = _cycle_from(start, edges, [*path, nxt])
+            if found:
+                return found
+    return None
+
+
+_LOC_PREFIX_RE = re.compile(r"^([a-z_]+(?:\.(?:[a-z_]+|\d+))*): (.*)$", re.S)
 
 
 def _node_line(root: yaml.Node | None, loc: tuple) -> int | None:
@@ -355,9 +399,13 @@ def parse_rules(text: str, source: str = "rules.yaml") -> RuleSet:
             loc = tuple(err["loc"])
             if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
                 loc = (*loc, "type")  # point at the rule's `type:` line
+            msg = err["msg"].removeprefix("Value error, ")
+            m = _LOC_PREFIX_RE.match(msg) if not loc else None
+            if m:  # a whole-file check naming where: "rules.3.supersedes: ..."
+                loc = tuple(int(p) if p.isdigit() else p for p in m.group(1).split("."))
+                msg = m.group(2)
             line = _node_line(root, loc)
             path = ".".join(str(p) for p in loc) or "(top)"
-            msg = err["msg"].removeprefix("Value error, ")
             lines.append(f"{source} line {line} ({path}): {msg}")
         raise RulesError("\n".join(lines)) from None
 

@@ -65,3 +65,26 @@ def test_rate_rule_takes_exactly_one_measure():
         parse_rules(base + "    drop_share: 0.6\n    fall_per_min: 10\n", "bad.yaml")
     with pytest.raises(RulesError, match="less than 1"):
         parse_rules(base + "    drop_share: 1.5\n", "bad.yaml")
+
+
+def test_supersedes_names_known_rules_without_cycles():
+    rs = load_rules()
+    assert rs.by_id("crowd_density").supersedes == ["crowd_surge"]
+    assert rs.by_id("congestion").supersedes == ["speed_collapse"]
+    base = "rules:\n  - id: a\n    type: offline\n    severity: info\n"
+    ok = parse_rules(base + "    supersedes: [b]\n  - id: b\n    type: offline\n"
+                            "    severity: info\n")
+    assert ok.by_id("a").supersedes == ["b"]
+
+
+@pytest.mark.parametrize(("extra", "words"), [
+    ("    supersedes: [crowd_srge]\n", "unknown rule id 'crowd_srge'"),
+    ("    supersedes: [a]\n", "supersedes cycle a -> a"),
+    ("    supersedes: [b]\n  - id: b\n    type: offline\n    severity: info\n"
+     "    supersedes: [a]\n", "supersedes cycle a -> b -> a"),
+])
+def test_bad_supersedes_is_refused_naming_line_and_rule(extra, words):
+    text = "rules:\n  - id: a\n    type: offline\n    severity: info\n" + extra
+    with pytest.raises(RulesError) as exc:
+        parse_rules(text, "bad.yaml")
+    assert f"bad.yaml line 5 (rules.0.supersedes): {words}" in str(exc.value)

@@ -129,7 +129,8 @@ def test_worker_publishes_a_new_alert_within_seconds(db, feed, settings, subscri
         topic, _, msg = subscriber.get(timeout=10)
         latency = time.monotonic() - t0
         assert topic.endswith("/alerts/critical/Z3-07")
-        assert msg["rule"] == "gas_leak" and msg["entity"]["id"] == "gas-3"
+        assert msg["rule"] == "gas_leak" and msg["entity"] == {"kind": "zone", "id": "Z3-07"}
+        assert msg["scope"] == ["gas-3"]  # one alert per leak (zone), its detectors as scope
         assert latency < 5.0
     finally:
         stop.set()

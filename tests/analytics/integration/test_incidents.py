@@ -40,7 +40,26 @@ def test_gas_leak_on_co_only(db, feed, city_model):
     feed.write(0, {"gas-1": {"ch4_lel_pct": 1, "co_ppm": 150}, "gas-2": {"ch4_lel_pct": 15,
                                                                         "co_ppm": 5}})
     eng.tick(feed.at(1))
-    assert [(a.rule, a.entity_id) for a in _alerts(db)] == [("gas_leak", "gas-1")]
+    # one alert per leak (zone), the detectors that alarm as its scope
+    assert [(a.rule, a.entity_kind, a.entity_id, a.scope) for a in _alerts(db)] == [
+        ("gas_leak", "zone", "Z3-04", ["gas-1"])]
+
+
+def test_gas_leak_gives_one_alert_per_zone_with_its_detectors(db, feed, city_model):
+    for i in range(3):
+        feed.sensor(f"gas-{i}", "gas", zone_id="Z3-04")
+    feed.sensor("gas-9", "gas", zone_id="Z3-05")
+    eng = _engine(db, city_model)
+    leak = {"ch4_lel_pct": 35, "co_ppm": 5}
+    feed.write(0, {"gas-0": leak, "gas-1": leak, "gas-2": {"ch4_lel_pct": 1, "co_ppm": 1},
+                   "gas-9": {"ch4_lel_pct": 1, "co_ppm": 1}})
+    eng.tick(feed.at(1))
+    feed.write(2, {"gas-2": leak})
+    eng.tick(feed.at(3))
+    alerts = _alerts(db)
+    assert [(a.rule, a.entity_kind, a.entity_id) for a in alerts] == [
+        ("gas_leak", "zone", "Z3-04")]
+    assert alerts[0].started_at == feed.at(0)
 
 
 def test_flood_needs_rain_and_drain_level_in_the_same_zone(db, feed, city_model):

@@ -48,7 +48,7 @@ def test_worker_carries_on_after_database_restart(pg_own, broker, topic_prefix, 
         def alerted():
             feed.store.write_rows(conn, [(datetime.now(UTC), feed.ids["gas-2"], None, 50.0,
                                           1.0, *[None] * 6)])
-            return [a.entity_id for a in analytics.list_alerts(conn)] == ["gas-2"]
+            return [a.entity_id for a in analytics.list_alerts(conn)] == ["Z2-02"]
 
         assert _wait(alerted, 30)
     finally:

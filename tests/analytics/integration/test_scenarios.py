@@ -29,7 +29,7 @@ def rig(db, settings, city_model):
 
 @pytest.mark.parametrize(("name", "rule", "entity_kind", "window"), [
     ("building_fire", "fire", "building", 90),
-    ("gas_leak", "gas_leak", "sensor", 90),
+    ("gas_leak", "gas_leak", "zone", 90),
     ("accident", "congestion", "segment", 150),
     ("gateway_outage", "sensor_offline", "gateway", 240),
     ("lakeside_surge", "crowd_density", "zone", 200),

@@ -36,7 +36,7 @@ def test_alerts_worker_process(db, db_url, broker, topic_prefix, feed):
             time.sleep(1)
             alerts = analytics.list_alerts(db)
         assert [(a.rule, a.entity_id, a.zone_id) for a in alerts] == [
-            ("gas_leak", "gas-9", "Z2-05")]
+            ("gas_leak", "Z2-05", "Z2-05")]
         body = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         assert 'citypulse_alerts_total{what="opened"} 1.0' in body
         assert "citypulse_alerts_tick_seconds_count" in body
