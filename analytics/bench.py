@@ -46,8 +46,9 @@ from citypulse.wire.topics import GATEWAY_HEARTBEAT_S
 
 log = logging.getLogger(__name__)
 
-WARMUP_S = 240.0
-DETECT_WINDOW_S = 420.0
+WARMUP_S = 240.0  # engine history before the scored window (offline needs 3 x 60 s)
+LEAD_S = 60.0  # the scored window starts this long before the first incident
+DETECT_WINDOW_S = 300.0  # ... and ends this long after the last one starts
 STEP_S = 1.0
 QUIET_STEP_S = 5.0
 
@@ -169,8 +170,13 @@ def _ids_of_alert(msg: dict) -> set[str]:
 
 def _simulate(sim: Sim, conn: psycopg.Connection, sub: Subscriber, delivery: Delivery,
               city: CityModel, scenario: Any, t_from: float, t_to: float, step: float,
-              progress: Any = None) -> tuple[list[dict], dict]:
-    """Run the virtual clock; return the 'open' alert messages with their timings."""
+              progress: Any = None, fine_from: float | None = None
+              ) -> tuple[list[dict], dict]:
+    """Run the virtual clock; return the 'open' alert messages with their timings.
+
+    Steps are ``QUIET_STEP_S`` long before ``fine_from`` (the warm-up: history for the
+    engine, not scored), ``step`` long after it; tick times are reported for the latter.
+    """
     _reset(conn)
     engine = Engine(conn, load_rules(sim.store.settings.rules_file), delivery, city=city)
     tick_wall: dict[int, float] = {}
@@ -178,7 +184,8 @@ def _simulate(sim: Sim, conn: psycopg.Connection, sub: Subscriber, delivery: Del
     t = t_from
     last_rows = t_from - 1
     while t < t_to:
-        nxt = t + step
+        fine = fine_from is None or t >= fine_from
+        nxt = t + step if fine else min(t + QUIET_STEP_S, fine_from)
         rows = sim.rows(last_rows, nxt, scenario)
         last_rows = nxt
         if rows:
@@ -186,7 +193,8 @@ def _simulate(sim: Sim, conn: psycopg.Connection, sub: Subscriber, delivery: Del
         sim.heartbeats(conn, nxt, scenario)
         w0 = time.monotonic()
         engine.tick(datetime.fromtimestamp(nxt, UTC))
-        tick_ms.append((time.monotonic() - w0) * 1000)
+        if fine:
+            tick_ms.append((time.monotonic() - w0) * 1000)
         tick_wall[int(round(nxt * 1000))] = w0
         t = nxt
         if progress is not None:
@@ -255,10 +263,11 @@ def score_scenario(sim: Sim, conn: psycopg.Connection, sub: Subscriber,
     t_from = start.timestamp() - warmup_s
     last = max((b.start for b in resolved.incidents), default=start.timestamp())
     opened, stats = _simulate(sim, conn, sub, delivery, city, resolved, t_from,
-                              last + window_s, STEP_S, progress)
+                              last + window_s, STEP_S, progress,
+                              fine_from=start.timestamp() - LEAD_S)
     rules = load_rules(sim.store.settings.rules_file)
     hold = {r.id: r.for_s for r in rules.rules}
-    return {**_score(expected, resolved, opened, start.timestamp() - 60, hold), **stats,
+    return {**_score(expected, resolved, opened, start.timestamp() - LEAD_S, hold), **stats,
             **_floor(resolved, rules), "opened": opened}
 
 
