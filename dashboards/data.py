@@ -451,10 +451,10 @@ def ingest_health(conn: psycopg.Connection, since: datetime) -> dict[str, Any]:
            WHERE gap > 0""", (since,)).fetchone()
     (offline,) = conn.execute(
         "SELECT count(*) FROM citypulse.sensor_status WHERE status = 'offline'").fetchone()
+    # gateways offline: analytics decides (heartbeats, silent sensors) and opens an alert
     (gw_off,) = conn.execute(
-        """SELECT count(DISTINCT s.gateway_id) FROM citypulse.sensor_status st
-           JOIN citypulse.sensors s ON s.sensor_id = st.sensor_id
-           WHERE st.status = 'offline' AND s.gateway_id IS NOT NULL""").fetchone()
+        """SELECT count(*) FROM citypulse.alerts
+           WHERE entity_kind = 'gateway' AND status <> 'resolved'""").fetchone()
     (latest,) = conn.execute("SELECT max(time) FROM citypulse.raw WHERE time >= %s",
                              (since,)).fetchone()
     lag = (datetime.now(UTC) - latest).total_seconds() if latest else None
