@@ -439,7 +439,7 @@ class Engine:
         return self._sensor_findings(
             df, r_ >= lim, r_ < lim * rule.clear_ratio,
             lambda r: {"metric": rule.metric, "rate_per_min": r["rate"], "limit": lim,
-                       "value": r[slot], "over_s": rule.over_s}, open_keys)
+                       "value": r[slot], "over_s": rule.over_s}, open_keys, rule.group_by)
 
     def _share(self, rule: RateRule, slot: str, share: float, g: pl.DataFrame,
                cur: pl.DataFrame, open_keys: set) -> Evaluation:
@@ -828,11 +828,15 @@ class Engine:
         return opened, resolved
 
     # --- supersession: one open alert per incident -------------------------------------------
+    def _covers(self, kind: str, ent: str, scope: Any, low_kind: str, low_ent: str) -> bool:
+        downstream = self.city.succ.get(low_ent, ()) if low_kind == "segment" else ()
+        return _covers(kind, ent, scope, low_kind, low_ent, downstream)
+
     def _superseding(self, rule_id: str, kind: str, ent: str) -> dict | None:
         """An open alert of a higher rule covering (rule_id, kind, ent), or None."""
         for (hr, hk, he), h in self._open.items():
-            if rule_id in self._supersedes.get(hr, ()) and _covers(hk, he, h["scope"], kind,
-                                                                   ent):
+            if rule_id in self._supersedes.get(hr, ()) and self._covers(hk, he, h["scope"],
+                                                                        kind, ent):
                 return h
         return None
 
@@ -844,7 +848,7 @@ class Engine:
         if not lows:
             return started, f.evidence
         taken = sorted(((lr, a) for (lr, lk, le), a in self._open.items()
-                        if lr in lows and _covers(kind, ent, f.scope, lk, le)),
+                        if lr in lows and self._covers(kind, ent, f.scope, lk, le)),
                        key=lambda x: x[1]["started_at"])
         if not taken:
             return started, f.evidence
@@ -865,7 +869,8 @@ class Engine:
             if not lows:
                 continue
             for (lr, lk, le), a in open_alerts.items():
-                if lr in lows and a["id"] not in done and _covers(hk, he, h["scope"], lk, le):
+                if lr in lows and a["id"] not in done and self._covers(hk, he, h["scope"], lk,
+                                                                       le):
                     done.add(a["id"])
                     if self._resolve(a["id"], "supersede",
                                      f"superseded by alert {h['id']} ({hr})", now):
@@ -910,14 +915,23 @@ def _expr_op(c: pl.Expr, op: str, val: float) -> pl.Expr:
     return f(c, val)
 
 
-def _covers(kind: str, ent: str, scope: Any, low_kind: str, low_ent: str) -> bool:
+def _covers(kind: str, ent: str, scope: Any, low_kind: str, low_ent: str,
+            downstream: Any = ()) -> bool:
     """Whether an alert on (kind, ent) with ``scope`` concerns the place of (low_kind, low_ent).
 
     Same entity, or the lower entity is a member of the scope (``"kind:id"`` or plain id).
+    A road segment is also covered when a segment just downstream of it is: a queue growing
+    upstream is the same incident, not a new one.
     """
-    members = scope or ()
-    return ((kind, ent) == (low_kind, low_ent) or low_ent in members
-            or f"{low_kind}:{low_ent}" in members)
+    members = set(scope or ())
+    if (kind, ent) == (low_kind, low_ent) or low_ent in members \
+            or f"{low_kind}:{low_ent}" in members:
+        return True
+    if low_kind != "segment":
+        return False
+    if kind == "segment":
+        members.add(ent)
+    return any(d in members or f"segment:{d}" in members for d in downstream)
 
 
 def _title(rule: Any, kind: str, ent: str) -> str:

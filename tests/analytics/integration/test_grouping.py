@@ -75,5 +75,5 @@ def test_city_wide_storm_gives_one_alert_with_scope(db, feed, city_model):
     alerts = lifecycle.list_alerts(db, open_only=False)
     assert [(a.rule, a.entity_kind, a.entity_id) for a in alerts] == [
         ("heavy_rain", "city", "city")]
-    assert sorted(alerts[0].scope) == sorted(f"sensor:{g}" for g in gauges)
+    assert sorted(alerts[0].scope) == sorted(f"zone:{z}" for z in zones)  # grouped by zone
     assert alerts[0].evidence["entities"] == 8

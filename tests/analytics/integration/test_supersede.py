@@ -6,6 +6,8 @@ collapsed segment is in the queue's scope).  Real PostgreSQL through the ``feed`
 
 from __future__ import annotations
 
+import pytest
+
 from analytics import lifecycle
 from analytics.engine import Engine
 from analytics.rules import load_rules
@@ -113,10 +115,14 @@ def test_congestion_supersedes_the_speed_collapse_in_its_queue(db, feed, city_mo
     assert [e["action"] for e in lifecycle.events(db, collapse.id)] == ["open", "supersede"]
 
 
-def test_open_congestion_suppresses_collapse_on_covered_segments_only(db, feed, city_model):
+@pytest.mark.parametrize("where", ["inside the queue", "just upstream of the queue"])
+def test_open_congestion_suppresses_collapse_on_covered_segments_only(db, feed, city_model,
+                                                                      where):
+    """A collapse in the queue, or just upstream (the queue growing), is the same incident."""
     head, up1, up2, other = _chain(city_model)
-    segs = (head, up1, up2, other)
-    traffic = _radars(feed, city_model, segs)
+    up3 = city_model.pred[up2][0]
+    hit = up1 if where == "inside the queue" else up3
+    traffic = _radars(feed, city_model, (head, up1, up2, up3, other))
     eng = _engine(db, city_model)
 
     # slow congestion on the chain (speed 30% of free flow: index 0.7, no sudden collapse)
@@ -125,8 +131,8 @@ def test_open_congestion_suppresses_collapse_on_covered_segments_only(db, feed, 
         eng.tick(feed.at(s + 1))
     assert _open(db) == [("congestion", "segment", head)]
     assert sorted(_by_rule(db, "congestion")[0].scope) == sorted([head, up1, up2])
-    # a collapse inside the queue (0.3 -> 0.02 of free flow) and one on another road
-    traffic(90, {head: 0.3, up1: 0.02, up2: 0.3, other: 0.02})
+    # a collapse (0.3 -> 0.02 of free flow) there, and one on another road
+    traffic(90, {head: 0.3, up1: 0.3, up2: 0.3, hit: 0.02, other: 0.02})
     for s in (91, 93, 95):
         eng.tick(feed.at(s))
     assert sorted(_open(db)) == [("congestion", "segment", head),
