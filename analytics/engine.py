@@ -151,7 +151,7 @@ class Engine:
         self.meta: pl.DataFrame | None = None
         self._meta_at = 0.0
         self.latest = pl.DataFrame(schema=_RAW_SCHEMA)
-        self.history = pl.DataFrame(schema=_RAW_SCHEMA)
+        self.history: dict[str, pl.DataFrame] = {}  # kind -> recent readings, rate rules
         self.fetched_to_ms: int | None = None
         self.started_ms: int | None = None
         self.on_since: dict[tuple[str, str, str], int] = {}
@@ -167,8 +167,9 @@ class Engine:
         self.stats = {"ticks": 0, "rows": 0, "opened": 0, "resolved": 0, "escalated": 0,
                       "tick_ms": 0.0}
         rate_rules = rules.of_type("rate_of_change")
-        self.history_ms = int(max((r.over_s for r in rate_rules), default=0) * 1000) + 30_000
-        self.history_kinds = sorted({r.kind for r in rate_rules})
+        self.history_ms_of = {k: int(max(r.over_s for r in rate_rules if r.kind == k) * 1000)
+                              + 30_000 for k in {r.kind for r in rate_rules}}
+        self.history_ms = max(self.history_ms_of.values(), default=0)
 
     # --- inputs ---------------------------------------------------------------------------
     def load_meta(self) -> pl.DataFrame:
@@ -250,12 +251,18 @@ class Engine:
         if len(new):
             self.latest = (pl.concat([self.latest, new]).sort("t")
                            .unique(subset="sensor", keep="last"))
-            if self.history_kinds and self.meta is not None:
-                ids = self.meta.filter(pl.col("kind").is_in(self.history_kinds))["id"]
-                h = new.filter(pl.col("sensor").is_in(ids.implode()))
-                self.history = pl.concat([self.history, h]).unique(subset=["sensor", "t"])
-        if self.history_kinds:
-            self.history = self.history.filter(pl.col("t") > now_ms - self.history_ms)
+        # history per kind, each as long as its longest rate rule needs; the fetch holds every
+        # reading in (lo, now], so it replaces that slice (late rows included, none twice)
+        for kind, span in self.history_ms_of.items():
+            old = self.history.get(kind)
+            keep = (old.filter((pl.col("t") <= lo) & (pl.col("t") > now_ms - span))
+                    if old is not None else None)
+            h = new
+            if self.meta is not None and len(new):
+                ids = self.meta.filter(pl.col("kind") == kind)["id"]
+                h = new.filter(pl.col("sensor").is_in(ids.implode())
+                               & (pl.col("t") > now_ms - span))
+            self.history[kind] = pl.concat([keep, h]) if keep is not None else h
         return len(new)
 
     # --- the tick ---------------------------------------------------------------------------
@@ -417,7 +424,8 @@ class Engine:
     def _rate(self, rule: RateRule, cur: pl.DataFrame, now_ms: int, open_keys: set
               ) -> Evaluation:
         slot = _slot(rule.kind, rule.metric)
-        h = self.history.filter((pl.col("t") >= now_ms - int(rule.over_s * 1000))
+        h = self.history.get(rule.kind, pl.DataFrame(schema=_RAW_SCHEMA)).filter(
+            (pl.col("t") >= now_ms - int(rule.over_s * 1000))
                                 & pl.col(slot).is_not_null())
         if h.is_empty():
             return Evaluation()
