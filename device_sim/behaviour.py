@@ -35,6 +35,13 @@ FIRE_ALARM_SMOKE_PCT = 3.0  # photoelectric detector alarm level (%/m obscuratio
 GAS_ALARM_CH4_LEL_PCT = 20.0  # gas detector level-1 alarm (% LEL) ...
 GAS_ALARM_CO_PPM = 100.0  # ... or CO
 TRAFFIC_ALARM_SPEED_SHARE = 0.25  # incident-detecting radar: speed below this share of free flow
+# People counter inflow alarm: entries in one reporting interval reaching this share of the
+# counter's crowd capacity.  A normal day's entries are about cap * profile * per / 1800
+# (profile <= ~2: <= 1.7% of cap per 15 s; the busiest zone counters reach ~3%, gates with
+# their small counts ~6% by chance), so 10% never trips on a normal day, while a surge's
+# extra arrivals (cap * profile * (factor - 1) / ramp a second) cross it within seconds
+# (lakeside, 8x over 3 min: ~2 s on a holiday evening, ~4 s on a working-day evening).
+INFLOW_ALARM_SHARE = 0.1
 
 # bad-message codes (deliberately injected, to exercise dead letters)
 BAD_NONE, BAD_RANGE, BAD_METRIC, BAD_VALUE, BAD_JSON = 0, 1, 2, 3, 4
@@ -132,9 +139,14 @@ def traffic_profile(t: np.ndarray) -> np.ndarray:
     return np.where(dk == 0, weekday, weekend) * np.where((h < 5) | (h > 23), 0.5, night)
 
 
-def crowd_profile(t: np.ndarray, zone_type: np.ndarray) -> np.ndarray:
-    """Share of a zone's crowd capacity present, by zone type and time."""
-    h, dk = local_hour(t), day_kind(t)
+def crowd_profile(t: np.ndarray, zone_type: np.ndarray, dk: np.ndarray | None = None
+                  ) -> np.ndarray:
+    """Share of a zone's crowd capacity present, by zone type and time.
+
+    ``dk`` overrides the day kind (0 working day, 1 weekend, 2 holiday) of ``t``.
+    """
+    h = local_hour(t)
+    dk = day_kind(t) if dk is None else dk
     free = dk > 0
     lakeside = 0.04 + 0.55 * _bump(h, 19.5, 1.8) + np.where(free, 0.35 * _bump(h, 15, 3), 0)
     lakeside = lakeside * np.where(dk == 2, 1.6, np.where(free, 1.25, 1.0))
@@ -331,8 +343,23 @@ def _scheduled(fleet: Fleet, pos: np.ndarray, a: np.ndarray | float, b: np.ndarr
     return idx, k, fleet.phase[idx] + k * fleet.period[idx]
 
 
+def crowd_capacity(fleet: Fleet, idx: np.ndarray) -> np.ndarray:
+    """The crowd a people counter's area holds at profile 1 (persons; NaN for other kinds).
+
+    150 at a gate, 4,000 at the lakeside, 1,500 elsewhere, times the sensor's scale.
+    """
+    zt = fleet.zone_type[idx]
+    cap = np.where(fleet.role[idx] == "gate", 150.0,
+                   np.where(np.char.find(zt, "lakeside") >= 0, 4000.0, 1500.0))
+    return np.where(fleet.kind[idx] == KIND_CODE["people"], cap * fleet.scale[idx], np.nan)
+
+
 def alarm_state(fleet: Fleet, idx: np.ndarray, values: dict[str, np.ndarray]) -> np.ndarray:
-    """Whether each reading is in an alarm state (fire alarm, gas level, traffic collapse)."""
+    """Whether each reading is in an alarm state.
+
+    Fire alarm, gas level, traffic collapse, or a people counter's inflow alarm (entries in
+    the interval at least ``INFLOW_ALARM_SHARE`` of its crowd capacity).
+    """
     kind = fleet.kind[idx]
     with np.errstate(invalid="ignore"):
         fire = (kind == KIND_CODE["fire"]) & (values["alarm"] >= 1)
@@ -340,7 +367,9 @@ def alarm_state(fleet: Fleet, idx: np.ndarray, values: dict[str, np.ndarray]) ->
                                             | (values["co_ppm"] >= GAS_ALARM_CO_PPM))
         traffic = (kind == KIND_CODE["traffic"]) & (
             values["speed_kmh"] < TRAFFIC_ALARM_SPEED_SHARE * fleet.free_flow[idx])
-    return fire | gas | traffic
+        people = (kind == KIND_CODE["people"]) & (
+            values["entries"] >= INFLOW_ALARM_SHARE * crowd_capacity(fleet, idx))
+    return fire | gas | traffic | people
 
 
 def _alarm_at(fleet: Fleet, idx: np.ndarray, k: np.ndarray, t: np.ndarray,
@@ -500,11 +529,10 @@ def base_values(fleet: Fleet, idx: np.ndarray, k: np.ndarray, t: np.ndarray
     if len(rows):
         i = idx[rows]
         zt = fleet.zone_type[i]
-        gate = fleet.role[i] == "gate"
-        cap = np.where(gate, 150.0, np.where(np.char.find(zt, "lakeside") >= 0, 4000.0, 1500.0))
-        cap = cap * fleet.scale[i]
+        cap = crowd_capacity(fleet, i)
         now = crowd_profile(t[rows], zt)
-        before = crowd_profile(t[rows] - per[rows], zt)
+        # the change within the day: the day kind's step at midnight is no crowd walking in
+        before = crowd_profile(t[rows] - per[rows], zt, day_kind(t[rows]))
         count = _poisson_like(cap * now, z1[rows])
         turnover = cap * now * per[rows] / 1800.0
         d = cap * (now - before)

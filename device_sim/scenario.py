@@ -373,16 +373,21 @@ class Resolved:
             return hit[1]
         sensors: set[str] = set()
         segments: set[str] = set()
+        zones: set[str] = set()
         for b in self.incidents:
             if b.type in ("building_fire", "gas_leak"):
                 sensors |= b.sensors
             elif b.type == "traffic_accident":
                 segments |= b.segments | b.queue
+            elif b.type == "crowd_surge":
+                zones |= b.zones  # the zone's people counters: inflow alarm
         mask = np.isin(fleet.sensor_id, list(sensors)) & np.isin(
             fleet.kind, [KIND_CODE["fire"], KIND_CODE["gas"]])
         if segments:
             mask |= (fleet.kind == KIND_CODE["traffic"]) & np.isin(fleet.segment_id,
                                                                     list(segments))
+        if zones:
+            mask |= (fleet.kind == KIND_CODE["people"]) & np.isin(fleet.zone_id, list(zones))
         pos = np.flatnonzero(mask)
         self._cache["alarm"] = (fleet, pos)
         return pos
@@ -436,10 +441,20 @@ class Resolved:
             elif b.type == "crowd_surge":
                 on = live & (kinds == KIND_CODE["people"]) & np.isin(fleet.zone_id[idx],
                                                                      list(b.zones))
-                f = 1 + (b.incident.factor - 1) * inten
-                for m in ("people_count", "entries"):
-                    v[m] = np.where(on, np.minimum(np.round(v[m] * f), 20_000 if m == "entries"
-                                                   else 200_000), v[m])
+                # The count grows by (f(t) - 1) * count over the ramp; those extra people
+                # entered.  The inflow is the count's derivative: it steps up at the onset
+                # (the derivative of a ramp is a step) and falls back when the count stops
+                # growing, so entries in the interval = the normal entries + the arrivals
+                # base_count * (f(t) - f(t - per)).  Inflow leads; density lags.  Exits are
+                # unchanged (the fade after the end is the crowd dispersing slowly).
+                grow = b.incident.factor - 1
+                f = 1 + grow * inten
+                f_before = 1 + grow * b.intensity(tb - fleet.period[idx])
+                base = v["people_count"]
+                arrived = np.round(np.maximum(base * (f - f_before), 0))
+                v["people_count"] = np.where(on, np.minimum(np.round(base * f), 200_000), base)
+                v["entries"] = np.where(on, np.minimum(v["entries"] + arrived, 20_000),
+                                        v["entries"])
             elif b.type == "flash_flood":
                 sid = fleet.sensor_id[idx]
                 on = (kinds == KIND_CODE["water"]) & np.isin(sid, list(b.sensors))

@@ -7,10 +7,13 @@ import shapely
 
 from device_sim.behaviour import (
     BAD_NONE,
+    INFLOW_ALARM_SHARE,
     KIND_CODE,
     Faults,
+    alarm_state,
     base_values,
     check_ranges,
+    crowd_capacity,
     due,
     readings,
 )
@@ -143,3 +146,26 @@ def test_device_faults(fleet):
     dead = readings(fleet, idx, k, np.full(len(t), at(MON.format("22"))),
                     faults=Faults(battery=1.0))
     assert len(dead) < 0.1 * len(idx)  # weak batteries died during the day
+
+
+def test_no_inflow_alarm_on_a_normal_holiday_evening(fleet):
+    ppl = fleet.subset(np.flatnonzero(fleet.kind == KIND_CODE["people"]))
+    # the National Day evening at the lakeside, its busiest time of the year, plus midnight
+    # (the holiday's step in the day profile is no crowd walking in)
+    for t0, seconds in ((at("2026-10-01T17:00:00+08:00"), 5 * 3600),
+                        (at("2026-09-30T23:50:00+08:00"), 1200)):
+        b = window(ppl, t0, seconds)
+        lake = np.char.find(ppl.zone_type[b.idx], "lakeside") >= 0
+        assert lake.sum() > 1000
+        assert not alarm_state(ppl, b.idx, b.values).any()
+        share = b.values["entries"] / crowd_capacity(ppl, b.idx)
+        zone = ppl.role[b.idx] == "zone"
+        # zone counters stay far below the alarm share; gates' small counts are noisier
+        assert share[zone].max() < 0.4 * INFLOW_ALARM_SHARE
+        assert share.max() < 0.8 * INFLOW_ALARM_SHARE
+    # while a counter whose entries reach the share is in alarm
+    i = np.flatnonzero(ppl.role == "zone")[:1]
+    v = base_values(ppl, i, np.zeros(1, np.int64), np.array([t0]))
+    assert not alarm_state(ppl, i, v).any()
+    v["entries"] = INFLOW_ALARM_SHARE * crowd_capacity(ppl, i)
+    assert alarm_state(ppl, i, v).all()

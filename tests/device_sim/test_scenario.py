@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from device_sim import scenario as sc
-from device_sim.behaviour import due, readings
+from device_sim.behaviour import (
+    INFLOW_ALARM_SHARE,
+    KIND_CODE,
+    base_values,
+    crowd_capacity,
+    due,
+    readings,
+)
 from device_sim.run import SCENARIO_DIR, resolve_scenario
 
 from .conftest import SEED
@@ -172,3 +179,61 @@ def test_accident_speed_collapses_within_seconds(deployment, fleet, city):
     low = on & (r.values["speed_kmh"] <= 0.25 * fleet.free_flow[r.idx]) & (
         r.ts_ms / 1000 - b.start < 5)
     assert set(r.idx[low]) == set(r.idx[on])
+
+
+def _surge_counters(res, fleet, role="zone"):
+    (b,) = res.incidents
+    return b, np.flatnonzero((fleet.kind == KIND_CODE["people"]) & (fleet.role == role)
+                             & np.isin(fleet.zone_id, list(b.zones)))
+
+
+def test_surge_inflow_steps_up_at_the_onset_while_the_count_ramps(deployment, fleet, city):
+    res = sc.load(resolve_scenario("lakeside_surge")).resolve(deployment, start=START,
+                                                              city=city, seed=SEED)
+    b, pos = _surge_counters(res, fleet)
+    assert len(pos) >= 2
+    k = np.full(len(pos), 40, np.int64)  # same noise draw at every time: only t differs
+
+    def at(dt):
+        v = base_values(fleet, pos, k, np.full(len(pos), b.start + dt))
+        res.apply(fleet, pos, np.full(len(pos), b.start + dt), v)
+        return v["people_count"].sum(), v["entries"].sum()
+
+    count0, in0 = at(-1)
+    count1, in1 = at(20)  # 20 s into the 3 min ramp (past one 15 s reporting interval)
+    count2, in2 = at(170)  # near its end
+    count3, in3 = at(b.incident.ramp + 60)  # full, no longer growing
+    ramp, per = b.incident.ramp, fleet.period[pos].mean()
+    # the count ramps: 1 + 7 x 20/180 = 1.8x, then 1 + 7 x 170/180 = 7.6x
+    assert 1.6 * count0 < count1 < 2.0 * count0 and count2 > 7 * count0
+    # the inflow steps up at once and stays up while the count grows: the arrivals in an
+    # interval are base count x (factor - 1) x per / ramp, 35x the normal inflow here
+    arrivals = count0 * (b.incident.factor - 1) * per / ramp
+    assert in1 > 10 * in0 and in1 == pytest.approx(in0 + arrivals, rel=0.05)
+    assert in2 == pytest.approx(in1, rel=0.05)
+    # once the zone is full, people come and go as usual
+    assert in3 < 2 * in0
+
+
+def test_surge_counters_report_the_inflow_at_once_not_on_schedule(deployment, fleet, city):
+    # the scenario's own start: a holiday evening, the lakeside full (profile ~1.1): the
+    # arrivals cross the alarm share in share / (profile x (factor - 1) / ramp) ~ 2.3 s
+    res = sc.load(resolve_scenario("lakeside_surge")).resolve(deployment, city=city,
+                                                              seed=SEED)
+    b, pos = _surge_counters(res, fleet)
+    assert set(pos) <= set(res.alarm_candidates(fleet))
+    # windows of 1 s, as a running simulator sends them
+    sent = [due(fleet, b.start - 30 + i, b.start - 29 + i, res) for i in range(60)]
+    idx = np.concatenate([x[0] for x in sent])
+    k = np.concatenate([x[1] for x in sent])
+    t = np.concatenate([x[2] for x in sent])
+    r = readings(fleet, idx, k, t, scenario=res)
+    on = np.isin(r.idx, pos)
+    alarm = on & (r.values["entries"] >= INFLOW_ALARM_SHARE * crowd_capacity(fleet, r.idx))
+    ts = r.ts_ms / 1000 - b.start
+    assert not alarm[ts < 0].any()
+    # every zone counter of the surge zone sends its inflow alarm within 3 s of the onset
+    # (their schedule is 15 s), while the count has risen just ~10%
+    first = {i: ts[alarm & (r.idx == i)].min() for i in pos}
+    assert all(0 < x < 3 for x in first.values()), first
+    assert r.values["entries"][alarm & (ts < 3)].min() >= 150  # analytics' min_value: 100

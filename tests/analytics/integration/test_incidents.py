@@ -92,7 +92,8 @@ def test_crowd_density_above_zone_limit(db, feed, city_model):
     for s in range(2, 16, 2):
         feed.write(s, {"ppl-1": {"people_count": 25000}, "ppl-2": {"people_count": 4000}})
         eng.tick(feed.at(s + 0.5))
-    # a 5x jump in 2 s is also a surge (crowd_surge, warning, same zone); density is critical
+    # the count alone jumping (no inflow reported) is no crowd_surge (that rule is on the
+    # inflow); density is critical
     assert {(a.entity_kind, a.entity_id) for a in _alerts(db)} == {("zone", zone)}
     alerts = [a for a in _alerts(db) if a.rule != "crowd_surge"]
     assert [(a.rule, a.entity_kind, a.entity_id) for a in alerts] == [
@@ -219,17 +220,33 @@ def test_sudden_speed_collapse_alerts_at_once_slow_congestion_does_not(db, feed,
     assert [a.entity_id for a in _alerts(db) if a.rule == "speed_collapse"] == ["S-acc"]
 
 
-def test_crowd_surge_on_a_sudden_rise_of_a_large_count_only(db, feed, city_model):
-    feed.sensor("ppl-big", "people", zone_id="Z1-01", role="zone")
-    feed.sensor("ppl-small", "people", zone_id="Z1-02", role="zone")
-    eng = _engine(db, city_model, parse_rules(
-        "rules:\n  - id: crowd_surge\n    type: rate_of_change\n    severity: warning\n"
-        "    kind: people\n    metric: people_count\n    rise_share: 0.5\n"
-        "    min_value: 1000\n    over_s: 60\n    group_by: zone_id\n"))
+def test_crowd_surge_on_a_jump_of_a_zone_s_inflow_only(db, feed, city_model):
+    # the shipped rule: a zone counter's entries 4x the lowest of the last 60 s, and >= 100
+    for sid, zone, role in (("ppl-big", "Z1-01", "zone"), ("ppl-small", "Z1-02", "zone"),
+                            ("ppl-count", "Z1-03", "zone"), ("ppl-gate", "Z1-04", "gate")):
+        feed.sensor(sid, "people", zone_id=zone, role=role)
+    eng = _engine(db, city_model)
+    calm = {"ppl-big": {"people_count": 4000, "entries": 40},
+            "ppl-small": {"people_count": 300, "entries": 10},
+            "ppl-count": {"people_count": 2000, "entries": 30},
+            "ppl-gate": {"people_count": 100, "entries": 5}}
     for s in range(0, 60, 15):
-        feed.write(s, {"ppl-big": {"people_count": 2000}, "ppl-small": {"people_count": 20}})
+        feed.write(s, calm)
         eng.tick(feed.at(s + 1))
-    feed.write(60, {"ppl-big": {"people_count": 3200}, "ppl-small": {"people_count": 60}})
+    assert _alerts(db) == []
+    # inflow steps up at the onset while the count has barely moved: the leading indicator
+    feed.write(60, {"ppl-big": {"people_count": 4200, "entries": 400},
+                    # 9x, but a small inflow (below min_value): noise, not a surge
+                    "ppl-small": {"people_count": 320, "entries": 90},
+                    # the count alone rising 60% with a normal inflow: no surge
+                    "ppl-count": {"people_count": 3200, "entries": 35},
+                    # gate counters are not selected
+                    "ppl-gate": {"people_count": 150, "entries": 800}})
     eng.tick(feed.at(61))
-    assert [(a.rule, a.entity_kind, a.entity_id) for a in _alerts(db)] == [
-        ("crowd_surge", "zone", "Z1-01")]
+    alerts = _alerts(db)
+    assert [(a.rule, a.entity_kind, a.entity_id, a.severity) for a in alerts] == [
+        ("crowd_surge", "zone", "Z1-01", "warning")]
+    assert alerts[0].started_at == feed.at(60)
+    assert alerts[0].evidence["metric"] == "entries"
+    assert alerts[0].evidence["value"] == 400
+    assert alerts[0].evidence["change_share"] == 9.0

@@ -1,7 +1,8 @@
 """One open alert per incident: a higher rule's alert supersedes a lower one for the same place.
 
-crowd_density supersedes crowd_surge (same zone); congestion supersedes speed_collapse (the
-collapsed segment is in the queue's scope).  Real PostgreSQL through the ``feed`` fixture.
+crowd_density supersedes crowd_surge (same zone: the inflow jump that led to it); congestion
+supersedes speed_collapse (the collapsed segment is in the queue's scope).  Real PostgreSQL
+through the ``feed`` fixture.
 """
 
 from __future__ import annotations
@@ -55,18 +56,18 @@ def test_density_supersedes_the_surge_of_the_same_zone(db, feed, city_model):
     zone = next(z for z, v in city_model.zones.items() if v["zone_type"] == "plaza")
     feed.sensor("ppl-1", "people", zone_id=zone, role="zone")  # covers 10,000 m2
     eng = _engine(db, city_model)
-    for s in range(0, 60, 15):  # 0.3 persons/m2: calm
-        feed.write(s, {"ppl-1": {"people_count": 3000}})
+    for s in range(0, 60, 15):  # 0.3 persons/m2, 30 people walking in per 15 s: calm
+        feed.write(s, {"ppl-1": {"people_count": 3000, "entries": 30}})
         eng.tick(feed.at(s + 1))
     assert _open(db) == []
-    # a surge to 1.2 persons/m2 (a 4x jump, still below the plaza limit 1.5): warning
-    feed.write(60, {"ppl-1": {"people_count": 12000}})
+    # the inflow jumps 30x (a surge's leading indicator) while the count has barely risen
+    feed.write(60, {"ppl-1": {"people_count": 3300, "entries": 900}})
     eng.tick(feed.at(61))
     assert _open(db) == [("crowd_surge", "zone", zone)]
     surge = _by_rule(db, "crowd_surge")[0]
     # the crowd keeps coming: 2 persons/m2 for longer than the density rule's for_s (10 s)
     for s in range(64, 90, 2):
-        feed.write(s, {"ppl-1": {"people_count": 20000}})
+        feed.write(s, {"ppl-1": {"people_count": 20000, "entries": 900}})
         eng.tick(feed.at(s + 0.5))
         assert len(lifecycle.list_alerts(db)) == 1  # never two open alerts for the zone
     assert _open(db) == [("crowd_density", "zone", zone)]
@@ -80,7 +81,7 @@ def test_density_supersedes_the_surge_of_the_same_zone(db, feed, city_model):
     assert trail[-1]["note"] == f"superseded by alert {density.id} (crowd_density)"
     # evidence refreshes (every 30 s) keep the history; the surge does not come back
     for s in range(90, 160, 5):
-        feed.write(s, {"ppl-1": {"people_count": 20000 + s}})
+        feed.write(s, {"ppl-1": {"people_count": 20000 + s, "entries": 900}})
         eng.tick(feed.at(s + 0.5))
     density = lifecycle.get_alert(db, density.id)
     assert density.evidence["supersedes"][0]["id"] == surge.id
