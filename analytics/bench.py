@@ -7,14 +7,16 @@ scenario, ``recall``, ``precision``, ``p50_ms``, ``p95_ms`` (incident start in t
 file -> alert received by an MQTT subscriber), ``detect_p50_ms``/``detect_p95_ms``
 (the condition true in the data for the rule's ``for_s`` hold -> alert received: the
 engine's own delay, without the incident's ramp-up and the rules' hold times; for ``offline``
-it includes the 3 x interval silence that defines the condition), alerts, false alerts,
-and for a gateway outage ``latency_floor_ms``/``latency_floor_why`` (the least latency the
-offline rule's definition allows, ``silence_required_ms``); plus ``quiet``: false alerts in a quiet period (default
+it includes the 3-heartbeat silence that defines a dark gateway), ``by_incident`` (each
+incident's latency and first rule), alerts, false alerts, and for a gateway outage
+``latency_floor_ms``/``latency_floor_why`` (the least latency the offline rule's definition
+allows, ``silence_required_ms``); plus ``quiet``: false alerts in a quiet period (default
 one simulated hour).
 
 How: a private PostgreSQL and Mosquitto are started; the simulator's behaviour model
 generates every sensor's readings (device_sim.behaviour, incidents applied by the scenario)
-on a virtual clock in 1 s steps, written with ``Store.write_rows`` (the collector is measured
+on a virtual clock (5 s steps to warm up, 1 s steps from 60 s before the first incident),
+written with ``Store.write_rows`` with the gateways' heartbeats (the collector is measured
 by ``bench ingest``); after each step the engine ticks at that virtual time and publishes
 over the real broker.  Latency = virtual time from the incident start to the tick that
 opened the alert + the wall time from that tick's start to the MQTT subscriber's receipt.
@@ -219,6 +221,7 @@ def _score(expected: list, resolved: Any, opened: list[dict], warm_end: float,
     lat, det = [], []
     matched_alerts: set[int] = set()
     hits = 0
+    each: list[dict] = []
     for exp, b in zip(expected, sorted(resolved.incidents, key=lambda x: (x.start, x.type)),
                       strict=False):
         ids = set(exp.entity_ids) | set(exp.sensor_ids) | set(b.sensors) | set(b.segments) \
@@ -227,6 +230,7 @@ def _score(expected: list, resolved: Any, opened: list[dict], warm_end: float,
         found = [m for m in opened if _ids_of_alert(m) & ids
                  and start - 60 <= m["_virtual_s"] <= exp.end.timestamp() + 900]
         matched_alerts |= {m["id"] for m in found}
+        each.append({"incident": exp.incident_type, "latency_ms": None, "rule": None})
         if found:
             hits += 1
             first = min(found, key=lambda m: m["_virtual_s"])
@@ -235,6 +239,7 @@ def _score(expected: list, resolved: Any, opened: list[dict], warm_end: float,
                 first["rule"], 0.0)
             det.append(max(0.0, first["_virtual_s"] - max(due, start)) * 1000
                        + first["_wall_ms"])
+            each[-1].update(latency_ms=round(lat[-1], 1), rule=first["rule"])
     considered = [m for m in opened if m["_virtual_s"] >= warm_end]
     false = [m for m in considered if m["id"] not in matched_alerts]
     return {
@@ -246,6 +251,7 @@ def _score(expected: list, resolved: Any, opened: list[dict], warm_end: float,
         "alerts": len(considered), "false_alerts": len(false),
         "false_sample": [f"{m['rule']}:{m['entity']['kind']}:{m['entity']['id']}"
                          for m in false[:5]],
+        "by_incident": each,
     }
 
 
