@@ -36,12 +36,15 @@ GAS_ALARM_CH4_LEL_PCT = 20.0  # gas detector level-1 alarm (% LEL) ...
 GAS_ALARM_CO_PPM = 100.0  # ... or CO
 TRAFFIC_ALARM_SPEED_SHARE = 0.25  # incident-detecting radar: speed below this share of free flow
 # People counter inflow alarm: entries in one reporting interval reaching this share of the
-# counter's crowd capacity.  A normal day's entries are about cap * profile * per / 1800
-# (profile <= ~2: <= 1.7% of cap per 15 s; the busiest zone counters reach ~3%, gates with
-# their small counts ~6% by chance), so 10% never trips on a normal day, while a surge's
-# extra arrivals (cap * profile * (factor - 1) / ramp a second) cross it within seconds
-# (lakeside, 8x over 3 min: ~2 s on a holiday evening, ~4 s on a working-day evening).
-INFLOW_ALARM_SHARE = 0.1
+# counter's crowd capacity, and at least INFLOW_ALARM_MIN persons.  A normal day's entries
+# are about cap * profile * per / 1800 (profile <= ~2: <= 1.7% of cap per 15 s; the busiest
+# zone counters reach ~3%; gates, cap 150, ~6% = 9 persons by chance), so it never trips on
+# a normal day, while a surge's extra arrivals (cap * profile * (factor - 1) / ramp a
+# second) cross it within seconds (lakeside, 8x over 3 min: ~1 s on a holiday evening,
+# ~2 s on a working-day evening).  The alarm only makes the counter report at once; the
+# alert is analytics' crowd_surge rule.
+INFLOW_ALARM_SHARE = 0.05
+INFLOW_ALARM_MIN = 20.0
 
 # bad-message codes (deliberately injected, to exercise dead letters)
 BAD_NONE, BAD_RANGE, BAD_METRIC, BAD_VALUE, BAD_JSON = 0, 1, 2, 3, 4
@@ -354,11 +357,17 @@ def crowd_capacity(fleet: Fleet, idx: np.ndarray) -> np.ndarray:
     return np.where(fleet.kind[idx] == KIND_CODE["people"], cap * fleet.scale[idx], np.nan)
 
 
+def inflow_alarm_level(fleet: Fleet, idx: np.ndarray) -> np.ndarray:
+    """Entries in one interval at which a people counter's inflow alarm trips (persons)."""
+    return np.maximum(INFLOW_ALARM_SHARE * crowd_capacity(fleet, idx), INFLOW_ALARM_MIN)
+
+
 def alarm_state(fleet: Fleet, idx: np.ndarray, values: dict[str, np.ndarray]) -> np.ndarray:
     """Whether each reading is in an alarm state.
 
     Fire alarm, gas level, traffic collapse, or a people counter's inflow alarm (entries in
-    the interval at least ``INFLOW_ALARM_SHARE`` of its crowd capacity).
+    the interval at least ``INFLOW_ALARM_SHARE`` of its crowd capacity and at least
+    ``INFLOW_ALARM_MIN``).
     """
     kind = fleet.kind[idx]
     with np.errstate(invalid="ignore"):
@@ -368,7 +377,7 @@ def alarm_state(fleet: Fleet, idx: np.ndarray, values: dict[str, np.ndarray]) ->
         traffic = (kind == KIND_CODE["traffic"]) & (
             values["speed_kmh"] < TRAFFIC_ALARM_SPEED_SHARE * fleet.free_flow[idx])
         people = (kind == KIND_CODE["people"]) & (
-            values["entries"] >= INFLOW_ALARM_SHARE * crowd_capacity(fleet, idx))
+            values["entries"] >= inflow_alarm_level(fleet, idx))
     return fire | gas | traffic | people
 
 

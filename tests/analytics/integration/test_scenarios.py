@@ -27,15 +27,19 @@ def rig(db, settings, city_model):
     sub.close()
 
 
-@pytest.mark.parametrize(("name", "rule", "entity_kind", "window"), [
-    ("building_fire", "fire", "building", 90),
-    ("gas_leak", "gas_leak", "zone", 90),
-    ("accident", "congestion", "segment", 150),
-    ("gateway_outage", "sensor_offline", "gateway", 60),
-    ("lakeside_surge", "crowd_density", "zone", 200),
+# goal: incident start -> alert on MQTT in under 5 s; a flash flood's rain builds over 5
+# minutes (drizzle first), so its first alert comes ~50 s in, and only the engine's own delay
+# (condition true -> alert) is held to 5 s
+@pytest.mark.parametrize(("name", "rule", "entity_kind", "window", "goal_ms"), [
+    ("building_fire", "fire", "building", 90, 5000),
+    ("gas_leak", "gas_leak", "zone", 90, 5000),
+    ("accident", "congestion", "segment", 150, 5000),
+    ("gateway_outage", "sensor_offline", "gateway", 60, 5000),
+    ("lakeside_surge", "crowd_density", "zone", 200, 5000),
+    ("flash_flood", "flood_risk", "zone", 240, None),
 ])
 def test_scenario_raises_exactly_the_expected_alert(rig, db, city_model, name, rule,
-                                                    entity_kind, window):
+                                                    entity_kind, window, goal_ms):
     sim, sub, delivery = rig
     score = score_scenario(sim, db, sub, delivery, city_model, SCENARIOS / f"{name}.yaml",
                            warmup_s=90, window_s=window)
@@ -44,6 +48,4 @@ def test_scenario_raises_exactly_the_expected_alert(rig, db, city_model, name, r
     kinds = {(m["rule"], m["entity"]["kind"]) for m in score["opened"]}
     assert (rule, entity_kind) in kinds, kinds
     assert score["detect_p95_ms"] < 5000, score
-    if rule == "sensor_offline":  # a dark gateway: 3 heartbeats (1 s each) of silence
-        assert score["p95_ms"] < 5000, score
-    assert score["p95_ms"] < window * 1000
+    assert score["p95_ms"] < (goal_ms or window * 1000), score
