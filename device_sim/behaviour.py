@@ -45,6 +45,11 @@ TRAFFIC_ALARM_SPEED_SHARE = 0.25  # incident-detecting radar: speed below this s
 # alert is analytics' crowd_surge rule.
 INFLOW_ALARM_SHARE = 0.05
 INFLOW_ALARM_MIN = 20.0
+# Water: a rain gauge's heavy-rain alarm (intensity, as event-reporting ALERT-style gauges
+# send at once) and a drain monitor's high-level alarm (m above invert).  Background showers
+# stay under ~4 mm/h and drains under ~0.3 m, so neither trips without an incident.
+RAIN_ALARM_MM_H = 30.0
+DRAIN_ALARM_LEVEL_M = 1.0
 
 # bad-message codes (deliberately injected, to exercise dead letters)
 BAD_NONE, BAD_RANGE, BAD_METRIC, BAD_VALUE, BAD_JSON = 0, 1, 2, 3, 4
@@ -365,9 +370,9 @@ def inflow_alarm_level(fleet: Fleet, idx: np.ndarray) -> np.ndarray:
 def alarm_state(fleet: Fleet, idx: np.ndarray, values: dict[str, np.ndarray]) -> np.ndarray:
     """Whether each reading is in an alarm state.
 
-    Fire alarm, gas level, traffic collapse, or a people counter's inflow alarm (entries in
+    Fire alarm, gas level, traffic collapse, a people counter's inflow alarm (entries in
     the interval at least ``INFLOW_ALARM_SHARE`` of its crowd capacity and at least
-    ``INFLOW_ALARM_MIN``).
+    ``INFLOW_ALARM_MIN``), a rain gauge's heavy-rain alarm or a drain's high-level alarm.
     """
     kind = fleet.kind[idx]
     with np.errstate(invalid="ignore"):
@@ -378,7 +383,10 @@ def alarm_state(fleet: Fleet, idx: np.ndarray, values: dict[str, np.ndarray]) ->
             values["speed_kmh"] < TRAFFIC_ALARM_SPEED_SHARE * fleet.free_flow[idx])
         people = (kind == KIND_CODE["people"]) & (
             values["entries"] >= inflow_alarm_level(fleet, idx))
-    return fire | gas | traffic | people
+        water = (kind == KIND_CODE["water"]) & (
+            (values["rain_mm_h"] >= RAIN_ALARM_MM_H)
+            | ((fleet.role[idx] == "drain") & (values["level_m"] >= DRAIN_ALARM_LEVEL_M)))
+    return fire | gas | traffic | people | water
 
 
 def _alarm_at(fleet: Fleet, idx: np.ndarray, k: np.ndarray, t: np.ndarray,

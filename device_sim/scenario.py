@@ -98,9 +98,15 @@ class CrowdSurge(_Base):
 
 
 class FlashFlood(_Base):
-    """Heavy rain around a place: rain gauges, drains and the lake level rise."""
+    """A cloudburst around a place: rain gauges, drains and the lake level rise.
+
+    The rain arrives with the storm cell's leading edge (``onset``: at full intensity within
+    seconds); drains fill over the ``ramp`` as the runoff reaches them; the lake rises over
+    the whole ``duration`` and drains away slowly afterwards.
+    """
 
     type: Literal["flash_flood"]
+    onset: Seconds | None = 6.0
     radius_m: float = Field(1500, gt=0, le=20_000)
     rain_mm_h: float = Field(90, gt=0, le=400)
     drain_rise_m: float = Field(1.6, gt=0, le=20)
@@ -374,9 +380,12 @@ class Resolved:
         sensors: set[str] = set()
         segments: set[str] = set()
         zones: set[str] = set()
+        water: set[str] = set()
         for b in self.incidents:
             if b.type in ("building_fire", "gas_leak"):
                 sensors |= b.sensors
+            elif b.type == "flash_flood":
+                water |= b.sensors  # rain gauges and drains: heavy-rain / high-level alarms
             elif b.type == "traffic_accident":
                 segments |= b.segments | b.queue
             elif b.type == "crowd_surge":
@@ -388,6 +397,9 @@ class Resolved:
                                                                     list(segments))
         if zones:
             mask |= (fleet.kind == KIND_CODE["people"]) & np.isin(fleet.zone_id, list(zones))
+        if water:
+            mask |= (fleet.kind == KIND_CODE["water"]) & np.isin(fleet.role, ["rain", "drain"]) \
+                & np.isin(fleet.sensor_id, list(water))
         pos = np.flatnonzero(mask)
         self._cache["alarm"] = (fleet, pos)
         return pos
@@ -485,7 +497,8 @@ class Resolved:
                 role = fleet.role[idx]
                 inc = b.incident
                 rain = on & live & (role == "rain")
-                drain = on & live & (role == "drain")
+                drain = on & (role == "drain")
+                runoff = b.intensity(tb, linear=True)  # drains fill over the ramp
                 # the lake fills while it rains and drains away slowly (6 h) afterwards
                 fill = np.clip((tb - b.start) / max(inc.duration, 1), 0, 1)
                 fade = np.clip(1 - (tb - b.end) / (6 * 3600), 0, 1)
@@ -493,7 +506,7 @@ class Resolved:
                 lake = on & (role == "lake_level") & (lake_i > 0)
                 v["rain_mm_h"] = np.where(rain, np.round(np.maximum(
                     v["rain_mm_h"], inc.rain_mm_h * inten), 2), v["rain_mm_h"])
-                v["level_m"] = np.where(drain, np.round(v["level_m"] + inc.drain_rise_m * inten, 3),
+                v["level_m"] = np.where(drain, np.round(v["level_m"] + inc.drain_rise_m * runoff, 3),
                                         np.where(lake, np.round(
                                             v["level_m"] + inc.lake_rise_m * lake_i, 3),
                                             v["level_m"]))

@@ -168,3 +168,21 @@ def test_no_inflow_alarm_on_a_normal_holiday_evening(fleet):
     assert not alarm_state(ppl, i, v).any()
     v["entries"] = inflow_alarm_level(ppl, i)
     assert alarm_state(ppl, i, v).all()
+
+
+def test_water_alarms_trip_on_a_cloudburst_only(fleet):
+    wtr = fleet.subset(np.flatnonzero(fleet.kind == KIND_CODE["water"]))
+    # two days of background weather (showers included): no gauge or drain in alarm
+    b = window(wtr, at(MON.format("00")), 2 * 86400)
+    assert len(b) > 1000 and np.nanmax(b.values["rain_mm_h"]) > 0
+    assert not alarm_state(wtr, b.idx, b.values).any()
+    by_role = {r: np.flatnonzero(wtr.role == r)[:1] for r in ("rain", "drain", "lake_level")}
+    assert all(len(x) for x in by_role.values())
+    t = np.array([at(MON.format("12"))])
+    for role, i in by_role.items():
+        v = base_values(wtr, i, np.zeros(1, np.int64), t)
+        assert not alarm_state(wtr, i, v).any()
+        metric = "rain_mm_h" if role == "rain" else "level_m"
+        v[metric] = np.array([30.0 if role == "rain" else 1.0])
+        # a gauge's heavy rain and a drain's high level alarm; the lake's 1 m is low water
+        assert alarm_state(wtr, i, v).all() == (role != "lake_level"), role

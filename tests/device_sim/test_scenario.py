@@ -142,7 +142,8 @@ def test_repeating_scenario_recurs_every_cycle(deployment, fleet, city):
 
 
 @pytest.mark.parametrize(("name", "metric", "level"), [("building_fire", "alarm", 1),
-                                                       ("gas_leak", "ch4_lel_pct", 20)])
+                                                       ("gas_leak", "ch4_lel_pct", 20),
+                                                       ("flash_flood", "rain_mm_h", 30)])
 def test_detectors_report_an_alarm_at_once_not_on_schedule(name, metric, level, deployment,
                                                             fleet, city):
     res = sc.load(resolve_scenario(name)).resolve(deployment, start=START, city=city,
@@ -161,9 +162,54 @@ def test_detectors_report_an_alarm_at_once_not_on_schedule(name, metric, level, 
     alarm = r.values[metric] >= level
     assert alarm.any()
     first = r.ts_ms[alarm].min() / 1000 - b.start
-    # the detector's schedule is 15 s; the alarm reading goes out within seconds of the start
+    # the detectors' schedule is 15 s (gauges 30 s); the alarm reading goes out within
+    # seconds of the start
     assert 0 < first < 5
     assert not (r.values[metric][r.ts_ms / 1000 < b.start] >= level).any()
+
+
+def test_cloudburst_rain_arrives_at_once_drains_fill_over_the_ramp(deployment, fleet, city):
+    res = sc.load(resolve_scenario("flash_flood")).resolve(deployment, start=START, city=city,
+                                                           seed=SEED)
+    (b,) = res.incidents
+    pos = np.flatnonzero(np.isin(fleet.sensor_id, list(b.sensors)))
+    rain = pos[fleet.role[pos] == "rain"]
+    drain = pos[fleet.role[pos] == "drain"]
+    assert len(rain) and len(drain)
+
+    def level(p, metric, dt):
+        k = np.full(len(p), 7, np.int64)  # same noise draw at every time: only t differs
+        v = base_values(fleet, p, k, np.full(len(p), b.start + dt))
+        res.apply(fleet, p, np.full(len(p), b.start + dt), v)
+        return v[metric]
+
+    # the storm cell's leading edge: heavy rain (> 30 mm/h) within 3 s, full within 20 s
+    assert (level(rain, "rain_mm_h", -1) < 5).all()
+    assert (level(rain, "rain_mm_h", 3) > 30).all()
+    assert (level(rain, "rain_mm_h", 20) >= 0.95 * b.incident.rain_mm_h).all()
+    # the runoff fills the drains over the ramp, not at the onset
+    d0, d_half = level(drain, "level_m", -1), level(drain, "level_m", b.incident.ramp / 2)
+    assert (level(drain, "level_m", 5) - d0 < 0.05).all()
+    assert np.allclose(d_half - d0, b.incident.drain_rise_m / 2, atol=0.02)
+    # drains crossing their high level report at the crossing, not at the next 30 s slot
+    assert set(drain) <= set(res.alarm_candidates(fleet))
+    t0 = b.start + 60  # below the high level: 0.3 m + at most 1.6 m x 60 / 300
+    sent = [due(fleet, t0 + i, t0 + i + 1, res) for i in range(int(b.incident.ramp) - 60)]
+    idx = np.concatenate([x[0] for x in sent])
+    r = readings(fleet, idx, np.concatenate([x[1] for x in sent]),
+                 np.concatenate([x[2] for x in sent]), scenario=res)
+    crossed = 0
+    for i in drain:
+        mine = r.idx == i
+        lv, ts = r.values["level_m"][mine], r.ts_ms[mine]
+        high = lv >= 1.0
+        if not high.any():
+            continue
+        crossed += 1
+        # the first report at the high level went out at the crossing (+0.1 s), not up to
+        # 30 s later: the level is just over 1.0 m (it rises 0.0053 m/s)
+        assert lv[np.argmin(np.where(high, ts, np.inf))] < 1.01, (i, lv, ts)
+    assert crossed >= len(drain) // 2
 
 
 def test_accident_speed_collapses_within_seconds(deployment, fleet, city):
