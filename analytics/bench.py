@@ -11,7 +11,8 @@ it includes the 3-heartbeat silence that defines a dark gateway), ``by_incident`
 incident's latency and first rule), alerts, false alerts, and for a gateway outage
 ``latency_floor_ms``/``latency_floor_why`` (the least latency the offline rule's definition
 allows, ``silence_required_ms``); plus ``quiet``: false alerts in a quiet period (default
-one simulated hour).
+one simulated hour of a working day's evening peak, ``BUSY_START``).  Every scenario runs at
+its file's own ``start`` (else ``BUSY_START``), so a run scores the same on any day.
 
 How: a private PostgreSQL and Mosquitto are started; the simulator's behaviour model
 generates every sensor's readings (device_sim.behaviour, incidents applied by the scenario)
@@ -29,7 +30,7 @@ import queue
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,10 @@ LEAD_S = 60.0  # the scored window starts this long before the first incident
 DETECT_WINDOW_S = 300.0  # ... and ends this long after the last one starts
 STEP_S = 1.0
 QUIET_STEP_S = 5.0
+# Scenarios without their own start, and the quiet period, are simulated from here: a working
+# Monday's evening peak (traffic at its busiest, the lakeside filling), the hardest hour to
+# stay quiet in and to see an incident through.
+BUSY_START = datetime.fromisoformat("2026-11-23T17:30:00+08:00")
 
 
 def _pct(xs: list[float], q: float) -> float | None:
@@ -180,6 +185,7 @@ def _simulate(sim: Sim, conn: psycopg.Connection, sub: Subscriber, delivery: Del
     engine, not scored), ``step`` long after it; tick times are reported for the latter.
     """
     _reset(conn)
+    sim.store.maintain(conn, now=datetime.fromtimestamp(t_from, UTC))  # the days simulated
     engine = Engine(conn, load_rules(sim.store.settings.rules_file), delivery, city=city)
     tick_wall: dict[int, float] = {}
     tick_ms: list[float] = []
@@ -263,7 +269,7 @@ def score_scenario(sim: Sim, conn: psycopg.Connection, sub: Subscriber,
     from device_sim import scenario as scenario_mod
 
     scen = scenario_mod.load(path)
-    start = _start_today(scen)
+    start = bench_start(scen)
     resolved = scen.resolve(sim.dep, start=start, seed=seed)
     expected = scenario_mod.expected_alerts(resolved, sim.dep)
     t_from = start.timestamp() - warmup_s
@@ -275,6 +281,19 @@ def score_scenario(sim: Sim, conn: psycopg.Connection, sub: Subscriber,
     hold = {r.id: r.for_s for r in rules.rules}
     return {**_score(expected, resolved, opened, start.timestamp() - LEAD_S, hold), **stats,
             **_floor(resolved, rules), "opened": opened}
+
+
+def score_quiet(sim: Sim, conn: psycopg.Connection, sub: Subscriber, delivery: Delivery,
+                city: CityModel, minutes: float, start: datetime = BUSY_START,
+                warmup_s: float = WARMUP_S, progress: Any = None) -> dict:
+    """Simulate ``minutes`` without incidents from ``start``: every alert in it is false."""
+    q_from = start.timestamp() - warmup_s
+    opened, stats = _simulate(sim, conn, sub, delivery, city, None, q_from,
+                              start.timestamp() + minutes * 60, QUIET_STEP_S, progress)
+    considered = [m for m in opened if m["_virtual_s"] >= start.timestamp()]
+    return {"minutes": minutes, "start": start.isoformat(), "false_alerts": len(considered),
+            "sample": [f"{m['rule']}:{m['entity']['kind']}:{m['entity']['id']}"
+                       for m in considered[:5]], **stats}
 
 
 def _floor(resolved: Any, rules: Any) -> dict:
@@ -297,14 +316,13 @@ def _floor(resolved: Any, rules: Any) -> dict:
                                   "alert without guessing")}
 
 
-def _start_today(scen: Any) -> datetime:
-    """The scenario's local time of day, today (so the store's partitions cover it)."""
-    now = datetime.now(UTC)
-    if scen.start is None:
-        return now.replace(microsecond=0)
-    s = scen.start.astimezone(UTC)
-    out = now.replace(hour=s.hour, minute=s.minute, second=s.second, microsecond=0)
-    return out if out <= now + timedelta(hours=20) else out - timedelta(days=1)
+def bench_start(scen: Any) -> datetime:
+    """When a scenario is simulated: its file's own ``start``, else ``BUSY_START``.
+
+    A fixed date and time of day, so that a run scores the same whenever it is made (the
+    city's traffic and crowds depend on both).
+    """
+    return scen.start.astimezone(UTC) if scen.start is not None else BUSY_START
 
 
 def run_bench(n_sensors: int = 2000, quiet_minutes: float = 60.0, only: list[str] | None = None,
@@ -343,17 +361,10 @@ def run_bench(n_sensors: int = 2000, quiet_minutes: float = 60.0, only: list[str
                                                progress=lambda task=task: bar.advance(task))
                         score.pop("opened")
                         result["scenarios"][f.stem] = score
-                    quiet_s = quiet_minutes * 60
-                    task = bar.add_task("quiet", total=int((quiet_s + WARMUP_S) / QUIET_STEP_S))
-                    q_from = time.time() - WARMUP_S
-                    opened, stats = _simulate(sim, conn, sub, delivery, city, None, q_from,
-                                              q_from + WARMUP_S + quiet_s, QUIET_STEP_S,
-                                              lambda: bar.advance(task))
-                    considered = [m for m in opened if m["_virtual_s"] >= q_from + WARMUP_S]
-                    result["quiet"] = {
-                        "minutes": quiet_minutes, "false_alerts": len(considered),
-                        "sample": [f"{m['rule']}:{m['entity']['kind']}:{m['entity']['id']}"
-                                   for m in considered[:5]], **stats}
+                    steps = int((quiet_minutes * 60 + WARMUP_S) / QUIET_STEP_S)
+                    task = bar.add_task("quiet", total=steps)
+                    result["quiet"] = score_quiet(sim, conn, sub, delivery, city, quiet_minutes,
+                                                  progress=lambda: bar.advance(task))
             finally:
                 delivery.close()
                 sub.close()

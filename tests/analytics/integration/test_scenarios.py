@@ -6,11 +6,12 @@ with Store.write_rows on a virtual clock; the engine publishes over the real bro
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from analytics.bench import Sim, Subscriber, score_scenario
+from analytics.bench import BUSY_START, Sim, Subscriber, score_quiet, score_scenario
 from analytics.delivery import Delivery
 
 SCENARIOS = Path(__file__).resolve().parents[3] / "device_sim" / "scenarios"
@@ -48,3 +49,15 @@ def test_scenario_raises_exactly_the_expected_alert(rig, db, city_model, name, r
     assert (rule, entity_kind) in kinds, kinds
     assert score["detect_p95_ms"] < 5000, score
     assert score["p95_ms"] < goal_ms, score
+
+
+# the busiest hours without an incident: a working day's evening peak (traffic) and the
+# National Day evening at the lakeside (crowds); nothing may open
+@pytest.mark.parametrize("start", [BUSY_START,
+                                   datetime.fromisoformat("2026-10-01T19:00:00+08:00")])
+def test_a_busy_hour_without_incidents_raises_no_alert(rig, db, city_model, start):
+    sim, sub, delivery = rig
+    quiet = score_quiet(sim, db, sub, delivery, city_model, 20, start=start)
+    assert quiet["ticks"] > 200, quiet
+    assert quiet["rows_per_tick"] > 50, quiet
+    assert quiet["false_alerts"] == 0, quiet
