@@ -164,6 +164,7 @@ class Engine:
         self._last_escalation_check = 0
         self._supersedes = {r.id: set(r.supersedes) for r in rules.active() if r.supersedes}
         self._open: dict[tuple[str, str, str], dict] = {}
+        self._places: dict[tuple, tuple] = {}  # collapsed alerts' places by member set
         self.stats = {"ticks": 0, "rows": 0, "opened": 0, "resolved": 0, "escalated": 0,
                       "tick_ms": 0.0}
         rate_rules = rules.of_type("rate_of_change")
@@ -752,11 +753,12 @@ class Engine:
             members = tuple(sorted(f"{k}:{e}" for k, e in ev.on))
             since = min(f.since_ms for f in ev.on.values())
             sample = dict(list(ev.on.items())[:5])
+            lon, lat, geometry = self._area_place(rule.id, ev.on)
             out.on[(CITY, CITY)] = Finding(
-                CITY, CITY, since, CITY, None, None,
+                CITY, CITY, since, CITY, lon, lat,
                 {"entities": len(ev.on), "sample": {f"{k}:{e}": f.evidence
                                                     for (k, e), f in sample.items()}},
-                members)
+                members, geometry)
             # members keep their own (already open) alerts out of the queue: regroup them
             for key in ev.on:
                 if key in open_keys:
@@ -765,6 +767,38 @@ class Engine:
             out.clear.add((CITY, CITY))
         out.clear |= ev.clear
         return out
+
+    def _area_place(self, rule_id: str, on: dict[tuple[str, str], Finding]
+                    ) -> tuple[float | None, float | None, dict | None]:
+        """Where a collapsed (many-entity) alert is: its members' outline and a point in it.
+
+        Member zones: the union of their polygons (GeoJSON) and a point inside it (a ring of
+        zones around the lake has its centroid in the lake); else the members' points and
+        their mean.  Cached per rule and member set: a storm's members stay the same tick
+        after tick.
+        """
+        key = (rule_id, tuple(sorted(on)))
+        hit = self._places.get(key)
+        if hit is not None:
+            return hit
+        import shapely
+        from shapely.geometry import mapping, shape
+
+        pts = [(f.lon, f.lat) for f in on.values() if f.lon is not None and f.lat is not None]
+        zones = [self.city.zones[e]["geometry"] for k, e in on
+                 if k == "zone" and e in self.city.zones]
+        place: tuple[float | None, float | None, dict | None] = (None, None, None)
+        if zones:
+            area = shapely.union_all([shape(z) for z in zones]).simplify(1e-4)
+            inside = area.representative_point()
+            place = (inside.x, inside.y, mapping(area))
+        elif pts:
+            place = (sum(p[0] for p in pts) / len(pts), sum(p[1] for p in pts) / len(pts),
+                     mapping(shapely.multipoints(pts)))
+        if len(self._places) > 256:
+            self._places.clear()
+        self._places[key] = place
+        return place
 
     def _apply(self, rule: Any, ev: Evaluation, open_keys: dict, now: datetime, now_ms: int
                ) -> tuple[int, int]:
@@ -813,7 +847,8 @@ class Engine:
                 if now_ms - last >= self.rules.update_every_s * 1000:
                     self._last_update[existing["id"]] = now_ms
                     lifecycle.update_alert(self.conn, existing["id"], evidence=f.evidence,
-                                           scope=list(f.scope) if f.scope else None, now=now)
+                                           scope=list(f.scope) if f.scope else None, now=now,
+                                           place=(f.lon, f.lat, f.geometry))
         for (kind, ent), a in open_keys.items():
             tkey = (rid, kind, ent)
             member = covered.get(ent) or covered.get(f"{kind}:{ent}")

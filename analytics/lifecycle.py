@@ -147,18 +147,24 @@ def open_alert(conn: psycopg.Connection, new: NewAlert, now: datetime | None = N
 
 
 def update_alert(conn: psycopg.Connection, alert_id: int, *, evidence: dict | None = None,
-                 scope: list | None = None, now: datetime | None = None) -> None:
-    """Refresh an unresolved alert's evidence and/or scope (no audit event: data only).
+                 scope: list | None = None, now: datetime | None = None,
+                 place: tuple[float | None, float | None, dict | None] | None = None) -> None:
+    """Refresh an unresolved alert's evidence, scope and/or place (no audit event: data only).
 
-    The history an alert took over when it opened (``evidence.supersedes``) is kept.
+    ``place`` is (lon, lat, GeoJSON geometry); None parts are kept (an area alert's outline
+    follows its members).  The history an alert took over when it opened
+    (``evidence.supersedes``) is kept.
     """
+    lon, lat, geometry = place or (None, None, None)
     conn.execute(
         "UPDATE citypulse.alerts SET updated_at = %s, "
         "evidence = COALESCE(%s::jsonb || jsonb_strip_nulls(jsonb_build_object("
-        "'supersedes', evidence->'supersedes')), evidence), scope = COALESCE(%s, scope) "
+        "'supersedes', evidence->'supersedes')), evidence), scope = COALESCE(%s, scope), "
+        "lon = COALESCE(%s, lon), lat = COALESCE(%s, lat), geometry = COALESCE(%s, geometry) "
         "WHERE id = %s AND status <> 'resolved'",
         (now or datetime.now(UTC), Jsonb(evidence) if evidence is not None else None,
-         Jsonb(scope) if scope is not None else None, alert_id))
+         Jsonb(scope) if scope is not None else None, lon, lat,
+         Jsonb(geometry) if geometry is not None else None, alert_id))
 
 
 def get_alert(conn: psycopg.Connection, alert_id: int) -> Alert | None:

@@ -77,3 +77,40 @@ def test_city_wide_storm_gives_one_alert_with_scope(db, feed, city_model):
         ("heavy_rain", "city", "city")]
     assert sorted(alerts[0].scope) == sorted(f"zone:{z}" for z in zones)  # grouped by zone
     assert alerts[0].evidence["entities"] == 8
+
+
+def test_flood_over_many_zones_is_one_alert_that_takes_over_the_storm(db, feed, city_model):
+    import shapely
+    from shapely.geometry import shape
+
+    zones = [z for z in sorted(city_model.zones) if z.startswith("Z2-")][:6]
+    assert len(zones) == 6
+    rain = {z: feed.sensor(f"rain-{z}", "water", zone_id=z, role="rain") for z in zones}
+    drain = {z: feed.sensor(f"drain-{z}", "water", zone_id=z, role="drain") for z in zones}
+    eng = Engine(db, load_rules(), city=city_model)
+    # the cloudburst: heavy rain over 6 zones at once, drains still low -> one storm alert
+    for s in range(0, 30, 5):
+        feed.write(s, {**{g: {"rain_mm_h": 80} for g in rain.values()},
+                       **{d: {"level_m": 0.3} for d in drain.values()}})
+        eng.tick(feed.at(s + 1))
+    (storm,) = lifecycle.list_alerts(db)
+    assert (storm.rule, storm.entity_kind) == ("heavy_rain", "city")
+    # the storm's place is its zones' outline, not nowhere
+    assert storm.geometry["type"] in ("Polygon", "MultiPolygon")
+    # the drains fill: flood risk in every zone -> ONE flood alert, not six
+    for s in range(30, 60, 5):
+        feed.write(s, {**{g: {"rain_mm_h": 80} for g in rain.values()},
+                       **{d: {"level_m": 1.4} for d in drain.values()}})
+        eng.tick(feed.at(s + 1))
+    (flood,) = lifecycle.list_alerts(db)
+    assert (flood.rule, flood.entity_kind, flood.severity) == ("flood_risk", "city", "critical")
+    assert sorted(flood.scope) == sorted(f"zone:{z}" for z in zones)
+    assert flood.started_at == storm.started_at == feed.at(0)  # it took over the storm
+    assert flood.evidence["supersedes"][0]["id"] == storm.id
+    outline = shape(flood.geometry)
+    for z in zones:  # every flooded zone lies in the alert's place; its centre among them
+        assert outline.buffer(1e-6).contains(shape(city_model.zones[z]["geometry"]))
+    assert outline.buffer(1e-3).contains(shapely.Point(flood.lon, flood.lat))
+    old = lifecycle.get_alert(db, storm.id)
+    assert old.status == "resolved"
+    assert lifecycle.events(db, storm.id)[-1]["action"] == "supersede"
