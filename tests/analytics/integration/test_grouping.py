@@ -114,3 +114,26 @@ def test_flood_over_many_zones_is_one_alert_that_takes_over_the_storm(db, feed, 
     old = lifecycle.get_alert(db, storm.id)
     assert old.status == "resolved"
     assert lifecycle.events(db, storm.id)[-1]["action"] == "supersede"
+
+
+def test_readings_stored_late_do_not_make_sensors_look_offline(db, feed, city_model):
+    # a collector stalled for 10 s: each reading is committed 10 s after its time, later
+    # than the engine's fetch window looks back; the sensors are not offline for that
+    sids = [feed.sensor(f"fir-l{i}", "fire", zone_id="Z2-01") for i in range(4)]
+    eng = Engine(db, load_rules(), city=city_model)
+    ok = {"smoke_pct": 0.1, "temperature_c": 20, "alarm": 0}
+    feed.write(0, {sid: ok for sid in sids})
+    for s in range(1, 200):
+        if s >= 10 and (s - 10) % 15 == 0:
+            feed.write(s - 10, {sid: ok for sid in sids})
+        eng.tick(feed.at(s))
+    assert eng.stats["late_rows"] > 0
+    assert lifecycle.list_alerts(db, open_only=False) == []
+    # while a sensor that really stopped is still found out
+    for s in range(200, 300):
+        if (s - 10) % 15 == 0:
+            feed.write(s - 10, {sid: ok for sid in sids[1:]})
+        eng.tick(feed.at(s))
+    alerts = lifecycle.list_alerts(db, open_only=False)
+    assert [(a.rule, a.entity_kind, list(a.scope)) for a in alerts] == [
+        ("sensor_offline", "zone", [sids[0]])]
