@@ -230,6 +230,10 @@ class Engine:
             "FROM citypulse.raw WHERE time > {lo} AND time <= {hi}) TO STDOUT (FORMAT CSV)"
         ).format(slots=sql.SQL(", ").join(map(sql.Identifier, SLOTS)),
                  lo=sql.Literal(lo), hi=sql.Literal(hi))
+        return self._copy_rows(q)
+
+    def _copy_rows(self, q: sql.Composable) -> pl.DataFrame:
+        """Run a ``COPY (SELECT sensor, t_ms, v0..v7 ...) TO STDOUT`` into a raw-schema frame."""
         buf = io.BytesIO()
         with self.conn.cursor() as cur, cur.copy(q) as copy:
             for data in copy:
@@ -249,9 +253,7 @@ class Engine:
             lo = self.fetched_to_ms - self.lateness_ms
         new = self._fetch(lo, now_ms)
         self.fetched_to_ms = now_ms
-        if len(new):
-            self.latest = (pl.concat([self.latest, new]).sort("t")
-                           .unique(subset="sensor", keep="last"))
+        self._take_latest(new)
         # history per kind, each as long as its longest rate rule needs; the fetch holds every
         # reading in (lo, now], so it replaces that slice (late rows included, none twice)
         for kind, span in self.history_ms_of.items():
@@ -329,24 +331,21 @@ class Engine:
         ).format(slots=sql.SQL(", ").join(map(sql.Identifier, SLOTS)),
                  ids=sql.Literal(silent["id"].to_list()), lo=sql.Literal(since),
                  hi=sql.Literal(until))
-        buf = io.BytesIO()
-        with self.conn.cursor() as cur, cur.copy(q) as copy:
-            for data in copy:
-                buf.write(data)
-        if buf.getbuffer().nbytes == 0:
-            return 0
-        buf.seek(0)
-        found = pl.read_csv(buf, has_header=False, new_columns=list(_RAW_SCHEMA),
-                            schema=_RAW_SCHEMA)
+        found = self._copy_rows(q)
         late = found.join(self.latest.select("sensor", pl.col("t").alias("had")), on="sensor",
                           how="left").filter(pl.col("had").is_null()
                                              | (pl.col("t") > pl.col("had"))).drop("had")
         if late.is_empty():
             return 0
-        self.latest = (pl.concat([self.latest, late]).sort("t")
-                       .unique(subset="sensor", keep="last"))
+        self._take_latest(late)
         self.stats["late_rows"] = self.stats.get("late_rows", 0) + late.height
         return late.height
+
+    def _take_latest(self, rows: pl.DataFrame) -> None:
+        """Fold readings into the latest reading per sensor."""
+        if len(rows):
+            self.latest = (pl.concat([self.latest, rows]).sort("t")
+                           .unique(subset="sensor", keep="last"))
 
     def _current(self, now_ms: int) -> pl.DataFrame:
         """Latest reading per sensor joined with the registry, with freshness."""
