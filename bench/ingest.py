@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-from prometheus_client.parser import text_string_to_metric_families
 
 from citypulse import schema
 from citypulse.settings import Settings
 from citypulse.stack import PrivateMosquitto, PrivatePostgres, free_port
 from device_sim.loadgen import LoadSpec, gateway_of, run_load
+from ingest import metrics as im
 from ingest import registry
 
 
@@ -53,9 +53,8 @@ def scrape(port: int) -> dict[str, list]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
         text = r.read().decode()
     out: dict[str, list] = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            out.setdefault(s.name, []).append((s.labels, s.value))
+    for s in im.samples(text):
+        out.setdefault(s.name, []).append((s.labels, s.value))
     return out
 
 
@@ -127,7 +126,7 @@ def run_bench(spec: BenchSpec, progress=None) -> dict:
             while True:
                 with contextlib.suppress(OSError):
                     if total([scrape(p) for p in ports],
-                             "citypulse_ingest_mqtt_connected") == len(ports):
+                             im.CONNECTED) == len(ports):
                         break
                 if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
                     raise RuntimeError("collector did not start; log:\n"
@@ -147,7 +146,7 @@ def run_bench(spec: BenchSpec, progress=None) -> dict:
             settle = time.monotonic() + 120
             while time.monotonic() < settle:
                 stored = int(total([scrape(p) for p in ports],
-                                   "citypulse_ingest_readings_stored_total"))
+                                   im.total(im.STORED)))
                 if stored >= load.readings:
                     t_done = time.monotonic()
                     break
@@ -169,7 +168,7 @@ def run_bench(spec: BenchSpec, progress=None) -> dict:
             log.close()
         les: dict[float, float] = {}
         for m in ms:
-            for lbl, v in m.get("citypulse_ingest_lag_seconds_bucket", []):
+            for lbl, v in m.get(im.LAG_SECONDS + "_bucket", []):
                 les[float(lbl["le"])] = les.get(float(lbl["le"]), 0.0) + v
         lag = list(les.items())
         with psycopg.connect(db_url, autocommit=True) as conn:
@@ -193,7 +192,7 @@ def run_bench(spec: BenchSpec, progress=None) -> dict:
             "lost": load.readings - distinct,
             "duplicates": rows - distinct,
             "dead_letters": dead,
-            "internal_errors": int(total(ms, "citypulse_ingest_internal_errors_total")),
+            "internal_errors": int(total(ms, im.total(im.INTERNAL_ERRORS))),
             "collectors": spec.collectors,
             "collector_rss_mb": round(rss, 1), "collector_rss_start_mb": round(rss0, 1),
         }

@@ -10,6 +10,7 @@ from dash import Input, Output, dcc, html
 
 from dashboards import data, figures
 from dashboards.app import ctx, now, tile
+from ingest import metrics as im
 
 dash.register_page(__name__, path="/ingest", title="citypulse ingest health")
 
@@ -42,8 +43,8 @@ def _refresh(_n):
         c.last_scrape = cur
         lag_c = scraped["lag_mean_s"]
         collector = [
-            tile("messages / s", f"{r.get('citypulse_ingest_messages', 0):,.0f}", "collectors"),
-            tile("stored / s", f"{r.get('citypulse_ingest_readings_stored', 0):,.0f}",
+            tile("messages / s", f"{r.get(im.MESSAGES, 0):,.0f}", "collectors"),
+            tile("stored / s", f"{r.get(im.STORED, 0):,.0f}",
                  "collectors"),
             tile("commit lag", "n/a" if lag_c != lag_c else f"{lag_c:,.2f} s",
                  "sensor time to commit (mean)")]

@@ -1,0 +1,1 @@
+"""The dashboards' data sources, one module per concern (see :mod:`dashboards.data`)."""
