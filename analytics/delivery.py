@@ -87,7 +87,9 @@ class Delivery:
         c.max_queued_messages_set(10_000)
         c.on_connect = lambda *_a: self._connected.set()
         c.on_disconnect = lambda *_a: self._connected.clear()
-        c.reconnect_delay_set(0.5, 10)
+        c.on_connect_fail = lambda *_a: log.warning(
+            "alerts: broker %s:%s not reachable; retrying (backoff up to 10 s)", ep.host, ep.port)
+        c.reconnect_delay_set(0.5, 10)  # paho's loop retries the first connection too
         try:
             c.connect_async(ep.host, ep.port, keepalive=30)
         except (OSError, ValueError) as exc:

@@ -93,9 +93,25 @@ class Publisher:
     def _on_publish(self, client, userdata, mid, reason_code=None, properties=None) -> None:
         self.outstanding = max(0, self.outstanding - 1)
 
-    def connect(self, timeout: float = 10.0) -> None:
-        """Connect and wait for the CONNACK; raises ConnectionError if the broker refuses."""
-        self.client.connect(self.endpoint.host, self.endpoint.port, keepalive=30)
+    def connect(self, timeout: float = 10.0, retry_s: float = 60.0) -> None:
+        """Connect and wait for the CONNACK; raises ConnectionError if the broker refuses.
+
+        A broker not reachable yet (refused, reset, unreachable) is retried with capped
+        backoff (0.2 s doubling to 5 s) for ``retry_s``, each attempt logged.
+        """
+        delay = 0.2
+        give_up = time.monotonic() + retry_s
+        while True:
+            try:
+                self.client.connect(self.endpoint.host, self.endpoint.port, keepalive=30)
+                break
+            except OSError as exc:
+                if time.monotonic() + delay > give_up:
+                    raise
+                log.warning("broker %s:%s not reachable (%s); retrying in %.1f s",
+                            self.endpoint.host, self.endpoint.port, exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
         deadline = time.monotonic() + timeout
         while not self.client.is_connected():
             self.client.loop(0.05)

@@ -14,6 +14,7 @@ import pytest
 from citypulse.wire import topics as wt
 from ingest import registry
 from ingest.collector import Collector
+from tests.support import wait_for
 
 
 def register(db_url: str, sensors: list[tuple[str, str, str | None]]) -> None:
@@ -24,12 +25,7 @@ def register(db_url: str, sensors: list[tuple[str, str, str | None]]) -> None:
 
 
 def wait_until(fn, timeout=30.0, every=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v or time.monotonic() > deadline:
-            return v
-        time.sleep(every)
+    return wait_for(fn, timeout, every)
 
 
 class Publisher:
@@ -120,8 +116,8 @@ def start_collector():
     def _start(settings, client_id=None) -> Collector:
         c = Collector(settings, client_id=client_id or "c-" + uuid.uuid4().hex[:8])
         c.start()
+        # connected is set on the SUBACK: the subscriptions are in place
         assert wait_until(lambda: c.metrics.value("citypulse_ingest_mqtt_connected") == 1, 20)
-        time.sleep(0.3)  # subscriptions in place
         started.append(c)
         return c
 

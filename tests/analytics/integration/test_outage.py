@@ -13,15 +13,11 @@ from analytics.worker import run
 from citypulse.settings import Settings
 from tests.analytics.conftest import Feed
 from tests.conftest import fresh_database
+from tests.support import wait_for
 
 
 def _wait(pred, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.3)
-    return False
+    return wait_for(pred, timeout, every=0.3)
 
 
 def test_worker_carries_on_after_database_restart(pg_own, broker, topic_prefix, tmp_path):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter, defaultdict
 
@@ -12,6 +13,7 @@ from device_sim.deploy import write
 from device_sim.mqtt import Publisher
 from device_sim.replay import replay
 from device_sim.run import RunConfig, run
+from tests.support import wait_for
 
 
 class Subscriber:
@@ -21,16 +23,16 @@ class Subscriber:
         self.got: list[tuple[str, bytes]] = []
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"sub-{prefix}")
         self.c.on_message = lambda c, u, m: m.retain or self.got.append((m.topic, m.payload))
+        subscribed = threading.Event()
+        self.c.on_subscribe = lambda *_a: subscribed.set()
         self.c.connect("127.0.0.1", broker.port)
         self.c.subscribe(f"{prefix}/#", qos=1)
         self.c.loop_start()
-        time.sleep(0.3)
+        assert subscribed.wait(15), "no SUBACK"
 
     def settle(self, expect: int, timeout: float = 15) -> list[tuple[str, bytes]]:
-        deadline = time.monotonic() + timeout
-        while len(self.got) < expect and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.3)
+        wait_for(lambda: len(self.got) >= expect, timeout)
+        time.sleep(0.3)  # a quiet moment: nothing more than expected arrives
         return list(self.got)
 
     def close(self) -> None:
@@ -140,10 +142,10 @@ def test_run_survives_a_broker_restart(broker_own, dep_file):
 
     seen = []
 
-    def chaos():
-        time.sleep(2.0)
+    def chaos():  # the outage starts once the run publishes, whatever its start-up took
+        wait_for(lambda: any(r > 0 for _, r in seen), 120)
         broker_own.kill()
-        time.sleep(1.0)
+        time.sleep(1.0)  # the outage's length
         broker_own.start()
 
     threading.Thread(target=chaos, daemon=True).start()
@@ -181,3 +183,16 @@ def test_gateways_heartbeat_unless_dark(broker, topic_prefix, dep_file, deployme
     # ~1 message per second per gateway at least (3.5 s run): heartbeats fill the gaps
     assert min(len(v) for v in per_gw.values()) >= 3, wall
     assert sum(v.count(b"{}") for v in per_gw.values()) > 0
+
+
+def test_publisher_waits_for_a_broker_that_is_not_up_yet(broker_own, caplog):
+    broker_own.kill()
+    pub = Publisher(broker_own.url, "late-starter")
+    connecting = threading.Thread(target=pub.connect, daemon=True)
+    connecting.start()
+    assert wait_for(lambda: "not reachable" in caplog.text, 15)  # retrying, and says so
+    assert connecting.is_alive()
+    broker_own.start()
+    connecting.join(30)
+    assert not connecting.is_alive() and pub.client.is_connected()
+    pub.close()

@@ -55,8 +55,7 @@ def _spawn_collector(settings, client_id, port):
             return False
         return "citypulse_ingest_mqtt_connected 1.0" in text
 
-    assert wait_until(connected, 30), "collector did not come up"
-    time.sleep(0.3)
+    assert wait_until(connected, 30), "collector did not come up"  # subscribed (SUBACK)
     return proc
 
 
