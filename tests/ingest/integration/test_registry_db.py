@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import psycopg
-import pytest
 
 
 def _load(db_url, path):
@@ -39,7 +38,8 @@ def test_registry_load_error_names_row_and_column(db_url, tmp_path):
 
 
 def test_simulator_deployment_parquet_loads(db_url, tmp_path):
-    deploy = pytest.importorskip("device_sim.deploy")
+    from device_sim import deploy
+
     df = deploy.deploy(500, seed=1)
     path = deploy.write(df, tmp_path / "deployment.parquet")
     rc, out, err = _load(db_url, path)

@@ -172,7 +172,8 @@ def test_compose_initdb_script_then_migrate_as_owner_not_superuser(pg_own, tmp_p
 
 def test_alert_lifecycle_under_service_roles(db, db_url):
     """The alerts worker opens alerts; the dashboard acknowledges and resolves them."""
-    lifecycle = pytest.importorskip("analytics.lifecycle")
+    from analytics import lifecycle
+
     worker = login_as(db_url, db, "citypulse_worker")
     dash = login_as(db_url, db, "citypulse_dashboard")
     new = lifecycle.NewAlert(rule="fire", entity_kind="sensor", entity_id="s1",
