@@ -67,7 +67,7 @@ def ui_thresholds(rules: RuleSet | None = None) -> dict[str, Any]:
                              "critical": [220, 38, 38]},
         "escalate_after_s": rules.escalate_after_s,
         "congestion_bands": [(0.0, 0.45, "free"), (0.45, 0.6, "slow"), (0.6, 1.0, "congested")],
-        "density_limits": {"default": 2000.0},
+        "density_limits": {},  # from the crowd rule (rules.yaml), none without one
         "density_warn_ratio": 0.85,
     }
     for r in rules.active():

@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from citypulse.catalogue import KINDS, MAX_SLOTS
+from citypulse.catalogue import MAX_SLOTS, columns
 
 CITY = "city"
 SLOTS = [f"v{i}" for i in range(MAX_SLOTS)]
@@ -65,7 +65,7 @@ def evaluator(*rule_types: str) -> Callable[[Evaluator], Evaluator]:
 
 def slot(kind: str, metric: str) -> str:
     """The raw column (``vN``) that holds ``metric`` of sensors of ``kind``."""
-    return f"v{KINDS[kind].slot_of[metric]}"
+    return columns(kind)[metric]
 
 
 def select(df: pl.DataFrame, sel: dict[str, str]) -> pl.DataFrame:

@@ -215,7 +215,7 @@ class CrowdRule(_Rule):
 
     type: Literal["crowd"]
     target: Literal["zone"] = "zone"
-    default_limit: float = Field(2000.0, gt=0)
+    default_limit: float = Field(gt=0, description="persons per 1,000 m2 (rules.yaml sets it)")
     limits: dict[str, float] = Field(default_factory=dict,
                                      description="per zone id or zone type")
     clear_ratio: float = Field(0.85, gt=0, le=1)

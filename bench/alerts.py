@@ -45,6 +45,7 @@ from analytics.rules import load_rules
 from citypulse import schema
 from citypulse.catalogue import KINDS, MAX_SLOTS
 from citypulse.settings import Settings
+from citypulse.wire import topics
 from citypulse.wire.topics import GATEWAY_HEARTBEAT_S
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ class Subscriber:
         self.got: queue.Queue = queue.Queue()
         ready = threading.Event()
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        c.on_connect = lambda cl, *a: cl.subscribe(f"{settings.topic_prefix}/v1/alerts/#", 1)
+        c.on_connect = lambda cl, *a: cl.subscribe(topics.alert_subscription(settings.topic_prefix), 1)
         c.on_subscribe = lambda *a: ready.set()
         c.on_message = lambda cl, u, m: self.got.put((time.monotonic(), orjson.loads(m.payload)))
         c.connect(settings.mqtt.host, settings.mqtt.port)

@@ -21,6 +21,7 @@ import psycopg
 from citypulse.catalogue import MAX_SLOTS
 from citypulse.schema import Store
 from citypulse.settings import Settings
+from citypulse.wire import topics
 from dashboards import data
 
 
@@ -91,7 +92,7 @@ def seed(conn: psycopg.Connection, settings: Settings, sensors: int = 2000,
         cur.executemany(
             "INSERT INTO citypulse.dead_letters (received_at, topic, reason, payload, detail) "
             "VALUES (%s, %s, %s, %s, %s)",
-            [(now - timedelta(seconds=int(k) * 7), f"city/v1/telemetry/x{k}", reason,
+            [(now - timedelta(seconds=int(k) * 7), topics.telemetry(f"x{k}"), reason,
               b'{"ts": "soon", "values": {"speed_kmh": -5}}', "seeded")
              for k, reason in enumerate(["malformed"] * 3 + ["out_of_range"] * 5
                                         + ["unknown_sensor"] * 2)])

@@ -133,3 +133,13 @@ def metric_rows() -> list[tuple[str, int, str, str, float, float, str]]:
         for k in _ALL
         for i, m in enumerate(k.metrics)
     ]
+
+
+def columns(kind: str, prefix: str = "v") -> dict[str, str]:
+    """Metric name -> store column of a kind, derived from the slot order.
+
+    ``prefix`` ``v``: ``citypulse.raw``'s value column; ``s``/``c``/``lo``/``hi``:
+    ``citypulse.rollup_1m``'s sum, count, min and max of the minute.  Modules use this
+    instead of typing slot columns (``v1``, ``s0``...) by hand.
+    """
+    return {m: f"{prefix}{i}" for m, i in KINDS[kind].slot_of.items()}

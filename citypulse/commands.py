@@ -96,8 +96,7 @@ def up(
     with schema.connect(settings, autocommit=True) as conn:
         schema.migrate(conn, settings)
     print(f"database {settings.database_url}\nbroker   {settings.mqtt_url}", flush=True)
-    env["CITYPULSE_DEMO"] = "1" if demo else "0"
-    env["CITYPULSE_DEMO_SENSORS"] = str(sensors)
+    env["CITYPULSE_DEMO_SENSORS"] = str(sensors)  # the settings' demo_sensors, for `sim run --demo`
     procs: list[tuple[str, subprocess.Popen]] = []
     stopping = False
 

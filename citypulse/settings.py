@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         Path(".citypulse"), description="Where `citypulse up` keeps private services' data."
     )
+    demo_sensors: int = Field(
+        20_000, ge=1, description="Sensors of the demo deployment (`citypulse up --sensors`)."
+    )
 
     # --- dashboards --------------------------------------------------------------------
     dashboard_host: str = Field("127.0.0.1", description="Dashboard bind address.")

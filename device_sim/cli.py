@@ -46,10 +46,10 @@ def sim_deploy(
 
 
 def _ensure_demo_deployment(settings) -> Path:
-    """Create the demo deployment (CITYPULSE_DEMO_SENSORS) and load it into the registry."""
+    """Create the demo deployment (settings.demo_sensors) and load it into the registry."""
     from device_sim import deploy
 
-    n = int(os.environ.get("CITYPULSE_DEMO_SENSORS", "20000"))
+    n = settings.demo_sensors
     path = Path(settings.data_dir) / f"demo-deployment-{n}.parquet"
     if not path.exists():
         deploy.write(deploy.deploy(n, 0), path)

@@ -37,6 +37,8 @@ import numpy as np
 import polars as pl
 import psycopg
 
+from citypulse.catalogue import columns
+from citypulse.formulas import DENSITY_AREA_M2, congestion_index_sql
 from citypulse.schema import Store
 from citypulse.settings import Settings
 from twin.citymodel import DEPOT_TYPES, City, build_city
@@ -47,11 +49,17 @@ MINUTE = timedelta(minutes=1)
 STOP_SPEED_KMH = 5.0
 VISIT_GAP = timedelta(minutes=5)
 CHUNK = timedelta(hours=1)
+# rollup columns (sum s*, count c*) of the metrics read here, from the catalogue
+_TS, _TC = columns("traffic", "s"), columns("traffic", "c")
+_LS, _LC = columns("logistics", "s"), columns("logistics", "c")
+_PS, _PC = columns("people", "s"), columns("people", "c")
 
-_SEGMENTS = """
+_SEGMENTS = f"""
 WITH a AS (
-    SELECT r.bucket, p.segment_id, count(*)::int AS sensors, avg(r.s0) AS vehicles,
-           sum(r.s1) / NULLIF(sum(r.c1), 0) AS speed, sum(r.s2) / NULLIF(sum(r.c2), 0) AS occ
+    SELECT r.bucket, p.segment_id, count(*)::int AS sensors,
+           avg(r.{_TS["vehicle_count"]}) AS vehicles,
+           sum(r.{_TS["speed_kmh"]}) / NULLIF(sum(r.{_TC["speed_kmh"]}), 0) AS speed,
+           sum(r.{_TS["occupancy_pct"]}) / NULLIF(sum(r.{_TC["occupancy_pct"]}), 0) AS occ
     FROM citypulse.rollup_1m r
     JOIN citypulse.sensor_placement p ON p.sensor = r.sensor
     WHERE r.bucket >= %(lo)s AND r.bucket < %(hi)s
@@ -61,27 +69,30 @@ WITH a AS (
 INSERT INTO citypulse.twin_segment_1m AS t (bucket, segment_id, sensors, vehicles, flow_veh_h,
     speed_kmh, occupancy_pct, congestion)
 SELECT a.bucket, a.segment_id, a.sensors, a.vehicles, a.vehicles * 60, a.speed, a.occ,
-       greatest(0, least(1, 1 - a.speed / s.free_flow_kmh))
+       {congestion_index_sql("a.speed", "s.free_flow_kmh")}
 FROM a JOIN citypulse.twin_segments s USING (segment_id)
 ON CONFLICT (segment_id, bucket) DO UPDATE SET sensors = EXCLUDED.sensors,
     vehicles = EXCLUDED.vehicles, flow_veh_h = EXCLUDED.flow_veh_h,
     speed_kmh = EXCLUDED.speed_kmh, occupancy_pct = EXCLUDED.occupancy_pct,
     congestion = EXCLUDED.congestion
-"""
+"""  # noqa: S608 - columns and formulas from code, no input
 
-_TRUCK_MINUTES = """
-SELECT r.bucket, r.sensor, r.s0 / r.c0 AS lon, r.s1 / r.c1 AS lat,
-       r.s2 / NULLIF(r.c2, 0) AS speed, r.s4 / NULLIF(r.c4, 0) AS load
+_TRUCK_MINUTES = f"""
+SELECT r.bucket, r.sensor, r.{_LS["lon"]} / r.{_LC["lon"]} AS lon,
+       r.{_LS["lat"]} / r.{_LC["lat"]} AS lat,
+       r.{_LS["speed_kmh"]} / NULLIF(r.{_LC["speed_kmh"]}, 0) AS speed,
+       r.{_LS["load_kg"]} / NULLIF(r.{_LC["load_kg"]}, 0) AS load
 FROM citypulse.rollup_1m r
 JOIN citypulse.sensor_placement p ON p.sensor = r.sensor
 WHERE r.bucket >= %(lo)s AND r.bucket < %(hi)s AND p.placement = 'vehicle'
-  AND r.c0 > 0 AND r.c1 > 0
-"""
+  AND r.{_LC["lon"]} > 0 AND r.{_LC["lat"]} > 0
+"""  # noqa: S608 - columns and formulas from code, no input
 
-_ZONES = """
+_ZONES = f"""
 WITH people AS (
     SELECT r.bucket, p.zone_id, count(*)::int AS counters,
-           sum(r.s0 / NULLIF(r.c0, 0)) AS people, sum(r.s1) AS entries, sum(r.s2) AS exits
+           sum(r.{_PS["people_count"]} / NULLIF(r.{_PC["people_count"]}, 0)) AS people,
+           sum(r.{_PS["entries"]}) AS entries, sum(r.{_PS["exits"]}) AS exits
     FROM citypulse.rollup_1m r
     JOIN citypulse.sensor_placement p ON p.sensor = r.sensor
     WHERE r.bucket >= %(lo)s AND r.bucket < %(hi)s
@@ -110,18 +121,20 @@ WITH people AS (
 )
 INSERT INTO citypulse.twin_zone_1m (bucket, zone_id, counters, people, density_per_1000m2,
     entries, exits, trucks, vehicles)
-SELECT j.bucket, j.zone_id, j.counters, j.people, 1000 * j.people / NULLIF(z.area_m2, 0),
+SELECT j.bucket, j.zone_id, j.counters, j.people,
+       {DENSITY_AREA_M2:g} * j.people / NULLIF(z.area_m2, 0),
        j.entries, j.exits, j.trucks, j.vehicles
 FROM j JOIN citypulse.twin_zones z USING (zone_id)
 ON CONFLICT (zone_id, bucket) DO UPDATE SET counters = EXCLUDED.counters,
     people = EXCLUDED.people, density_per_1000m2 = EXCLUDED.density_per_1000m2,
     entries = EXCLUDED.entries, exits = EXCLUDED.exits, trucks = EXCLUDED.trucks,
     vehicles = EXCLUDED.vehicles
-"""
+"""  # noqa: S608 - columns and formulas from code, no input
 
-_GATES = """
+_GATES = f"""
 INSERT INTO citypulse.twin_gate_1m (bucket, gate_id, zone_id, counters, entries, exits)
-SELECT r.bucket, p.gate_id, min(p.zone_id), count(*)::int, sum(r.s1), sum(r.s2)
+SELECT r.bucket, p.gate_id, min(p.zone_id), count(*)::int, sum(r.{_PS["entries"]}),
+       sum(r.{_PS["exits"]})
 FROM citypulse.rollup_1m r
 JOIN citypulse.sensor_placement p ON p.sensor = r.sensor
 WHERE r.bucket >= %(lo)s AND r.bucket < %(hi)s AND p.gate_id IS NOT NULL
@@ -129,7 +142,7 @@ WHERE r.bucket >= %(lo)s AND r.bucket < %(hi)s AND p.gate_id IS NOT NULL
 GROUP BY 1, 2
 ON CONFLICT (gate_id, bucket) DO UPDATE SET zone_id = EXCLUDED.zone_id,
     counters = EXCLUDED.counters, entries = EXCLUDED.entries, exits = EXCLUDED.exits
-"""
+"""  # noqa: S608 - columns and formulas from code, no input
 
 _ZONE_FLOWS = """
 WITH z AS (

@@ -22,10 +22,12 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
+from citypulse.formulas import congestion_index_sql
+
 DEFAULT_WINDOW_MIN = 5
 STALE_AFTER = timedelta(minutes=15)
 
-_SEGMENTS = """
+_SEGMENTS = f"""
 WITH a AS (
     SELECT max(bucket) AS b FROM citypulse.twin_segment_1m
     WHERE bucket <= %(t)s - interval '1 minute' AND bucket > %(t)s - %(stale)s
@@ -43,11 +45,11 @@ WITH a AS (
     FROM x GROUP BY segment_id
 )
 SELECT s.segment_id, s.road, s.free_flow_kmh, s.capacity_veh_h, w.flow, w.speed, w.occ,
-       greatest(0, least(1, 1 - w.speed / s.free_flow_kmh)), w.flow / s.capacity_veh_h,
+       {congestion_index_sql("w.speed", "s.free_flow_kmh")}, w.flow / s.capacity_veh_h,
        w.sensors, w.flow - w.flow_prev, w.speed - w.speed_prev, w.last, (SELECT b FROM a)
 FROM citypulse.twin_segments s LEFT JOIN w USING (segment_id)
 ORDER BY s.segment_id
-"""
+"""  # noqa: S608 - columns and formulas from code, no input
 _SEGMENT_KEYS = ("segment_id", "road", "free_flow_kmh", "capacity_veh_h", "flow_veh_h",
                  "speed_kmh", "occupancy_pct", "congestion", "volume_capacity", "sensors",
                  "flow_trend", "speed_trend", "last_bucket")

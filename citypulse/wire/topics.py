@@ -93,3 +93,8 @@ def ingest_subscriptions(prefix: str = "city") -> list[str]:
 def shared(group: str, topic_filter: str) -> str:
     """An MQTT 5 shared subscription: ``$share/{group}/{filter}`` (collectors split the load)."""
     return f"$share/{group}/{topic_filter}"
+
+
+def alert_subscription(prefix: str = "city") -> str:
+    """Topic filter of every alert citypulse publishes."""
+    return f"{prefix}/{VERSION}/alerts/#"

@@ -10,10 +10,14 @@ from typing import Any
 
 import psycopg
 
+from citypulse.catalogue import columns
+from citypulse.formulas import congestion_index
 from dashboards.sources.alerts import list_alerts
 from dashboards.sources.citymap import city_model
 from dashboards.sources.colours import SEVERITIES
 from dashboards.sources.state import segment_state
+
+_S, _C = columns("traffic", "s"), columns("traffic", "c")  # rollup sums and counts
 
 
 def kpis(conn: psycopg.Connection, at: datetime | None = None,
@@ -47,11 +51,12 @@ def segment_series(conn: psycopg.Connection, segment_id: str, since: datetime,
                    until: datetime) -> list[dict]:
     """Per-minute flow (vehicles) and mean speed of one segment: [{t, vehicles, speed}]."""
     rows = conn.execute(
-        """SELECT r.bucket, sum(r.s0), sum(r.s1) / nullif(sum(r.c1), 0)
+        f"""SELECT r.bucket, sum(r.{_S["vehicle_count"]}),
+                  sum(r.{_S["speed_kmh"]}) / nullif(sum(r.{_C["speed_kmh"]}), 0)
            FROM citypulse.rollup_1m r JOIN citypulse.sensors s ON s.id = r.sensor
            WHERE s.kind = 'traffic' AND s.props->>'segment_id' = %s
              AND r.bucket >= %s AND r.bucket < %s
-           GROUP BY 1 ORDER BY 1""", (segment_id, since, until)).fetchall()
+           GROUP BY 1 ORDER BY 1""", (segment_id, since, until)).fetchall()  # noqa: S608 - columns and formulas from code, no input
     return [{"t": t, "vehicles": v, "speed": s} for t, v, s in rows]
 
 
@@ -59,16 +64,17 @@ def congestion_by_hour_ring(conn: psycopg.Connection, since: datetime) -> list[d
     """Mean congestion per (hour of day, ring): [{hour, ring, congestion}]."""
     segs = {s["id"]: s for s in city_model()["segments"]}
     rows = conn.execute(
-        """SELECT extract(hour FROM r.bucket AT TIME ZONE 'Asia/Shanghai')::int,
-                  s.props->>'segment_id', sum(r.s1) / nullif(sum(r.c1), 0)
+        f"""SELECT extract(hour FROM r.bucket AT TIME ZONE 'Asia/Shanghai')::int,
+                  s.props->>'segment_id',
+                  sum(r.{_S["speed_kmh"]}) / nullif(sum(r.{_C["speed_kmh"]}), 0)
            FROM citypulse.rollup_1m r JOIN citypulse.sensors s ON s.id = r.sensor
-           WHERE s.kind = 'traffic' AND r.bucket >= %s GROUP BY 1, 2""", (since,)).fetchall()
+           WHERE s.kind = 'traffic' AND r.bucket >= %s GROUP BY 1, 2""", (since,)).fetchall()  # noqa: S608 - columns and formulas from code, no input
     acc: dict[tuple[int, str], list[float]] = {}
     for hour, seg, speed in rows:
         if seg not in segs or speed is None:
             continue
         s = segs[seg]
-        cong = max(0.0, min(1.0, 1 - speed / s["free_flow_kmh"]))
+        cong = congestion_index(speed, s["free_flow_kmh"])
         acc.setdefault((hour, s["ring"]), []).append(cong)
     return [{"hour": h, "ring": r, "congestion": sum(v) / len(v)}
             for (h, r), v in sorted(acc.items())]

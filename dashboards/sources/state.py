@@ -13,11 +13,14 @@ from typing import Any
 
 import psycopg
 
+from citypulse.catalogue import columns
+from citypulse.formulas import DEFAULT_FREE_FLOW_KMH, congestion_index, density
 from dashboards.sources.alerts import alerts_open_at, list_alerts
 from dashboards.sources.citymap import _num, city_model, offline_positions, zone_centroids
 from dashboards.sources.colours import band_index, congestion_bands, density_rgba, severity_rgb
 
 STATE_WINDOW = timedelta(minutes=5)
+_T, _P = columns("traffic"), columns("people")  # raw value columns, from the catalogue
 
 
 def _twin_rows(fn_name: str, conn: psycopg.Connection, at: datetime) -> list[dict] | None:
@@ -48,16 +51,16 @@ def segment_state(conn: psycopg.Connection, at: datetime) -> dict[str, dict]:
                                        "congestion": _num(r.get("congestion"))} for r in rows}
     free = {s["id"]: s["free_flow_kmh"] for s in city_model()["segments"]}
     rows = conn.execute(
-        """SELECT s.props->>'segment_id', avg(r.v1), sum(r.v0)
+        f"""SELECT s.props->>'segment_id', avg(r.{_T["speed_kmh"]}), sum(r.{_T["vehicle_count"]})
            FROM citypulse.raw r JOIN citypulse.sensors s ON s.id = r.sensor
            WHERE s.kind = 'traffic' AND r.time > %s AND r.time <= %s
-           GROUP BY 1""", (at - STATE_WINDOW, at)).fetchall()
+           GROUP BY 1""", (at - STATE_WINDOW, at)).fetchall()  # noqa: S608 - columns and formulas from code, no input
     out = {}
     for seg, speed, vehicles in rows:
         if seg is None:
             continue
-        ff = free.get(seg, 50.0)
-        cong = None if speed is None else max(0.0, min(1.0, 1.0 - speed / ff))
+        ff = free.get(seg, DEFAULT_FREE_FLOW_KMH)
+        cong = None if speed is None else congestion_index(speed, ff)
         out[seg] = {"speed_kmh": speed, "vehicles": vehicles, "congestion": cong}
     return out
 
@@ -74,13 +77,14 @@ def zone_state(conn: psycopg.Connection, at: datetime) -> dict[str, dict]:
                                       "density_per_ha": None if d is None else d * 10}
         return out
     rows = conn.execute(
-        """SELECT zone, sum(people) FROM (
-               SELECT DISTINCT ON (r.sensor) s.props->>'zone_id' AS zone, r.v0 AS people
+        f"""SELECT zone, sum(people) FROM (
+               SELECT DISTINCT ON (r.sensor) s.props->>'zone_id' AS zone,
+                      r.{_P["people_count"]} AS people
                FROM citypulse.raw r JOIN citypulse.sensors s ON s.id = r.sensor
                WHERE s.kind = 'people' AND r.time > %s AND r.time <= %s
                ORDER BY r.sensor, r.time DESC) latest
-           GROUP BY zone""", (at - STATE_WINDOW, at)).fetchall()
-    return {z: {"people": p, "density_per_ha": p / areas[z] * 1e4 if areas.get(z) else None}
+           GROUP BY zone""", (at - STATE_WINDOW, at)).fetchall()  # noqa: S608 - columns and formulas from code, no input
+    return {z: {"people": p, "density_per_ha": density(p, areas[z]) * 10 if areas.get(z) else None}
             for z, p in rows if z is not None}
 
 
