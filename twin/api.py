@@ -58,7 +58,7 @@ def _city_geojson() -> bytes:
     import tempfile
     from pathlib import Path
 
-    from citypulse.city.dishui import export
+    from citypulse.city import export
 
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "city.geojson"

@@ -22,7 +22,7 @@ def export_cmd(
     seed: int = typer.Option(0, help="City model seed (0 = canonical)."),
 ) -> None:
     """Write the city model (lake, zones, road segments, nodes, gates) with a `layer` property."""
-    from citypulse.city.dishui import build_city, export
+    from citypulse.city import build_city, export
 
     if fmt not in ("geojson", "geoparquet"):
         raise typer.BadParameter("use geojson or geoparquet", param_hint="--format")

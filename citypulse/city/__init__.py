@@ -23,18 +23,25 @@ analytics, dashboards); treat the frames as read-only.  Stable attribute names:
   max_m)``, ``nearest_segments``, ``shortest_path(a, b)``, ``path_segments(a, b)``,
   ``point_along(segment_id, fraction)``, ``layers()``.
 
-Command: ``citypulse twin export --format geojson|geoparquet --out FILE``.
+Where the city comes from: the generated Dishui Lake city (``build_city``, the default and
+the demo) or an imported one (``import_city(FILE)``: OpenStreetMap ``.osm.pbf``, GeoJSON,
+GeoPackage, GeoParquet), stored versioned in the database; ``active(conn)`` is the one every
+stage uses.  Commands: ``citypulse city import|list|use|show``, ``citypulse twin export``.
 """
 
 from typing import Any
 
-__all__ = ["City", "build_city", "export"]
+_FROM = {"City": "model", "assemble": "model", "ZONE_TYPES": "model", "build_city": "dishui",
+         "export": "store", "active": "store", "active_key": "store", "load": "store",
+         "save": "store", "use": "store", "list_models": "store", "CityError": "store",
+         "model_key": "store", "import_city": "importer", "ImportErrorReport": "importer"}
+__all__ = sorted(_FROM)
 
 
 def __getattr__(name: str) -> Any:
     # lazy, so `citypulse --help` does not pay for importing geopandas
-    if name in __all__:
-        from citypulse.city import dishui
+    if name in _FROM:
+        import importlib
 
-        return getattr(dishui, name)
+        return getattr(importlib.import_module(f"citypulse.city.{_FROM[name]}"), name)
     raise AttributeError(name)

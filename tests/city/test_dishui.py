@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyproj import Geod
 
-from citypulse.city import build_city
+from citypulse.city import build_city, export
 from citypulse.city.dishui import (
     CENTER_LAT,
     CENTER_LON,
@@ -23,7 +23,6 @@ from citypulse.city.dishui import (
     ZONE_COLUMNS,
     _build,
     city_union,
-    export,
 )
 
 GEOD = Geod(ellps="WGS84")
