@@ -66,6 +66,8 @@ def up(
     demo: bool = typer.Option(True, help="Also run the simulator on a demo city."),
     data_dir: Path = typer.Option(None, help="Private services' data (default .citypulse/)."),
     sensors: int = typer.Option(20_000, help="Simulated sensors in the demo deployment."),
+    city: Path = typer.Option(None, help="Run on this city: a file to import (.osm.pbf, "
+                              ".geojson, .gpkg, .parquet) made the active city first."),
 ) -> None:
     """Start everything on this machine; Ctrl-C stops it all cleanly.
 
@@ -95,6 +97,14 @@ def up(
                         mqtt_url=env["CITYPULSE_MQTT_URL"], data_dir=data)
     with schema.connect(settings, autocommit=True) as conn:
         schema.migrate(conn, settings)
+        if city is not None:
+            from citypulse.city.cli import read_city
+            from citypulse.city.store import save
+
+            model, report = read_city(city)
+            version = save(conn, model, source=city.name, report=report, activate=True)
+            print(f"city     {model.name} version {version} active ({len(model.segments)} "
+                  f"segments, {len(model.zones)} zones)", flush=True)
     print(f"database {settings.database_url}\nbroker   {settings.mqtt_url}", flush=True)
     env["CITYPULSE_DEMO"] = "1" if demo else "0"
     env["CITYPULSE_DEMO_SENSORS"] = str(sensors)

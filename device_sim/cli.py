@@ -29,12 +29,20 @@ def sim_deploy(
     sensors: int = typer.Option(20_000, help="Number of sensors."),
     seed: int = typer.Option(0, help="Same seed, same deployment."),
     out: Path = typer.Option(Path("deployment.parquet"), help="Output file (.parquet or .csv)."),
+    city: str = typer.Option(None, help="dishui (default), active (the database's active "
+                             "city), NAME[@VERSION] (stored) or a city file to import."),
 ) -> None:
     """Place SENSORS sensors of every kind on the city model and write the deployment."""
     from device_sim import deploy
+    from device_sim.city import city_from_spec, city_spec
 
     t = time.perf_counter()
-    df = deploy.deploy(sensors, seed)
+    model = city_from_spec(city)
+    df = deploy.deploy(sensors, seed, model)
+    if city:
+        import polars as pl
+
+        df = df.with_columns(pl.lit(city_spec(model, city)).alias("city"))
     gen = time.perf_counter() - t
     deploy.write(df, out)
     kinds = dict(df.group_by("kind").len().sort("kind").iter_rows())
@@ -48,11 +56,20 @@ def sim_deploy(
 def _ensure_demo_deployment(settings) -> Path:
     """Create the demo deployment (CITYPULSE_DEMO_SENSORS) and load it into the registry."""
     from device_sim import deploy
+    from device_sim.city import city_from_spec, city_spec
 
     n = int(os.environ.get("CITYPULSE_DEMO_SENSORS", "20000"))
-    path = Path(settings.data_dir) / f"demo-deployment-{n}.parquet"
+    city = city_from_spec("active", settings.database_url)  # `citypulse up --city FILE`
+    key = city_spec(city, None)
+    suffix = "" if key == "dishui@0" else "-" + key.replace("@", "-v")
+    path = Path(settings.data_dir) / f"demo-deployment-{n}{suffix}.parquet"
     if not path.exists():
-        deploy.write(deploy.deploy(n, 0), path)
+        import polars as pl
+
+        df = deploy.deploy(n, 0, city)
+        if suffix:
+            df = df.with_columns(pl.lit(key).alias("city"))
+        deploy.write(df, path)
     for attempt in range(30):  # the registry may still be migrating
         r = subprocess.run([sys.executable, "-m", "citypulse", "registry", "load", str(path)],
                            capture_output=True, text=True, env=dict(os.environ))

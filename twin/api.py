@@ -24,7 +24,8 @@ import orjson
 import shapely
 from flask import Blueprint, Response, request
 
-from citypulse.city.dishui import build_city
+from citypulse.city import active as active_city
+from citypulse.city.store import model_key
 from citypulse.settings import Settings
 from twin import state
 
@@ -45,16 +46,23 @@ def _json(obj: object, status: int = 200) -> Response:
                     mimetype="application/json")
 
 
-@cache
-def _geometries(layer: str) -> dict[str, dict]:
-    city = build_city()
-    frame, key = (city.segments, "segment_id") if layer == "segments" else (city.zones, "zone_id")
-    return {k: shapely.geometry.mapping(g) for k, g in zip(frame[key], frame.geometry,
-                                                          strict=True)}
+_GEOMS: dict[tuple[str, str], dict] = {}
+
+
+def _geometries(city, layer: str) -> dict[str, dict]:
+    key = (model_key(city), layer)
+    if key in _GEOMS:
+        return _GEOMS[key]
+    frame, fid = (city.segments, "segment_id") if layer == "segments" else (city.zones, "zone_id")
+    if len(_GEOMS) > 8:
+        _GEOMS.clear()
+    _GEOMS[key] = {k: shapely.geometry.mapping(g) for k, g in zip(frame[fid], frame.geometry,
+                                                                 strict=True)}
+    return _GEOMS[key]
 
 
 @cache
-def _city_geojson() -> bytes:
+def _city_geojson(key: str, city) -> bytes:
     import tempfile
     from pathlib import Path
 
@@ -62,12 +70,12 @@ def _city_geojson() -> bytes:
 
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "city.geojson"
-        export(build_city(), str(path), "geojson")
+        export(city, str(path), "geojson")
         return path.read_bytes()
 
 
-def _feature_collection(st: state.State, layer: str, key: str) -> dict:
-    geoms = _geometries(layer)
+def _feature_collection(city, st: state.State, layer: str, key: str) -> dict:
+    geoms = _geometries(city, layer)
     body = st.as_dict()
     rows = body.pop("rows")
     return {"type": "FeatureCollection", **body,
@@ -108,7 +116,9 @@ def create_blueprint(settings: Settings | None = None, pool: object | None = Non
             return _json({"error": str(exc)}, 400)
         with get_pool().connection() as conn:
             st = fn(conn, at, w)
-        return _json(_feature_collection(st, layer, key) if fmt == "geojson" else st.as_dict())
+            city = active_city(conn) if fmt == "geojson" else None
+        return _json(_feature_collection(city, st, layer, key) if fmt == "geojson"
+                     else st.as_dict())
 
     @bp.get("/segments")
     def segments() -> Response:
@@ -149,6 +159,8 @@ def create_blueprint(settings: Settings | None = None, pool: object | None = Non
 
     @bp.get("/city.geojson")
     def city_geojson() -> Response:
-        return Response(_city_geojson(), mimetype="application/geo+json")
+        with get_pool().connection() as conn:
+            city = active_city(conn)
+        return Response(_city_geojson(model_key(city), city), mimetype="application/geo+json")
 
     return bp

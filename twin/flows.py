@@ -37,7 +37,8 @@ import numpy as np
 import polars as pl
 import psycopg
 
-from citypulse.city.dishui import DEPOT_TYPES, City, build_city
+from citypulse.city.model import DEPOT_TYPES, City
+from citypulse.city.store import active as active_city
 from citypulse.schema import Store
 from citypulse.settings import Settings
 
@@ -168,7 +169,7 @@ def _minute(t: datetime) -> datetime:
 def aggregate(conn: psycopg.Connection, lo: datetime, hi: datetime,
               city: City | None = None) -> AggregateResult:
     """Aggregate the minute buckets in ``[lo, hi)`` into the twin's per-minute tables."""
-    city = city or build_city()
+    city = city or active_city(conn)
     lo, hi = _minute(lo), _minute(hi)
     segs = zones = trucks = flows = 0
     t = lo
@@ -370,7 +371,7 @@ def run_pass(conn: psycopg.Connection, store: Store, settings: Settings,
     """
     from twin.placement import place_sensors
 
-    city = city or build_city()
+    city = city or active_city(conn)
     now = now or datetime.now(UTC)
     out: dict = {}
     store.refresh_rollups(conn, settle_s)
