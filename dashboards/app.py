@@ -117,9 +117,11 @@ def _routes(server: flask.Flask, context: Context) -> None:
 
     @server.route("/dash-static/city.json")
     def city_json():
+        with context.pool.connection() as conn:
+            data.follow_city(conn, force=True)
         model = data.city_model()
-        body = orjson.dumps({"lake": model["lake"], "zones": model["zones"],
-                             "segments": model["segments"]})
+        body = orjson.dumps({k: model[k] for k in ("lake", "water", "zones", "segments",
+                                                  "name", "centre", "extent_m")})
         resp = flask.Response(body, mimetype="application/json")
         resp.headers["Cache-Control"] = "private, max-age=3600"
         return resp

@@ -115,15 +115,44 @@ def band_index(value: float | None, bands: tuple[Band, ...]) -> int:
 
 
 # --- the city model (static geometry) ------------------------------------------------------
-@lru_cache(maxsize=1)
-def city_model() -> dict[str, Any]:
-    """The twin's static city model as plain lists: lake ring, zones, segments (model order)."""
-    from citypulse.city.dishui import build_city
+_ACTIVE: dict[str, Any] = {"key": "dishui@0", "city": None, "checked": 0.0}
+CITY_CHECK_S = 10.0
 
-    city = build_city()
-    lake_geom = city.lake.geometry.iloc[0]
-    if hasattr(lake_geom, "geoms"):
-        lake_geom = max(lake_geom.geoms, key=lambda g: g.area)
+
+def follow_city(conn: psycopg.Connection, force: bool = False) -> str:
+    """Keep the map on the active city model (checked at most every 10 s); its key."""
+    import time
+
+    if not force and time.monotonic() - _ACTIVE["checked"] < CITY_CHECK_S:
+        return _ACTIVE["key"]
+    from citypulse.city.store import active, model_key
+
+    try:
+        city = active(conn)
+    except psycopg.errors.UndefinedTable:  # not migrated to city models yet
+        return _ACTIVE["key"]
+    _ACTIVE.update(key=model_key(city), city=city, checked=time.monotonic())
+    return _ACTIVE["key"]
+
+
+def city_model() -> dict[str, Any]:
+    """The active city model as plain lists: water, zones, segments (model order), view."""
+    return _model_of(_ACTIVE["key"])
+
+
+@lru_cache(maxsize=2)
+def _model_of(key: str) -> dict[str, Any]:
+    import shapely
+
+    city = _ACTIVE["city"]
+    if city is None:
+        from citypulse.city import build_city
+
+        city = build_city()
+    water = []
+    for g in city.lake.geometry.values:
+        parts = list(g.geoms) if hasattr(g, "geoms") else [g]
+        water += [_coords(p.exterior) for p in parts if p.geom_type == "Polygon"]
     zones = []
     for z in _records(city.zones):
         g = z["geometry"]
@@ -140,7 +169,11 @@ def city_model() -> dict[str, Any]:
             "ring": f"ring {int(ring)}" if _num(ring) is not None else str(s.get("road_class")),
             "lanes": int(s.get("lanes", 1)), "free_flow_kmh": float(s["free_flow_kmh"]),
             "length_m": float(s.get("length_m", 0)), "path": _coords(s["geometry"])})
-    return {"lake": _coords(lake_geom.exterior), "zones": zones, "segments": segments}
+    c = shapely.centroid(city.boundary)
+    x0, y0, x1, y1 = city.metric("zones").total_bounds
+    return {"lake": max(water, key=len) if water else [], "water": water, "zones": zones,
+            "segments": segments, "name": city.name, "centre": [round(c.x, 6), round(c.y, 6)],
+            "extent_m": round(float(max(x1 - x0, y1 - y0)), 1)}
 
 
 def _records(frame: Any) -> list[dict]:
@@ -161,6 +194,16 @@ def sensor_positions(conn: psycopg.Connection) -> tuple[int, bytes]:
     rows = conn.execute("SELECT lon, lat FROM citypulse.sensors ORDER BY id").fetchall()
     arr = np.asarray(rows, dtype="<f4").reshape(-1, 2) if rows else np.zeros((0, 2), "<f4")
     return len(arr), arr.tobytes()
+
+
+def unplaceable(conn: psycopg.Connection, limit: int = 200) -> list[dict]:
+    """Sensors the placement could not put on the city, with the reason (``/ingest``)."""
+    rows = conn.execute(
+        """SELECT s.sensor_id, s.kind, s.lon, s.lat, p.reason
+           FROM citypulse.sensor_placement p JOIN citypulse.sensors s ON s.id = p.sensor
+           WHERE p.status = 'unplaceable' ORDER BY s.sensor_id LIMIT %s""", (limit,)).fetchall()
+    return [{"sensor_id": i, "kind": k, "lon": x, "lat": y, "reason": r}
+            for i, k, x, y, r in rows]
 
 
 def offline_positions(conn: psycopg.Connection, limit: int = 5000) -> list[list[float]]:
@@ -192,7 +235,7 @@ def segment_state(conn: psycopg.Connection, at: datetime) -> dict[str, dict]:
     """segment_id -> {speed_kmh, vehicles, congestion} at ``at``.
 
     The twin's aggregated state when it has data for ``at``; else computed from the raw
-    readings of traffic sensors (``props.segment_id``) in the 5 minutes before ``at``.
+    readings of traffic sensors (their placement's segment) in the 5 minutes before ``at``.
     """
     rows = _twin_rows("segments_at", conn, at)
     if rows is not None:
@@ -201,8 +244,9 @@ def segment_state(conn: psycopg.Connection, at: datetime) -> dict[str, dict]:
                                        "congestion": _num(r.get("congestion"))} for r in rows}
     free = {s["id"]: s["free_flow_kmh"] for s in city_model()["segments"]}
     rows = conn.execute(
-        """SELECT s.props->>'segment_id', avg(r.v1), sum(r.v0)
+        """SELECT p.segment_id, avg(r.v1), sum(r.v0)
            FROM citypulse.raw r JOIN citypulse.sensors s ON s.id = r.sensor
+           JOIN citypulse.sensor_placement p ON p.sensor = s.id
            WHERE s.kind = 'traffic' AND r.time > %s AND r.time <= %s
            GROUP BY 1""", (at - STATE_WINDOW, at)).fetchall()
     out = {}
@@ -228,9 +272,11 @@ def zone_state(conn: psycopg.Connection, at: datetime) -> dict[str, dict]:
         return out
     rows = conn.execute(
         """SELECT zone, sum(people) FROM (
-               SELECT DISTINCT ON (r.sensor) s.props->>'zone_id' AS zone, r.v0 AS people
+               SELECT DISTINCT ON (r.sensor) p.zone_id AS zone, r.v0 AS people
                FROM citypulse.raw r JOIN citypulse.sensors s ON s.id = r.sensor
-               WHERE s.kind = 'people' AND r.time > %s AND r.time <= %s
+               JOIN citypulse.sensor_placement p ON p.sensor = s.id
+               WHERE s.kind = 'people' AND coalesce(p.role, 'zone') = 'zone'
+                 AND r.time > %s AND r.time <= %s
                ORDER BY r.sensor, r.time DESC) latest
            GROUP BY zone""", (at - STATE_WINDOW, at)).fetchall()
     return {z: {"people": p, "density_per_ha": p / areas[z] * 1e4 if areas.get(z) else None}
@@ -286,6 +332,7 @@ def map_state(conn: psycopg.Connection, at: datetime | None = None,
     if alerts is None:
         alerts = list_alerts(conn, open_only=True) if at is None else alerts_open_at(conn, at)
     at = at or datetime.now(UTC)
+    follow_city(conn)
     model = city_model()
     bands = congestion_bands()
     segs = segment_state(conn, at) if segs is None else segs

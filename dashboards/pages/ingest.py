@@ -21,18 +21,20 @@ def layout(**_query) -> html.Div:
         html.Div([html.Div(dcc.Graph(id="in-rate"), className="col"),
                   html.Div(dcc.Graph(id="in-dead"), className="col")], className="row"),
         html.H3("Dead-letter samples"), html.Div(id="in-samples"),
+        html.H3("Sensors not placed on the city"), html.Div(id="in-unplaced"),
         dcc.Interval(id="in-tick", interval=5000),
     ], className="page")
 
 
 @dash.callback(Output("in-tiles", "children"), Output("in-rate", "figure"),
                Output("in-dead", "figure"), Output("in-samples", "children"),
-               Input("in-tick", "n_intervals"))
+               Output("in-unplaced", "children"), Input("in-tick", "n_intervals"))
 def _refresh(_n):
     since = now() - timedelta(minutes=30)
     c = ctx()
     with c.pool.connection() as conn:
         h = data.ingest_health(conn, since)
+        unplaced = data.unplaceable(conn)
     urls = data.metrics_urls(c.settings)
     scraped = data.scrape(urls) if urls else None
     collector = []
@@ -62,5 +64,11 @@ def _refresh(_n):
     samples = [html.Div([html.B(d["reason"]), html.Div(
         [html.Div(s, className="samples") for s in d["samples"]])])
         for d in h["dead_letters"]]
+    table = html.Table(
+        [html.Tr([html.Th(c) for c in ("sensor", "kind", "lon", "lat", "reason")])]
+        + [html.Tr([html.Td(u["sensor_id"]), html.Td(u["kind"]), html.Td(f"{u['lon']:.5f}"),
+                    html.Td(f"{u['lat']:.5f}"), html.Td(u["reason"])]) for u in unplaced],
+        id="in-unplaced-table", className="samples") if unplaced else html.P(
+        "Every registered sensor is placed.")
     return (tiles, figures.ingest_rate(rate), figures.dead_letters(h["dead_letters"]),
-            samples or html.P("No dead letters."))
+            samples or html.P("No dead letters."), table)
