@@ -250,9 +250,10 @@ def _zone_fields(path: Path, df: gpd.GeoDataFrame, spec: dict) -> gpd.GeoDataFra
 def _build(name: str, roads: gpd.GeoDataFrame, zones: gpd.GeoDataFrame | None,
            water: gpd.GeoDataFrame | None, spec: dict, report: dict,
            grid_m: float | None) -> tuple[City, dict]:
-    centre = shapely.centroid(shapely.union_all(shapely.envelope(
-        roads.to_crs(WGS84).geometry.values)))
-    crs = utm_crs(centre.x, centre.y)
+    x0, y0, x1, y1 = roads.to_crs(WGS84).total_bounds
+    if not np.isfinite([x0, y0, x1, y1]).all():
+        raise CityImportError(f"{report['source']}: layer roads: no usable geometry")
+    crs = utm_crs((x0 + x1) / 2, (y0 + y1) / 2)
     roads_m = roads.to_crs(crs)
     gt = roads_m.geometry.geom_type
     bad = ~gt.isin(["LineString", "MultiLineString"]) | roads_m.geometry.is_empty
