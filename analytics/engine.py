@@ -48,6 +48,7 @@ from analytics.rules import (
     op_func,
 )
 from citypulse.catalogue import KINDS, MAX_SLOTS
+from citypulse.formulas import congestion_index, density_per_1000m2
 from citypulse.wire.topics import GATEWAY_HEARTBEAT_S
 
 log = logging.getLogger(__name__)
@@ -575,7 +576,7 @@ class Engine:
         seg = seg.join(ff_model, on="segment_id", how="left").with_columns(
             pl.coalesce("ff", "ff_model", pl.lit(rule.default_free_flow_kmh)).alias("ff"))
         seg = seg.with_columns(
-            (1 - pl.col("speed") / pl.col("ff")).clip(0, 1).alias("index"))
+            congestion_index(pl.col("speed"), pl.col("ff")).alias("index"))
         on = seg.filter((pl.col("index") >= rule.index_above)
                         & (pl.col("occ").fill_null(100) >= rule.min_occupancy_pct))
         congested = set(on["segment_id"])
@@ -630,17 +631,18 @@ class Engine:
             pl.col("area_m2").fill_null(rule.coverage_m2).alias("cover"))
         z = df.group_by("zone_id").agg(
             pl.col(cnt).sum().alias("people"), pl.len().alias("n"),
-            (pl.col(cnt) / pl.col("cover")).mean().alias("per_counter"),
+            density_per_1000m2(pl.col(cnt), pl.col("cover")).mean().alias("per_counter"),
             pl.col("cover").sum().alias("covered"),
             pl.col("t").max().alias("t"), pl.col("zone_type").first().alias("ptype"))
         z = z.join(self._zone_areas(z), on="zone_id", how="left").with_columns(
             pl.coalesce("ztype", "ptype").alias("ztype"))
         if rule.density == "zone":
             z = z.with_columns(pl.col("zarea").alias("area")).filter(pl.col("area") > 0)
-            z = z.with_columns((pl.col("people") / pl.col("area") * 1000).alias("density"))
+            z = z.with_columns(density_per_1000m2(pl.col("people"), pl.col("area"))
+                               .alias("density"))
         else:
             z = z.with_columns(pl.col("covered").alias("area"),
-                               (pl.col("per_counter") * 1000).alias("density"))
+                               pl.col("per_counter").alias("density"))
         ev = Evaluation()
         open_ids = {e for k, e in open_keys if k == "zone"}
         for r in z.iter_rows(named=True):

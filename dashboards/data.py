@@ -22,6 +22,8 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from citypulse.formulas import congestion_index, density_per_1000m2
+
 log = logging.getLogger(__name__)
 
 SEVERITIES = ("critical", "warning", "info")
@@ -254,7 +256,7 @@ def segment_state(conn: psycopg.Connection, at: datetime) -> dict[str, dict]:
         if seg is None:
             continue
         ff = free.get(seg, 50.0)
-        cong = None if speed is None else max(0.0, min(1.0, 1.0 - speed / ff))
+        cong = None if speed is None else congestion_index(speed, ff)
         out[seg] = {"speed_kmh": speed, "vehicles": vehicles, "congestion": cong}
     return out
 
@@ -279,7 +281,8 @@ def zone_state(conn: psycopg.Connection, at: datetime) -> dict[str, dict]:
                  AND r.time > %s AND r.time <= %s
                ORDER BY r.sensor, r.time DESC) latest
            GROUP BY zone""", (at - STATE_WINDOW, at)).fetchall()
-    return {z: {"people": p, "density_per_ha": p / areas[z] * 1e4 if areas.get(z) else None}
+    return {z: {"people": p, "density_per_ha": density_per_1000m2(p, areas[z]) * 10
+                if areas.get(z) else None}
             for z, p in rows if z is not None}
 
 

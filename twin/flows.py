@@ -68,7 +68,7 @@ ON CONFLICT (segment_id, bucket) DO UPDATE SET sensors = EXCLUDED.sensors,
     vehicles = EXCLUDED.vehicles, flow_veh_h = EXCLUDED.flow_veh_h,
     speed_kmh = EXCLUDED.speed_kmh, occupancy_pct = EXCLUDED.occupancy_pct,
     congestion = EXCLUDED.congestion
-"""
+"""  # congestion: citypulse.formulas.CONGESTION_SQL (tests/city/test_formulas.py holds it)
 
 _TRUCK_MINUTES = """
 SELECT r.bucket, r.sensor, r.s0 / r.c0 AS lon, r.s1 / r.c1 AS lat,
@@ -118,7 +118,7 @@ ON CONFLICT (zone_id, bucket) DO UPDATE SET counters = EXCLUDED.counters,
     people = EXCLUDED.people, density_per_1000m2 = EXCLUDED.density_per_1000m2,
     entries = EXCLUDED.entries, exits = EXCLUDED.exits, trucks = EXCLUDED.trucks,
     vehicles = EXCLUDED.vehicles
-"""
+"""  # density: citypulse.formulas.DENSITY_SQL
 
 _GATES = """
 INSERT INTO citypulse.twin_gate_1m (bucket, gate_id, zone_id, counters, entries, exits)
