@@ -19,8 +19,8 @@ def test_congestion_index_everywhere_the_same():
     assert congestion_index(60.0, 50.0) == 0.0  # faster than free flow: no congestion
     assert list(congestion_index(np.array([0.0, 25.0]), 50.0)) == [1.0, 0.5]
     df = pl.DataFrame({"s": [6.0, 60.0], "f": [50.0, 50.0]})
-    assert df.select(congestion_index(pl.col("s"), pl.col("f")))["s"].to_list() == pytest.approx(
-        [0.88, 0.0])
+    out = df.select(congestion_index(pl.col("s"), pl.col("f")).alias("c"))["c"].to_list()
+    assert out == pytest.approx([0.88, 0.0])
 
 
 def test_density_and_the_twin_sql_use_the_same_formulas():
