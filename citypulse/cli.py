@@ -23,6 +23,7 @@ app.add_typer(bench_app, name="bench")
 # modules that add commands: each has register(app, bench_app)
 _COMMAND_MODULES = (
     "citypulse.commands",
+    "citypulse.keys_cli",
     "ingest.cli",
     "ingest.credentials_cli",
     "device_sim.cli",

@@ -56,6 +56,8 @@ DECLARE
                                      'gateway_seen'];
     dashboard_insert text[] := ARRAY['alert_events', 'dashboard_audit'];
     dashboard_update text[] := ARRAY['alerts'];
+    -- credentials (050_api_keys): only the dashboards read them, set by that migration
+    private_tables   text[] := ARRAY['api_keys'];
 BEGIN
     EXECUTE format('GRANT CONNECT, TEMPORARY ON DATABASE %I TO citypulse_collector, '
                    'citypulse_worker, citypulse_dashboard', current_database());
@@ -74,6 +76,7 @@ BEGIN
           AND NOT c.relispartition
     LOOP
         tables_all := format('citypulse.%I', t.relname);
+        CONTINUE WHEN t.relname = ANY (private_tables);
         EXECUTE format('GRANT SELECT ON %s TO citypulse_worker, citypulse_dashboard', tables_all);
         IF t.relname = ANY (collector_read) THEN
             EXECUTE format('GRANT SELECT ON %s TO citypulse_collector', tables_all);
