@@ -5,6 +5,7 @@ In: a psycopg 3 connection and the settings.  Out: a migrated database and a
 
     with connect(settings) as conn:
         store = Store.open(conn, settings)          # detects the backend, migrates
+        store.write_batch(conn, rows, dead, status, gateways)  # one transaction
         store.write_rows(conn, rows)                # COPY raw readings, duplicates dropped
         store.maintain(conn)                        # partitions, retention, rollups
 
@@ -48,6 +49,9 @@ RAW_COLUMNS = ("time", "sensor", "seq") + tuple(f"v{i}" for i in range(MAX_SLOTS
 RAW_TYPES = ("timestamptz", "int4", "int8") + ("float8",) * MAX_SLOTS
 
 _FILE_RE = re.compile(r"^(\d{3})_([a-z0-9_]+?)(?:\.(postgres|timescale))?\.sql$")
+
+# the advisory lock key of the store's upkeep owner (any stable 64-bit number)
+UPKEEP_LOCK = 0x63697479_70756C73  # "citypuls"
 
 # A reading row as written: (time, sensor id, seq or None, v0 .. v7 or None).
 Row = tuple
@@ -245,6 +249,16 @@ SET last_seen = greatest(g.last_seen, EXCLUDED.last_seen), messages = g.messages
 _MERGE_RAW = sql.SQL(
     "SELECT inserted, merged FROM citypulse.merge_raw(%s::timestamptz[], %s::int4[], "
     "%s::int8[], {})").format(sql.SQL(", ").join([sql.SQL("%s::float8[]")] * MAX_SLOTS))
+# citypulse.dead_letters in column order (a dead letter as written is a tuple in this order)
+DEAD_COLUMNS = ("received_at", "topic", "reason", "payload", "detail", "sensor_id")
+_DEAD_TYPES = ("timestamptz", "text", "text", "bytea", "text", "text")
+_COPY_DEAD = sql.SQL("COPY citypulse.dead_letters ({}) FROM STDIN (FORMAT BINARY)").format(
+    sql.SQL(", ").join(map(sql.Identifier, DEAD_COLUMNS)))
+_STATUS_UPSERT = """
+INSERT INTO citypulse.sensor_status (sensor_id, status, changed_at) VALUES (%s, %s, %s)
+ON CONFLICT (sensor_id) DO UPDATE SET status = EXCLUDED.status, changed_at = EXCLUDED.changed_at
+WHERE citypulse.sensor_status.status IS DISTINCT FROM EXCLUDED.status
+"""
 
 
 class Store:
@@ -267,12 +281,38 @@ class Store:
         return store
 
     # --- writing -------------------------------------------------------------------------
+    def write_batch(self, conn: psycopg.Connection, rows: Sequence[Row] = (),
+                    dead: Sequence[tuple] = (),
+                    status: Sequence[tuple[str, str, datetime]] = (),
+                    gateways: Mapping[str, tuple[datetime, int]] | None = None) -> WriteResult:
+        """Write what one ingest batch carries, in one transaction.
+
+        ``rows`` as :meth:`write_rows`; ``dead`` dead letters as tuples in
+        :data:`DEAD_COLUMNS` order; ``status`` (sensor id, ``online``/``offline``, time)
+        upserted when changed; ``gateways`` heartbeats as :meth:`touch_gateways`.  Raises
+        psycopg errors (nothing is written then); the caller tells temporary from permanent.
+        """
+        with conn.transaction():
+            result = self.write_rows(conn, rows)
+            if gateways:
+                self.touch_gateways(conn, gateways)
+            with conn.cursor() as cur:
+                if dead:
+                    with cur.copy(_COPY_DEAD) as copy:
+                        copy.set_types(_DEAD_TYPES)
+                        for d in dead:
+                            copy.write_row(d)
+                if status:
+                    cur.executemany(_STATUS_UPSERT, list(status))
+        return result
+
     def write_rows(self, conn: psycopg.Connection, rows: Sequence[Row]) -> WriteResult:
         """Write reading rows in one transaction; a (sensor, time, metric) seen before is dropped.
 
         Fast path: binary COPY straight into the table.  When the batch collides with rows
-        already stored (a redelivery), it falls back to a staging table and an upsert that
-        keeps the first value of each metric and adds metrics not stored yet.
+        already stored (a redelivery, also into a compressed chunk), it falls back to
+        ``citypulse.merge_raw``, which keeps the first value of each metric and adds metrics
+        not stored yet.
         Rows must be unique by (sensor, time) within the batch.  Raises psycopg errors;
         the caller tells temporary from permanent ones.
         """
@@ -298,7 +338,8 @@ class Store:
 
     @staticmethod
     def _merge(conn: psycopg.Connection, rows: Sequence[Row]) -> WriteResult:
-        inserted, merged = conn.execute(_MERGE_RAW, [list(col) for col in zip(*rows, strict=True)]).fetchone()
+        columns = [list(col) for col in zip(*rows, strict=True)]
+        inserted, merged = conn.execute(_MERGE_RAW, columns).fetchone()
         return WriteResult(inserted, merged, len(rows) - inserted - merged)
 
     @staticmethod
@@ -322,6 +363,15 @@ class Store:
         conn.execute(_GATEWAY_SEEN, (ids, [seen[g][0] for g in ids], [seen[g][1] for g in ids]))
 
     # --- upkeep ----------------------------------------------------------------------------
+    @staticmethod
+    def claim_upkeep(conn: psycopg.Connection) -> bool:
+        """Try to become the one process that runs :meth:`maintain` (replicas share a store).
+
+        A session advisory lock: held while ``conn`` stays open, so when the owner exits
+        another replica's next claim succeeds.  True when this connection holds it.
+        """
+        return bool(conn.execute("SELECT pg_try_advisory_lock(%s)", (UPKEEP_LOCK,)).fetchone()[0])
+
     def oldest_allowed(self, now: datetime | None = None) -> datetime:
         """Readings older than this are outside retention (dead-lettered, not stored)."""
         now = now or datetime.now(UTC)
