@@ -108,7 +108,7 @@ def band_index(value: float | None, bands: tuple[Band, ...]) -> int:
 @lru_cache(maxsize=1)
 def city_model() -> dict[str, Any]:
     """The twin's static city model as plain lists: lake ring, zones, segments (model order)."""
-    from twin.citymodel import build_city
+    from citypulse.city.dishui import build_city
 
     city = build_city()
     lake_geom = city.lake.geometry.iloc[0]

@@ -22,7 +22,7 @@ def export_cmd(
     seed: int = typer.Option(0, help="City model seed (0 = canonical)."),
 ) -> None:
     """Write the city model (lake, zones, road segments, nodes, gates) with a `layer` property."""
-    from twin.citymodel import build_city, export
+    from citypulse.city.dishui import build_city, export
 
     if fmt not in ("geojson", "geoparquet"):
         raise typer.BadParameter("use geojson or geoparquet", param_hint="--format")
@@ -76,8 +76,8 @@ def run_cmd(
     import psycopg
 
     from citypulse import schema
+    from citypulse.city.dishui import build_city
     from citypulse.settings import load_settings
-    from twin.citymodel import build_city
     from twin.flows import run_pass
 
     s = load_settings(database_url=database_url, twin_interval_s=interval)
