@@ -36,8 +36,10 @@ print(json.dumps({"seconds": round(secs, 2),
 
 def grid_city(path: Path, n: int, spacing_m: float = 150.0, lon0: float = 121.80,
               lat0: float = 30.85) -> Path:
-    """A GeoJSON city of n x n streets (every crossing a shared vertex), one line per street,
-    plus a few land-use blocks: ~4 n (n - 1) directed segments (n=50: ~9,800).
+    """A GeoJSON city of n x n streets and a few land-use blocks.
+
+    Every crossing is a shared vertex, one line per street: ~4 n (n - 1) directed segments
+    (n=50: ~9,800).
     """
     dlat = spacing_m / 111_320.0
     dlon = spacing_m / (111_320.0 * np.cos(np.radians(lat0)))
