@@ -13,11 +13,11 @@ Every default lives here and nowhere else.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "CITYPULSE_"
 
@@ -100,6 +100,20 @@ class Settings(BaseSettings):
         50.0, gt=0, description="Messages/s one device or gateway may send before dead letters."
     )
 
+    # --- source adapters (ingest/sources/) ---------------------------------------------
+    sources: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Foreign sources the collectors also take, comma-separated: thingsboard, "
+                    "chirpstack, ttn, http (see `citypulse sources list`).")
+    sources_mapping_dir: Path | None = Field(
+        None, description="Directory of <source>.yaml mapping files overriding the shipped ones.")
+    sources_quarantine: bool = Field(
+        False, description="Unknown devices named by a source go to the quarantine list "
+                           "(their readings still dead-lettered unknown_sensor).")
+    ingest_database_url: str | None = Field(
+        None, description="Database URL of HTTP push (a collector-role login; default "
+                          "database_url).")
+
     # --- store -------------------------------------------------------------------------
     store_backend: Literal["auto", "timescale", "postgres"] = Field(
         "auto", description="auto: TimescaleDB when the extension is available."
@@ -178,6 +192,13 @@ class Settings(BaseSettings):
     def _check_prefix(cls, v: str) -> str:
         if not v or any(c in v for c in "+#") or v.startswith("/") or v.endswith("/"):
             raise ValueError("a topic prefix like 'city' (no wildcards, no leading/trailing /)")
+        return v
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _split_sources(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [p.strip() for p in v.split(",") if p.strip()]
         return v
 
     @field_validator("share_group")

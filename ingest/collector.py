@@ -47,6 +47,8 @@ from citypulse.wire import payload as wp
 from citypulse.wire import topics as wt
 from ingest import fastdecode
 from ingest import registry as reg
+from ingest.sources.base import PAYLOAD
+from ingest.sources.hub import SourceHub
 from ingest.validate import (
     EPOCH,
     DeadLetter,
@@ -97,6 +99,8 @@ class Batch:
     status: tuple[tuple[str, str, datetime], ...]
     duplicates: int = 0
     gateways: tuple[tuple[str, datetime, int], ...] = ()  # heartbeats: id, last seen, messages
+    side: tuple[tuple, ...] = ()     # source adapters' side records (SourceHub.write_side)
+    foreign: tuple = ()              # (source, Handled) per source message: metrics, not spooled
 
 
 class Metrics:
@@ -105,7 +109,8 @@ class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
         p = "citypulse_ingest_"
-        self.messages = Counter(p + "messages", "MQTT messages received", ["kind"], registry=r)
+        self.messages = Counter(p + "messages", "MQTT messages received", ["kind", "source"],
+                                registry=r)
         self.stored = Counter(p + "readings_stored", "Reading rows committed", registry=r)
         self.dead = Counter(p + "dead_letters", "Dead letters committed", ["reason"], registry=r)
         self.commit = Histogram(p + "batch_commit_seconds", "Batch commit latency", registry=r)
@@ -153,6 +158,7 @@ class Spool:
             "status": [(s, st, us(t)) for s, st, t in b.status],
             "dups": b.duplicates,
             "gateways": [(g, us(t), n) for g, t, n in b.gateways],
+            "side": [list(x) for x in b.side],
         })
 
     @staticmethod
@@ -165,7 +171,8 @@ class Spool:
                   for d in doc["dead"]),
             tuple((s, st, EPOCH + t * _US) for s, st, t in doc["status"]),
             doc.get("dups", 0),
-            tuple((g, EPOCH + t * _US, n) for g, t, n in doc.get("gateways", ())))
+            tuple((g, EPOCH + t * _US, n) for g, t, n in doc.get("gateways", ())),
+            tuple(tuple(x) for x in doc.get("side", ())))
 
     def put(self, b: Batch) -> bool:
         """Write a batch durably; False when the spool is full (caller must not ack)."""
@@ -206,6 +213,7 @@ class Collector:
     def __init__(self, settings: Settings, *, client_id: str | None = None) -> None:
         self.settings = settings
         self.metrics = Metrics()
+        self.sources = SourceHub(settings, self.metrics.registry)
         group = settings.share_group
         self.client_id = (client_id or settings.client_id
                           or f"citypulse-ingest-{socket.gethostname()}" + (f"-{group}" if group else ""))
@@ -317,7 +325,7 @@ class Collector:
                 return
             with self._gen_lock:
                 self._gen += 1
-            subs = wt.ingest_subscriptions(self.settings.topic_prefix)
+            subs = wt.ingest_subscriptions(self.settings.topic_prefix) + self.sources.subscriptions()
             if self.settings.share_group:
                 subs = [f"$share/{self.settings.share_group}/{t}" for t in subs]
             client.subscribe([(t, SubscribeOptions(qos=1)) for t in subs])
@@ -350,10 +358,18 @@ class Collector:
                 self._pending += 1
             self.inbox.put(Message(self._gen, msg.mid, msg.qos, msg.topic, msg.payload,
                                    int(time.time() * 1000), ctype,
-                                   "/status/" not in msg.topic and self._rate_limited(msg.topic)))
+                                   "/status/" not in msg.topic and self._limits(msg.topic)
+                                   and self._rate_limited(msg.topic)))
         except Exception:
             log.exception("event=internal_error where=on_message")
             self.metrics.internal.inc()
+
+    def _limits(self, topic: str) -> bool:
+        """Whether ``topic`` is one device's (not a source's topic shared by many gateways)."""
+        if not self.sources.active:
+            return True
+        src = self.sources.claim(topic)
+        return src is None or src.trust != PAYLOAD
 
     def _rate_limited(self, topic: str) -> bool:
         """Token bucket per device (sensor or gateway) at settings.device_rate_limit msg/s."""
@@ -416,6 +432,8 @@ class Collector:
             try:
                 batch = self._build(msgs, conn)
                 conn = self._commit(batch, conn, msgs)
+                for name, h in batch.foreign:
+                    self.sources.account(name, h)
             except Exception:
                 log.exception("event=internal_error where=writer")
                 self.metrics.internal.inc()
@@ -439,9 +457,22 @@ class Collector:
         retry: list[tuple[Message, wt.Topic, wp.Decoded]] = []
         kinds: dict[str, int] = {}
         seen: dict[str, list[int]] = {}  # gateway heartbeats: id -> [latest ms, messages]
+        foreign: list[tuple[str, object]] = []  # (source, Handled)
+        src_retry: list = []
         for m in msgs:
             topic = wt.parse(m.topic, s.topic_prefix)
-            kinds[topic.kind] = kinds.get(topic.kind, 0) + 1
+            src = self.sources.claim(m.topic) if (topic.kind == wt.UNKNOWN
+                                                  and self.sources.active) else None
+            if src is not None:  # a foreign source's message: its adapter decodes it
+                kinds[(src.name, src.name)] = kinds.get((src.name, src.name), 0) + 1
+                h = self.sources.handle(src, m.topic, m.payload, m.received_ms, m.rate_limited,
+                                        self.registry, window)
+                if h.unknown:  # maybe registered since the last snapshot: retry after refresh
+                    src_retry.append((src, m))
+                else:
+                    foreign.append((src.name, h))
+                continue
+            kinds[(topic.kind, "native")] = kinds.get((topic.kind, "native"), 0) + 1
             if topic.kind == wt.GATEWAY:  # any message, even one we reject, shows it is up
                 hb = seen.setdefault(topic.ident, [m.received_ms, 0])
                 hb[0] = max(hb[0], m.received_ms)
@@ -469,7 +500,7 @@ class Collector:
             rows.extend(v.rows)
             dead.extend(v.dead)
             dups += v.duplicates
-        if retry and not self._db_down.is_set():
+        if (retry or src_retry) and not self._db_down.is_set():
             with contextlib.suppress(*TEMPORARY):
                 if conn is None or conn.closed:
                     with self._connect_db() as c:
@@ -482,11 +513,22 @@ class Collector:
                 rows.extend(v.rows)
                 dead.extend(v.dead)
                 dups += v.duplicates
-        for k, n in kinds.items():
-            self.metrics.messages.labels(k).inc(n)
+        for src, m in src_retry:
+            foreign.append((src.name, self.sources.handle(
+                src, m.topic, m.payload, m.received_ms, m.rate_limited, self.registry, window)))
+        side: list[tuple] = []
+        for _name, h in foreign:
+            rows.extend(h.rows)
+            dead.extend(h.dead)
+            status.extend(h.status)
+            side.extend(h.side)
+            dups += h.duplicates
+        for (k, source), n in kinds.items():
+            self.metrics.messages.labels(k, source).inc(n)
         unique, more = merge_rows(rows)
         return Batch(tuple(unique), tuple(dead), tuple(status), dups + more,
-                     tuple((g, to_time(t), n) for g, (t, n) in seen.items()))
+                     tuple((g, to_time(t), n) for g, (t, n) in seen.items()), tuple(side),
+                     tuple(foreign))
 
     def _commit(self, batch: Batch, conn: psycopg.Connection | None,
                 msgs: list[Message]) -> psycopg.Connection | None:
@@ -529,14 +571,14 @@ class Collector:
         try:
             with conn.transaction():
                 res = self.store.write_rows(conn, batch.rows)
-                self._write_side(conn, batch.dead, batch.status, batch.gateways)
+                self._write_side(conn, batch.dead, batch.status, batch.gateways, batch.side)
         except TEMPORARY:
             raise
         except psycopg.DatabaseError as exc:
             self.metrics.db_errors.labels("permanent").inc()
             log.warning("event=batch_rejected error=%r action=bisect", str(exc).strip()[:200])
             with conn.transaction():
-                self._write_side(conn, batch.dead, batch.status, batch.gateways)
+                self._write_side(conn, batch.dead, batch.status, batch.gateways, batch.side)
             self._account(Batch((), batch.dead, batch.status, batch.duplicates))
             self._bisect(conn, list(batch.rows))
             return
@@ -567,9 +609,11 @@ class Collector:
         self._bisect(conn, rows[:mid])
         self._bisect(conn, rows[mid:])
 
-    def _write_side(self, conn: psycopg.Connection, dead, status, gateways=()) -> None:
+    def _write_side(self, conn: psycopg.Connection, dead, status, gateways=(), side=()) -> None:
         if gateways:
             self.store.touch_gateways(conn, {g: (t, n) for g, t, n in gateways})
+        if side:
+            self.sources.write_side(conn, side)
         with conn.cursor() as cur:
             if dead:
                 with cur.copy(_COPY_DEAD) as copy:
@@ -639,6 +683,8 @@ class Collector:
             if not force and time.monotonic() - self._registry_at < 5.0:
                 return False
             self.registry = reg.snapshot(conn)
+            if self.sources.active:
+                self.sources.refresh(conn)
             self._registry_at = time.monotonic()
         log.debug("event=registry_refreshed sensors=%d", len(self.registry))
         return True
@@ -685,12 +731,12 @@ class Collector:
         try:
             with conn.transaction():
                 res = self.store.write_rows(conn, batch.rows)
-                self._write_side(conn, batch.dead, batch.status, batch.gateways)
+                self._write_side(conn, batch.dead, batch.status, batch.gateways, batch.side)
         except TEMPORARY:
             raise
         except psycopg.DatabaseError:
             with conn.transaction():
-                self._write_side(conn, batch.dead, batch.status, batch.gateways)
+                self._write_side(conn, batch.dead, batch.status, batch.gateways, batch.side)
             self._bisect(conn, list(batch.rows))
             return
         self.metrics.stored.inc(len(batch.rows) - res.duplicates)
