@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-faults lint deps system-deps assets clean bench
+.PHONY: demo test test-fast test-faults lint deps system-deps assets clean bench vendor
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,11 @@ $(STAMP): pyproject.toml constraints.txt
 system-deps:
 	@bash scripts/system-deps.sh --browser
 
-deps: system-deps $(STAMP) assets
+deps: system-deps $(STAMP) assets vendor
+
+# vendor SDKs the tests drive (tb-mqtt-client), in their own virtualenv: see tests/vendor-requirements.txt
+vendor: $(STAMP)
+	$(BIN)/python tests/ingest/vendor.py
 
 assets: $(STAMP)
 	@if [ -x scripts/build-assets.sh ]; then bash scripts/build-assets.sh; fi

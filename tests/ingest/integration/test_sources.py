@@ -143,3 +143,40 @@ def test_every_dead_letter_reason_per_dialect(lora):
     for src in ("chirpstack", "ttn", "thingsboard"):
         assert c.metrics.value("citypulse_ingest_source_dead_letters_total", source=src,
                                reason="unknown_metric") == 1
+
+
+def test_thingsboard_gateway_sdk_connects_devices_sends_telemetry_and_attributes(lora, broker):
+    """ThingsBoard's own SDK (TBGatewayMqttClient) as the gateway, unchanged."""
+    import subprocess
+
+    from tests.ingest.vendor import vendor_python
+
+    cfg, c, _pub = lora
+    now = int(time.time() * 1000)
+    plan = {"connect": ["Pump A", "Loop 9"],
+            "telemetry": [["Pump A", {"ts": now - 2000, "values": {"waterLevel": 1.25}}],
+                          ["Pump A", {"ts": now - 1000, "values": {"level_m": 1.5,
+                                                                   "battery": 80}}],
+                          ["Loop 9", {"speed": 42.0, "vehicle_count": 7}]],  # short form
+            "attributes": [["Pump A", {"firmware": "3.1.4", "vendor": "ACME"}]]}
+    script = Path(__file__).parent.parent / "tb_gateway_script.py"
+    out = subprocess.run([str(vendor_python()), str(script), str(cfg.mqtt.port),
+                          json.dumps(plan)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "done" in out.stdout, out.stderr[-2000:]
+    db = cfg.database_url
+    readings = lambda: q(db, "SELECT s.sensor_id, r.v0, r.v1, r.v2 FROM citypulse.raw r JOIN "  # noqa: E731
+                         "citypulse.sensors s ON s.id = r.sensor ORDER BY r.time")
+    props = lambda: q(db, "SELECT props->'attributes' FROM citypulse.sensors "  # noqa: E731
+                      "WHERE sensor_id = 'Pump A'")[0][0]
+    assert wait_until(lambda: len(readings()) == 3 and props(), 30), readings()
+    assert c.wait_idle(10)
+    got = readings()
+    assert got[0] == ("Pump A", 1.25, None, None)
+    assert got[1] == ("Pump A", 1.5, None, 80)
+    assert got[2] == ("t-9", 7, 42.0, None)  # Loop 9 -> t-9 via the thingsboard_device column
+    assert props() == {"firmware": "3.1.4", "vendor": "ACME"}
+    st = dict(q(db, "SELECT sensor_id, status FROM citypulse.sensor_status"))
+    assert st == {"Pump A": "online", "t-9": "online"}
+    assert c.metrics.value("citypulse_ingest_messages_total", kind="thingsboard",
+                           source="thingsboard") == 6
+    assert dead(db, "%") == {}
