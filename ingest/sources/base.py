@@ -63,8 +63,10 @@ class Source:
         """Whether ``topic`` belongs to this source."""
         return False
 
-    def publish_topics(self) -> list[str]:
-        """ACL patterns the source's publisher needs (``%u`` = its broker username)."""
+    scope_help = ""  # what an account's scope names (empty: the source takes no scope)
+
+    def acl_topics(self, scope: str | None) -> list[str]:
+        """Topics a publishing account of this source may write (its scope, if any)."""
         return []
 
     def decode(self, topic: str, payload: bytes, received_ms: int, mapping: Mapping,

@@ -57,9 +57,11 @@ class ChirpStack(Source):
         """See :class:`~ingest.sources.base.Source`."""
         return parse_topic(topic) is not None
 
-    def publish_topics(self) -> list[str]:
+    scope_help = "the ChirpStack application id (UUID) the integration publishes"
+
+    def acl_topics(self, scope: str | None) -> list[str]:
         """See :class:`~ingest.sources.base.Source`."""
-        return ["application/%u/device/+/event/+"]
+        return [f"application/{scope}/device/+/event/{e}" for e in EVENTS]
 
     def decode(self, topic: str, payload: bytes, received_ms: int, mapping: Mapping,
                max_bytes: int) -> Foreign:

@@ -49,7 +49,7 @@ class ThingsBoardGateway(Source):
         """See :class:`~ingest.sources.base.Source`."""
         return topic in _TOPICS
 
-    def publish_topics(self) -> list[str]:
+    def acl_topics(self, scope: str | None) -> list[str]:
         """See :class:`~ingest.sources.base.Source`."""
         return list(_TOPICS)
 

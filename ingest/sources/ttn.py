@@ -50,9 +50,11 @@ class TheThingsStack(Source):
         """See :class:`~ingest.sources.base.Source`."""
         return parse_topic(topic) is not None
 
-    def publish_topics(self) -> list[str]:
+    scope_help = "the application as {application id}@{tenant id}"
+
+    def acl_topics(self, scope: str | None) -> list[str]:
         """See :class:`~ingest.sources.base.Source`."""
-        return ["v3/%u/devices/+/+"]
+        return [f"v3/{scope}/devices/+/{e}" for e in EVENTS]
 
     def decode(self, topic: str, payload: bytes, received_ms: int, mapping: Mapping,
                max_bytes: int) -> Foreign:
