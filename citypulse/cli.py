@@ -25,6 +25,7 @@ _COMMAND_MODULES = (
     "citypulse.commands",
     "ingest.cli",
     "ingest.credentials_cli",
+    "ingest.sources.cli",
     "device_sim.cli",
     "twin.cli",
     "analytics.cli",

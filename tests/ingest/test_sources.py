@@ -147,3 +147,23 @@ def test_http_bodies():
     assert sorted(r.reason for r in csv.rejected) == [wp.BAD_TIMESTAMP, wp.MALFORMED]
     assert "line 4" in [r for r in csv.rejected if r.reason == wp.MALFORMED][0].detail
     assert body(b"nope").rejected[0].reason == wp.MALFORMED
+
+
+def test_cli_sources_list_and_check(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from citypulse.cli import app
+
+    monkeypatch.setenv("CITYPULSE_SOURCES", "chirpstack, ttn")
+    r = CliRunner().invoke(app, ["sources", "list", "--json"])
+    assert r.exit_code == 0, r.output
+    rows = {x["name"]: x for x in json.loads(r.output)}
+    assert set(rows) == {"thingsboard", "chirpstack", "ttn", "http"}
+    assert rows["ttn"]["enabled"] and not rows["thingsboard"]["enabled"]
+    assert rows["chirpstack"]["topics"][0] == "application/+/device/+/event/up"
+    bad = tmp_path / "chirpstack.yaml"
+    bad.write_text("fields:\n  t: {metric: temperature_c}\n  x: {metric: warmth}\n")
+    r = CliRunner().invoke(app, ["sources", "check", str(bad)])
+    assert r.exit_code == 2 and "chirpstack.yaml line 3: 'warmth'" in r.output
+    monkeypatch.setenv("CITYPULSE_SOURCES", "lora")
+    assert CliRunner().invoke(app, ["sources", "list"]).exit_code == 2
