@@ -33,7 +33,7 @@ def parse_topic(topic: str) -> tuple[str, str, str] | None:
     parts = topic.split("/")
     if (len(parts) == 6 and parts[0] == "application" and parts[2] == "device"
             and parts[4] == "event" and parts[5] in EVENTS and parts[1] and parts[3]):
-        return parts[1], parts[3].lower(), parts[5]
+        return parts[1], parts[3], parts[5]
     return None
 
 
@@ -75,7 +75,7 @@ class ChirpStack(Source):
                                             payload, dev),))
         info = doc.get("deviceInfo")
         named = str(info.get("devEui", "")).lower() if isinstance(info, dict) else ""
-        if named and named != dev:
+        if named and named != dev.lower():
             return Foreign((), (wp.Rejected(wp.MALFORMED, f"topic names devEui {dev}, payload "
                                             f"{named}", payload, dev),))
         ts = _time(doc, received_ms)
