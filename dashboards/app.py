@@ -21,7 +21,7 @@ from dash import dcc, html
 from psycopg_pool import ConnectionPool
 
 from citypulse.settings import Settings
-from dashboards import auth, data
+from dashboards import auth, data, ingest_api
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,7 @@ def create_app(settings: Settings) -> dash.Dash:
             data.audit(conn, user, action, {})
 
     auth.install(server, users, settings.kiosk_token, on_login=on_login)
+    ingest_api.install(server, settings)
     _routes(server, context)
     app = dash.Dash(
         __name__, server=server, use_pages=True, pages_folder=str(HERE / "pages"),

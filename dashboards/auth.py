@@ -21,7 +21,8 @@ from werkzeug.security import check_password_hash, generate_password_hash
 ROLES = ("viewer", "operator", "admin")
 DEV_USERS = (("admin", "admin", "admin"), ("operator", "operator", "operator"),
              ("viewer", "viewer", "viewer"))
-OPEN_PATHS = ("/login", "/logout", "/kiosk", "/_favicon.ico", "/favicon.ico")
+OPEN_PATHS = ("/login", "/logout", "/kiosk", "/_favicon.ico", "/favicon.ico",
+              "/api/v1/ingest")  # HTTP push checks its own API key (dashboards/ingest_api.py)
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,8 @@ def bench_ingest(
     mqtt_url: str = typer.Option(None, help="Use this broker instead of a private one."),
     database_url: str = typer.Option(None, help="Use this database instead of a private one."),
     as_json: bool = typer.Option(True, "--json/--no-json", help="Print JSON only."),
+    dialect: str = typer.Option("native", help="Comma-separated: native, thingsboard, "
+                                               "chirpstack, ttn: one run each, same load."),
 ) -> None:
     """Drive a load through the real broker into the real database; print JSON figures."""
     from rich.console import Console
@@ -72,10 +74,19 @@ def bench_ingest(
     from ingest.bench import BenchSpec, run_bench
 
     console = Console(stderr=True)
-    spec = BenchSpec(sensors, rate, duration, per_message, qos, workers, mqtt_url,
-                     database_url, writers, collectors)
-    with console.status("bench ingest") as status:
-        result = run_bench(spec, progress=lambda m: status.update(f"bench ingest: {m}"))
+    dialects = [d.strip() for d in dialect.split(",") if d.strip()]
+    bad = set(dialects) - {"native", "thingsboard", "chirpstack", "ttn"}
+    if bad or not dialects:
+        raise typer.BadParameter(f"--dialect: native, thingsboard, chirpstack, ttn (not {bad})")
+    results = []
+    for d in dialects:
+        spec = BenchSpec(sensors, rate, duration, per_message, qos, workers, mqtt_url,
+                         database_url, writers, collectors, d)
+        with console.status(f"bench ingest {d}") as status:
+            results.append(run_bench(spec, progress=lambda m, d=d: status.update(
+                f"bench ingest {d}: {m}")))
+    result = results[0] if len(results) == 1 else {
+        "runs": results, "stored_per_s": {r["dialect"]: r["stored_per_s"] for r in results}}
     print(json.dumps(result) if as_json else json.dumps(result, indent=2))
 
 
