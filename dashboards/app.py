@@ -20,6 +20,7 @@ import orjson
 from dash import dcc, html
 from psycopg_pool import ConnectionPool
 
+from citypulse import apikeys
 from citypulse.settings import Settings
 from dashboards import auth, data, ingest_api
 
@@ -96,7 +97,11 @@ def create_app(settings: Settings) -> dash.Dash:
         with pool.connection() as conn:
             data.audit(conn, user, action, {})
 
-    auth.install(server, users, settings.kiosk_token, on_login=on_login)
+    def verify_key(secret: str) -> apikeys.KeyInfo | None:
+        with pool.connection() as conn:
+            return apikeys.verify(conn, secret)
+
+    auth.install(server, users, settings.kiosk_token, on_login=on_login, verify_key=verify_key)
     ingest_api.install(server, settings)
     _routes(server, context)
     app = dash.Dash(
@@ -136,6 +141,7 @@ def _routes(server: flask.Flask, context: Context) -> None:
 
     @server.route("/api/state")
     def state():
+        auth.require_read()
         at = flask.request.args.get("at")
         t0 = time.perf_counter()
         with context.pool.connection() as conn:
@@ -160,6 +166,7 @@ def _routes(server: flask.Flask, context: Context) -> None:
 
     @server.route("/api/timings")
     def timings():
+        auth.require_read()
         return flask.Response(json.dumps(context.timings), mimetype="application/json")
 
 

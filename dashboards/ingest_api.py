@@ -27,11 +27,11 @@ import flask
 import psycopg
 from prometheus_client import CollectorRegistry, Counter
 
-from citypulse import apikeys, schema
+from citypulse import schema
 from citypulse.settings import Settings
+from dashboards import auth
 from ingest import registry as reg
 from ingest import sources
-from ingest.collector import _COPY_DEAD, _DEAD_TYPES, _STATUS_UPSERT
 from ingest.sources.hub import SourceHub
 from ingest.validate import Window
 
@@ -83,22 +83,15 @@ class Push:
                 h = self.hub.handle(self.source, topic, body, now_ms, False, self.registry,
                                     window, content_type=content_type, sensor_id=sensor_id)
             with conn.transaction():
-                res = self.store.write_rows(conn, h.rows) if h.rows else None
-                with conn.cursor() as cur:
-                    if h.dead:
-                        with cur.copy(_COPY_DEAD) as copy:
-                            copy.set_types(_DEAD_TYPES)
-                            for d in h.dead:
-                                copy.write_row(d.as_row())
-                    if h.status:
-                        cur.executemany(_STATUS_UPSERT, h.status)
+                res = self.store.write_batch(conn, h.rows, [d.as_row() for d in h.dead],
+                                             h.status)
                 if h.side:
                     self.hub.write_side(conn, h.side)
         # committed: now it may be acknowledged
         self.messages.labels("http", "http").inc()
         self.hub.account("http", h)
-        dups = (res.duplicates if res else 0) + h.duplicates
-        doc: dict = {"accepted": len(h.rows) - (res.duplicates if res else 0), "duplicates": dups}
+        doc: dict = {"accepted": len(h.rows) - res.duplicates,
+                     "duplicates": res.duplicates + h.duplicates}
         if not h.dead:
             return 202, doc
         doc["rejected"] = [{"reason": d.reason, "detail": d.detail, "sensor_id": d.sensor_id}
@@ -111,31 +104,13 @@ class Push:
         return 422, doc
 
 
-def _presented() -> str | None:
-    auth = flask.request.headers.get("Authorization", "")
-    if auth.lower().startswith("bearer "):
-        return auth[7:].strip() or None
-    return flask.request.headers.get("X-API-Key") or None
-
-
 @bp.post(PATH)
 def ingest():
     """See the module docstring."""
     push: Push = flask.current_app.extensions["citypulse_ingest_push"]
     if not push.enabled:
         return flask.jsonify({"error": "HTTP push is not enabled (CITYPULSE_SOURCES=...,http)"}), 404
-    presented = _presented()
-    try:
-        with psycopg.connect(push.settings.database_url, autocommit=True,
-                             connect_timeout=5) as conn:
-            key = apikeys.verify(conn, presented) if presented else None
-    except psycopg.OperationalError:
-        return flask.jsonify({"error": "database unavailable, retry"}), 503
-    if key is None:
-        return flask.jsonify({"error": "a valid API key is required (Authorization: Bearer "
-                                       "<key> or X-API-Key)"}), 401
-    if not key.allows(SCOPE):
-        return flask.jsonify({"error": f"key {key.name!r} lacks scope {SCOPE}"}), 403
+    key = auth.require_scope(SCOPE)  # 401 without a valid key, 403 without the scope
     limit = push.settings.max_payload_bytes
     body = flask.request.get_data(cache=False)[: limit + 1]
     try:
@@ -150,7 +125,7 @@ def ingest():
 
 
 def install(server: flask.Flask, settings: Settings) -> Push:
-    """Register the blueprint on ``server`` (its auth guard must let ``PATH`` through)."""
+    """Register the blueprint on ``server`` (whose guard verifies API keys, dashboards.auth)."""
     push = Push(settings)
     server.extensions["citypulse_ingest_push"] = push
     server.register_blueprint(bp)

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 
 import orjson
 
+from citypulse.wire import foreign as wf
 from citypulse.wire import topics as wt
-from ingest.sources import thingsboard
 
 DIALECTS = ("native", "thingsboard", "chirpstack", "ttn", "http")
 CHIRPSTACK_APP = "citypulse-sim"
@@ -44,7 +44,7 @@ def _chirpstack(sid: str, r: dict) -> tuple[str, bytes]:
           "deviceInfo": {"applicationId": CHIRPSTACK_APP, "deviceName": sid, "devEui": sid},
           "fCnt": r.get("seq", 0), "fPort": 1, "object": r["values"],
           "rxInfo": [{"gatewayId": "0016c001f1500001", "rssi": -80, "snr": 7.5}]}
-    return f"application/{CHIRPSTACK_APP}/device/{sid}/event/up", orjson.dumps(ev)
+    return wf.chirpstack(CHIRPSTACK_APP, sid), orjson.dumps(ev)
 
 
 def _ttn(sid: str, r: dict) -> tuple[str, bytes]:
@@ -54,7 +54,7 @@ def _ttn(sid: str, r: dict) -> tuple[str, bytes]:
                              "rx_metadata": [{"gateway_ids": {"gateway_id": "sim"},
                                               "time": _iso(r["ts"]), "rssi": -80, "snr": 7.5}],
                              "received_at": _iso(r["ts"])}}
-    return f"v3/{TTN_APP}/devices/{sid}/up", orjson.dumps(up)
+    return wf.ttn(TTN_APP, sid), orjson.dumps(up)
 
 
 def translate(dialect: str, msgs: list[tuple[str, bytes, int]], prefix: str
@@ -71,15 +71,15 @@ def translate(dialect: str, msgs: list[tuple[str, bytes, int]], prefix: str
         per = _per_sensor(topic, doc, prefix) if doc is not None else None
         if per is None:  # a garbled payload: the dialect's adapter dead-letters it
             sid = topic.rsplit("/", 2)[-1 if wt.parse(topic, prefix).kind == wt.TELEMETRY else -2]
-            dst = {"thingsboard": thingsboard.TELEMETRY, "http": HTTP_TOPIC,
-                   "chirpstack": f"application/{CHIRPSTACK_APP}/device/{sid}/event/up",
-                   "ttn": f"v3/{TTN_APP}/devices/{sid}/up"}[dialect]
+            dst = {"thingsboard": wf.TB_TELEMETRY, "http": HTTP_TOPIC,
+                   "chirpstack": wf.chirpstack(CHIRPSTACK_APP, sid),
+                   "ttn": wf.ttn(TTN_APP, sid)}[dialect]
             out.append((dst, payload, nr))
             continue
         if not per:
             continue  # a heartbeat
         if dialect in ("thingsboard", "http"):
-            out.append((thingsboard.TELEMETRY if dialect == "thingsboard" else HTTP_TOPIC,
+            out.append((wf.TB_TELEMETRY if dialect == "thingsboard" else HTTP_TOPIC,
                         orjson.dumps(per), nr))
             continue
         enc = _chirpstack if dialect == "chirpstack" else _ttn

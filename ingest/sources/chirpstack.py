@@ -12,6 +12,7 @@ user publish only its own application's topics.
 
 from __future__ import annotations
 
+from citypulse.wire import foreign as wf
 from citypulse.wire import payload as wp
 from ingest.sources.base import (
     NETWORK_SERVER,
@@ -25,16 +26,8 @@ from ingest.sources.base import (
 )
 from ingest.sources.mapping import Mapping
 
-EVENTS = ("up", "status", "join")
-
-
-def parse_topic(topic: str) -> tuple[str, str, str] | None:
-    """(application, devEui, event) of an integration topic, else None."""
-    parts = topic.split("/")
-    if (len(parts) == 6 and parts[0] == "application" and parts[2] == "device"
-            and parts[4] == "event" and parts[5] in EVENTS and parts[1] and parts[3]):
-        return parts[1], parts[3], parts[5]
-    return None
+EVENTS = wf.CHIRPSTACK_EVENTS
+parse_topic = wf.parse_chirpstack
 
 
 def _time(doc: dict, received_ms: int) -> int | None:
@@ -51,7 +44,7 @@ class ChirpStack(Source):
 
     def subscriptions(self) -> list[str]:
         """See :class:`~ingest.sources.base.Source`."""
-        return [f"application/+/device/+/event/{e}" for e in EVENTS]
+        return [wf.chirpstack("+", "+", e) for e in EVENTS]
 
     def claims(self, topic: str) -> bool:
         """See :class:`~ingest.sources.base.Source`."""
@@ -61,7 +54,7 @@ class ChirpStack(Source):
 
     def acl_topics(self, scope: str | None) -> list[str]:
         """See :class:`~ingest.sources.base.Source`."""
-        return [f"application/{scope}/device/+/event/{e}" for e in EVENTS]
+        return [wf.chirpstack(scope, "+", e) for e in EVENTS]
 
     def decode(self, topic: str, payload: bytes, received_ms: int, mapping: Mapping,
                max_bytes: int) -> Foreign:

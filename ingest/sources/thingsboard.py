@@ -15,6 +15,7 @@ only keeps non-gateway accounts off these topics (see docs/sources.md).
 
 from __future__ import annotations
 
+from citypulse.wire import foreign as wf
 from citypulse.wire import payload as wp
 from citypulse.wire.topics import GATEWAY, Topic
 from ingest.sources.base import (
@@ -28,10 +29,9 @@ from ingest.sources.base import (
 )
 from ingest.sources.mapping import Mapping
 
-ROOT = "v1/gateway/"
-CONNECT, DISCONNECT, TELEMETRY, ATTRIBUTES = (ROOT + t for t in
-                                              ("connect", "disconnect", "telemetry", "attributes"))
-_TOPICS = (CONNECT, DISCONNECT, TELEMETRY, ATTRIBUTES)
+CONNECT, DISCONNECT, TELEMETRY, ATTRIBUTES = wf.TB_CONNECT, wf.TB_DISCONNECT, wf.TB_TELEMETRY, \
+    wf.TB_ATTRIBUTES
+_TOPICS = wf.TB_TOPICS
 
 
 class ThingsBoardGateway(Source):

@@ -11,6 +11,7 @@ Trust: ``network_server`` (the stack checked the MIC; its MQTT user is the appli
 
 from __future__ import annotations
 
+from citypulse.wire import foreign as wf
 from citypulse.wire import payload as wp
 from ingest.sources.base import (
     NETWORK_SERVER,
@@ -23,16 +24,8 @@ from ingest.sources.base import (
 )
 from ingest.sources.mapping import Mapping
 
-EVENTS = ("up", "join")
-
-
-def parse_topic(topic: str) -> tuple[str, str, str] | None:
-    """(application@tenant, device id, event) of a v3 topic, else None."""
-    parts = topic.split("/")
-    if (len(parts) == 5 and parts[0] == "v3" and parts[2] == "devices" and parts[4] in EVENTS
-            and parts[1] and parts[3]):
-        return parts[1], parts[3], parts[4]
-    return None
+EVENTS = wf.TTN_EVENTS
+parse_topic = wf.parse_ttn
 
 
 class TheThingsStack(Source):
@@ -44,7 +37,7 @@ class TheThingsStack(Source):
 
     def subscriptions(self) -> list[str]:
         """See :class:`~ingest.sources.base.Source`."""
-        return [f"v3/+/devices/+/{e}" for e in EVENTS]
+        return [wf.ttn("+", "+", e) for e in EVENTS]
 
     def claims(self, topic: str) -> bool:
         """See :class:`~ingest.sources.base.Source`."""
@@ -54,7 +47,7 @@ class TheThingsStack(Source):
 
     def acl_topics(self, scope: str | None) -> list[str]:
         """See :class:`~ingest.sources.base.Source`."""
-        return [f"v3/{scope}/devices/+/{e}" for e in EVENTS]
+        return [wf.ttn(scope, "+", e) for e in EVENTS]
 
     def decode(self, topic: str, payload: bytes, received_ms: int, mapping: Mapping,
                max_bytes: int) -> Foreign:

@@ -81,7 +81,7 @@ def test_ingest_page_reads_the_collectors_metrics(dash_server, collector_metrics
     page.goto(dash_server.url + "/ingest")
     page.wait_for_function("document.querySelector('#in-tiles') && "
                            "document.querySelector('#in-tiles').innerText.includes('MESSAGES')")
-    metrics.messages.labels(kind="gateway").inc(50_000)
+    metrics.messages.labels(kind="gateway", source="native").inc(50_000)
     # the next refresh (5 s) shows a non-zero message rate
     page.wait_for_function(
         "/MESSAGES \\/ S\\s+[1-9]/.test(document.querySelector('#in-tiles').innerText)",
