@@ -89,6 +89,25 @@ def test_ingest_page_reads_the_collectors_metrics(dash_server, collector_metrics
     assert "DEAD LETTERS" in page.inner_text("#in-tiles")
 
 
+def test_ingest_page_shows_each_source(dash_server, collector_metrics, page):
+    from citypulse.settings import Settings
+    from ingest.sources.hub import SourceHub
+
+    metrics, _url = collector_metrics
+    hub = SourceHub(Settings(sources=["chirpstack"]), metrics.registry)
+    metrics.messages.labels(kind="chirpstack", source="chirpstack").inc(12)
+    hub.m_readings.labels("chirpstack").inc(11)
+    hub.m_dead.labels("chirpstack", "unknown_metric").inc(1)
+    hub.m_gaps.labels("chirpstack").inc(3)
+    hub.m_late.labels("chirpstack").inc(1)
+    login(page, dash_server.url, "viewer", "viewer")
+    page.goto(dash_server.url + "/ingest")
+    page.wait_for_selector("#src-chirpstack", timeout=30_000)
+    cells = page.inner_text("#src-chirpstack").split()
+    assert cells == ["chirpstack", "12", "11", "1", "2"]  # messages, readings, dead, lost
+    assert page.query_selector("#src-native") is not None
+
+
 def test_kiosk_token_required(dash_server, page):
     resp = page.goto(f"{dash_server.url}/kiosk?token=wrong")
     assert resp.status == 403
