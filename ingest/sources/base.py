@@ -75,6 +75,43 @@ class Source:
         raise NotImplementedError
 
 
+class DeviceTopicSource(Source):
+    """A source whose topics name the device (``topic(scope, device, event)``/``parse``)."""
+
+    events: tuple[str, ...] = ()
+    topic = staticmethod(lambda scope, device, event: "")
+    parse = staticmethod(lambda topic: None)
+
+    def subscriptions(self) -> list[str]:
+        """See :class:`Source`."""
+        return [self.topic("+", "+", e) for e in self.events]
+
+    def claims(self, topic: str) -> bool:
+        """See :class:`Source`."""
+        return self.parse(topic) is not None
+
+    def acl_topics(self, scope: str | None) -> list[str]:
+        """See :class:`Source`."""
+        return [self.topic(scope, "+", e) for e in self.events]
+
+    def decode(self, topic: str, payload: bytes, received_ms: int, mapping: Mapping,
+               max_bytes: int) -> Foreign:
+        """See :class:`Source`: parse the JSON object, then :meth:`event`."""
+        _scope, dev, event = self.parse(topic)
+        doc, bad = load_json(payload, max_bytes, dev)
+        if bad is not None:
+            return Foreign((), (bad,))
+        if not isinstance(doc, dict):
+            return Foreign((), (wp.Rejected(wp.MALFORMED, "a message must be a JSON object",
+                                            payload, dev),))
+        return self.event(dev, event, doc, payload, received_ms, mapping)
+
+    def event(self, device: str, event: str, doc: dict, payload: bytes, received_ms: int,
+              mapping: Mapping) -> Foreign:
+        """Decode one event's JSON object (never raises)."""
+        raise NotImplementedError
+
+
 def fragment(obj: object) -> bytes:
     """A storable JSON fragment of ``obj``."""
     try:

@@ -17,17 +17,13 @@ from citypulse.wire import payload as wp
 from ingest.sources.base import (
     NETWORK_SERVER,
     DeviceEvent,
+    DeviceTopicSource,
     Foreign,
-    Source,
     frame_counter,
-    load_json,
     lorawan_uplink,
     number,
 )
 from ingest.sources.mapping import Mapping
-
-EVENTS = wf.CHIRPSTACK_EVENTS
-parse_topic = wf.parse_chirpstack
 
 
 def _time(doc: dict, received_ms: int) -> int | None:
@@ -35,37 +31,20 @@ def _time(doc: dict, received_ms: int) -> int | None:
     return received_ms if t is None else wp.parse_ts(t, received_ms)
 
 
-class ChirpStack(Source):
+class ChirpStack(DeviceTopicSource):
     """The ChirpStack v4 integration adapter."""
 
     name = "chirpstack"
     title = "ChirpStack v4 MQTT integration (application/+/device/+/event/up|status|join)"
     trust = NETWORK_SERVER
-
-    def subscriptions(self) -> list[str]:
-        """See :class:`~ingest.sources.base.Source`."""
-        return [wf.chirpstack("+", "+", e) for e in EVENTS]
-
-    def claims(self, topic: str) -> bool:
-        """See :class:`~ingest.sources.base.Source`."""
-        return parse_topic(topic) is not None
-
     scope_help = "the ChirpStack application id (UUID) the integration publishes"
+    events = wf.CHIRPSTACK_EVENTS
+    topic = staticmethod(wf.chirpstack)
+    parse = staticmethod(wf.parse_chirpstack)
 
-    def acl_topics(self, scope: str | None) -> list[str]:
-        """See :class:`~ingest.sources.base.Source`."""
-        return [wf.chirpstack(scope, "+", e) for e in EVENTS]
-
-    def decode(self, topic: str, payload: bytes, received_ms: int, mapping: Mapping,
-               max_bytes: int) -> Foreign:
-        """See :class:`~ingest.sources.base.Source`."""
-        _app, dev, event = parse_topic(topic)
-        doc, bad = load_json(payload, max_bytes, dev)
-        if bad is not None:
-            return Foreign((), (bad,))
-        if not isinstance(doc, dict):
-            return Foreign((), (wp.Rejected(wp.MALFORMED, "an event must be a JSON object",
-                                            payload, dev),))
+    def event(self, dev: str, event: str, doc: dict, payload: bytes, received_ms: int,
+              mapping: Mapping) -> Foreign:
+        """See :class:`~ingest.sources.base.DeviceTopicSource`."""
         info = doc.get("deviceInfo")
         named = str(info.get("devEui", "")).lower() if isinstance(info, dict) else ""
         if named and named != dev.lower():

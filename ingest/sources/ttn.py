@@ -16,49 +16,28 @@ from citypulse.wire import payload as wp
 from ingest.sources.base import (
     NETWORK_SERVER,
     DeviceEvent,
+    DeviceTopicSource,
     Foreign,
-    Source,
     frame_counter,
-    load_json,
     lorawan_uplink,
 )
 from ingest.sources.mapping import Mapping
 
-EVENTS = wf.TTN_EVENTS
-parse_topic = wf.parse_ttn
 
-
-class TheThingsStack(Source):
+class TheThingsStack(DeviceTopicSource):
     """The Things Stack v3 MQTT adapter."""
 
     name = "ttn"
     title = "The Things Stack v3 MQTT (v3/{app}@{tenant}/devices/+/up|join)"
     trust = NETWORK_SERVER
-
-    def subscriptions(self) -> list[str]:
-        """See :class:`~ingest.sources.base.Source`."""
-        return [wf.ttn("+", "+", e) for e in EVENTS]
-
-    def claims(self, topic: str) -> bool:
-        """See :class:`~ingest.sources.base.Source`."""
-        return parse_topic(topic) is not None
-
     scope_help = "the application as {application id}@{tenant id}"
+    events = wf.TTN_EVENTS
+    topic = staticmethod(wf.ttn)
+    parse = staticmethod(wf.parse_ttn)
 
-    def acl_topics(self, scope: str | None) -> list[str]:
-        """See :class:`~ingest.sources.base.Source`."""
-        return [wf.ttn(scope, "+", e) for e in EVENTS]
-
-    def decode(self, topic: str, payload: bytes, received_ms: int, mapping: Mapping,
-               max_bytes: int) -> Foreign:
-        """See :class:`~ingest.sources.base.Source`."""
-        _app, dev, event = parse_topic(topic)
-        doc, bad = load_json(payload, max_bytes, dev)
-        if bad is not None:
-            return Foreign((), (bad,))
-        if not isinstance(doc, dict):
-            return Foreign((), (wp.Rejected(wp.MALFORMED, "a message must be a JSON object",
-                                            payload, dev),))
+    def event(self, dev: str, event: str, doc: dict, payload: bytes, received_ms: int,
+              mapping: Mapping) -> Foreign:
+        """See :class:`~ingest.sources.base.DeviceTopicSource`."""
         ids = doc.get("end_device_ids")
         named = ids.get("device_id") if isinstance(ids, dict) else None
         if named is not None and named != dev:
