@@ -10,6 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from citypulse.settings import Settings
 from ingest import registry
 from tests.ingest.conftest import Publisher, wait_until
 
@@ -179,3 +180,25 @@ def test_thingsboard_gateway_sdk_connects_devices_sends_telemetry_and_attributes
     assert c.metrics.value("citypulse_ingest_messages_total", kind="thingsboard",
                            source="thingsboard") == 6
     assert dead(db, "%") == {}
+
+
+def test_side_records_need_only_the_collector_role(db, db_url):
+    """Attributes, device status/health and quarantine are written as citypulse_collector."""
+    from ingest.sources.hub import SourceHub
+
+    register(db_url, [("Pump A", "water", {"thingsboard_device": "PA"})])
+    now = int(time.time() * 1000)
+    db.execute("SET ROLE citypulse_collector")
+    with db.transaction():
+        SourceHub.write_side(db, [
+            ("attrs", "Pump A", '{"fw": "1"}'),
+            ("device", "thingsboard", "PA", "Pump A", "online", '{"rssi_dbm": -70}', now),
+            ("quarantine", "chirpstack", "dead-beef", now, 2, b"{}")])
+    hub = SourceHub(Settings(sources=["thingsboard"]))
+    hub.refresh(db)
+    assert hub.aliases == {("thingsboard", "PA"): "Pump A"}
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        db.execute("UPDATE citypulse.sensors SET kind = 'air'")
+    db.execute("RESET ROLE")
+    assert q(db_url, "SELECT props->'attributes' FROM citypulse.sensors")[0][0] == {"fw": "1"}
+    assert q(db_url, "SELECT messages FROM citypulse.source_quarantine") == [(2,)]
