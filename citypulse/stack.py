@@ -117,6 +117,7 @@ class PrivatePostgres(_Service):
                  durable: bool = False, preload_timescale: bool | None = None) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
+        self._pick_port = port is None  # until first started: another free port if taken
         self.dbname = dbname
         self.durable = durable
         self.bindir = _pg_bindir()
@@ -183,12 +184,27 @@ class PrivatePostgres(_Service):
                 pid = int(stale.read_text().split()[0])
                 os.kill(pid, 0)
                 raise ServiceError(f"PostgreSQL already running in {self.data_dir} (pid {pid})")
-        logf = open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab")
-        self.proc = subprocess.Popen(
-            [*_as_postgres_user(), str(self.bindir / "postgres"), "-D", str(self.data_dir),
-             "-p", str(self.port), *self._preload_args()],
-            stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
-        self._wait_ready(timeout)
+        log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
+        for _ in range(3):
+            with open(log_path, "ab") as logf:
+                logf.seek(0, os.SEEK_END)
+                mark = logf.tell()
+                self.proc = subprocess.Popen(
+                    [*_as_postgres_user(), str(self.bindir / "postgres"), "-D",
+                     str(self.data_dir), "-p", str(self.port), *self._preload_args()],
+                    stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                self._wait_ready(timeout)
+                break
+            except ServiceError:
+                # a free port from free_port() can be taken by any client before we bind it
+                taken = b"Address already in use" in log_path.read_bytes()[mark:]
+                if not (taken and self._pick_port):
+                    raise
+                log.warning("port %d was taken before PostgreSQL bound it; trying another",
+                            self.port)
+                self.port = free_port()
+        self._pick_port = False
         self._create_db()
 
     def _preload_args(self) -> list[str]:
