@@ -141,10 +141,20 @@ class PrivatePostgres(_Service):
             pw = pwd.getpwnam("postgres")
             for p in [path, *path.rglob("*")]:
                 os.chown(p, pw.pw_uid, pw.pw_gid)
-            for parent in path.parents:  # the postgres user must reach its data dir
-                mode = parent.stat().st_mode
-                if not mode & 0o001:
-                    os.chmod(parent, mode | 0o011)
+            self._let_postgres_reach(path)
+
+    @staticmethod
+    def _let_postgres_reach(path: Path) -> None:
+        """As root: the postgres user must be able to traverse every parent of its data dir.
+
+        Repeated at each start: tools such as pytest reset their temp roots to 0700.
+        """
+        if os.geteuid() != 0:
+            return
+        for parent in path.parents:
+            mode = parent.stat().st_mode
+            if not mode & 0o001:
+                os.chmod(parent, mode | 0o011)
 
     def init(self) -> None:
         """Initdb into ``data_dir`` unless a cluster is there already."""
@@ -184,6 +194,7 @@ class PrivatePostgres(_Service):
                 pid = int(stale.read_text().split()[0])
                 os.kill(pid, 0)
                 raise ServiceError(f"PostgreSQL already running in {self.data_dir} (pid {pid})")
+        self._let_postgres_reach(self.data_dir)
         log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
         for _ in range(3):
             with open(log_path, "ab") as logf:
