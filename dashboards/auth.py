@@ -157,12 +157,15 @@ def install(server: flask.Flask, users: dict[str, User], kiosk_token: str | None
         if audit:
             audit(user[:100], action, detail)
 
-    def page(error: str, nxt: str, status: int, retry: float | None = None):
+    def page(error: str, nxt: str, status: int, retry: float | None = None,
+             step: float | None = None):
         resp = flask.make_response(
             _LOGIN_HTML.format(error=escape(error), next=escape(nxt)), status)
         if retry is not None:
             resp.headers["Retry-After"] = str(max(1, int(retry + 0.999)))
             resp.headers["X-Retry-After-Seconds"] = f"{retry:.3f}"
+            if step is not None:
+                resp.headers["X-Throttle-Delay-Seconds"] = f"{step:g}"
         return resp
 
     @server.route("/login", methods=["GET", "POST"])
@@ -181,7 +184,7 @@ def install(server: flask.Flask, users: dict[str, User], kiosk_token: str | None
             msg = ("too many failed logins: locked" if refusal.reason == "locked"
                    else "too many failed logins: wait")
             return page(f"{msg} {int(refusal.retry_after_s + 0.999)} s", nxt, 429,
-                        refusal.retry_after_s)
+                        refusal.retry_after_s, refusal.step_s)
         user = authenticate(users, name, flask.request.form.get("password", ""))
         if user is None:
             if throttle:

@@ -31,6 +31,7 @@ class Refusal:
     reason: str
     retry_after_s: float
     key: str
+    step_s: float | None = None  # the delay this step of the throttle imposes
 
 
 class Throttle:
@@ -67,8 +68,9 @@ class Throttle:
             if locked_s is not None and locked_s > 0:
                 refusal = Refusal("locked", float(locked_s), key)
             elif failures >= free:
-                wait = self.delay * 2 ** (failures - free) - float(since_s)
-                refusal = Refusal("throttled", wait, key) if wait > 0 else None
+                step = self.delay * 2 ** (failures - free)
+                wait = step - float(since_s)
+                refusal = Refusal("throttled", wait, key, step) if wait > 0 else None
             else:
                 refusal = None
             if refusal and (worst is None or refusal.retry_after_s > worst.retry_after_s):
