@@ -41,7 +41,11 @@ def install(server: flask.Flask, settings: Settings, pool) -> None:
     def healthz():
         return {"ok": True}
 
-    @server.route("/api/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+    @server.route("/api", methods=methods, defaults={"rest": ""})
+    @server.route("/api/", methods=methods, defaults={"rest": ""})
+    @server.route("/api/<path:rest>", methods=methods)
     def api_unknown(rest: str):
         auth.require_read()  # no probing of the API's shape without a credential
         return flask.jsonify({"error": f"no such API endpoint: /api/{rest}"}), 404

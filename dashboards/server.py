@@ -83,4 +83,8 @@ def run(settings: Settings) -> None:
     from dashboards.app import check_start
 
     check_start(settings)
-    _Server(settings).run()
+    try:
+        _Server(settings).run()
+    except SystemExit as exc:  # the arbiter exits the process when it halts
+        if exc.code not in (0, None):
+            raise
