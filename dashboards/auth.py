@@ -27,6 +27,7 @@ import yaml
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from citypulse.apikeys import KeyInfo
+from citypulse.settings import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +48,40 @@ class User:
 
 
 def load_users(path: Path | None) -> dict[str, User]:
-    """Users by name from the YAML file, or the dev users when ``path`` is None."""
+    """Users by name from the YAML file, or the dev users when ``path`` is None.
+
+    A broken file raises :class:`~citypulse.settings.ConfigError` naming the file, the
+    line or user, and the fix.
+    """
     if path is None:
         return {n: User(n, r, generate_password_hash(p)) for n, p, r in DEV_USERS}
-    doc = yaml.safe_load(Path(path).read_text()) or {}
+    fix = ("write users: [{name: ana, role: operator, password_hash: ...}] with hashes from "
+           "python -c 'from werkzeug.security import generate_password_hash as g; "
+           "print(g(input()))'")
+    try:
+        doc = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the users file ({exc.strerror}); "
+                          "check CITYPULSE_USERS_FILE") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{line}: not valid YAML ({getattr(exc, 'problem', exc)}); "
+                          f"{fix}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("users", []), list):
+        raise ConfigError(f"{path}: expected a mapping with a 'users' list; {fix}")
     users = {}
-    for entry in doc.get("users", []):
+    for i, entry in enumerate(doc.get("users", []), 1):
+        if not isinstance(entry, dict) or not entry.get("name") or not entry.get(
+                "password_hash"):
+            raise ConfigError(f"{path}: user #{i} needs name and password_hash; {fix}")
         role = entry.get("role", "viewer")
         if role not in ROLES:
-            raise ValueError(f"{path}: user {entry.get('name')!r} has unknown role {role!r}; "
-                             f"use one of {ROLES}")
+            raise ConfigError(f"{path}: user {entry.get('name')!r} has unknown role {role!r}; "
+                              f"use one of {ROLES}")
+        if not str(entry["password_hash"]).startswith(("scrypt:", "pbkdf2:")):
+            raise ConfigError(f"{path}: user {entry['name']!r}: password_hash is not a "
+                              f"werkzeug hash (never a plain password); {fix}")
         users[entry["name"]] = User(entry["name"], role, entry["password_hash"])
     return users
 
@@ -209,7 +234,15 @@ def install(server: flask.Flask, users: dict[str, User], kiosk_token: str | None
     @server.route("/kiosk")
     def kiosk():
         token = flask.request.args.get("token", "")
-        if not kiosk_token or not hmac.compare_digest(token, kiosk_token):
+        addr = flask.request.remote_addr or "?"
+        refusal = throttle.check(None, addr) if throttle else None
+        if refusal is not None:
+            record("kiosk", "kiosk", outcome=refusal.reason)
+            return "too many bad kiosk tokens from this address", 429, {
+                "Retry-After": str(max(1, int(refusal.retry_after_s + 0.999)))}
+        if not kiosk_token or not hmac.compare_digest(token.encode(), kiosk_token.encode()):
+            if throttle:
+                throttle.failed(None, addr)
             record("kiosk", "kiosk", outcome="bad_token")
             return "bad kiosk token", 403
         start_session("kiosk", "viewer")

@@ -11,7 +11,8 @@ attempt is allowed only ``login_delay_s`` x 2^(failures - free) seconds after th
 failure (attempts sooner are refused unchecked, so a right password does not help); at
 ``login_user_max_failures`` / ``login_addr_max_failures`` the key is locked for
 ``login_lockout_s``.  Failures older than ``login_lockout_s`` are forgotten; a successful
-login clears its user's count (not its address's).
+login clears its user's count (not its address's).  Wrong kiosk tokens count against the
+address only (so nobody can lock the wall out).
 """
 
 from __future__ import annotations
@@ -48,11 +49,11 @@ class Throttle:
         }
 
     @staticmethod
-    def keys(user: str, addr: str) -> list[str]:
-        """The two throttle keys of an attempt."""
-        return [f"user:{user[:100]}", f"addr:{addr}"]
+    def keys(user: str | None, addr: str) -> list[str]:
+        """The throttle keys of an attempt (no user key for a kiosk token)."""
+        return ([f"user:{user[:100]}"] if user is not None else []) + [f"addr:{addr}"]
 
-    def check(self, user: str, addr: str) -> Refusal | None:
+    def check(self, user: str | None, addr: str) -> Refusal | None:
         """A :class:`Refusal` if the attempt must not be tried now, else None."""
         with self.pool.connection() as conn:
             rows = conn.execute(
@@ -77,7 +78,7 @@ class Throttle:
                 worst = refusal
         return worst
 
-    def failed(self, user: str, addr: str) -> None:
+    def failed(self, user: str | None, addr: str) -> None:
         """Count a failed attempt for the user and the address; lock those at their limit."""
         with self.pool.connection() as conn, conn.transaction():
             for key in self.keys(user, addr):

@@ -151,3 +151,14 @@ def test_unauthenticated_api_and_pages(web):
         assert plain.status_code >= 400
     except requests.ConnectionError:
         pass
+
+
+def test_kiosk_token_guessing_is_throttled_per_address(web):
+    k = web.client("127.0.0.7")
+    statuses = [k.get(web.url + "/kiosk?token=guess%C3%A9" + str(i), allow_redirects=False,
+                      timeout=30).status_code for i in range(FREE * 3 + 1)]
+    assert statuses[:FREE * 3] == [403] * (FREE * 3) and statuses[-1] == 429
+    # the wall on another address still gets in (no lock on the kiosk itself)
+    ok = web.client("127.0.0.8").get(web.url + "/kiosk?token=" + KIOSK,
+                                     allow_redirects=False, timeout=30)
+    assert ok.status_code == 302
