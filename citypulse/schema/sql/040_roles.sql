@@ -5,7 +5,8 @@
 --
 --   citypulse_migrator   owns the schema: DDL, migrations, registry loads
 --   citypulse_collector  inserts readings, dead letters, status; reads sensors/catalogue;
---                        may fill in a missing metric of a stored reading (dedup merge);
+--                        fills in a missing metric of a stored reading only through
+--                        citypulse.merge_raw() (042_store_merge);
 --                        runs the store upkeep functions; never deletes or reads alerts
 --   citypulse_worker     twin and alerts workers: reads everything, writes derived tables
 --   citypulse_dashboard  reads everything, updates alerts (ack/resolve), writes its audit
@@ -89,10 +90,8 @@ BEGIN
         IF t.relname = ANY (collector_delete) AND t.relkind IN ('r', 'p') THEN
             EXECUTE format('GRANT DELETE ON %s TO citypulse_collector', tables_all);
         END IF;
-        IF t.relname = 'raw' THEN  -- the dedup merge fills in metrics still NULL
-            EXECUTE format('GRANT UPDATE (v0, v1, v2, v3, v4, v5, v6, v7) ON %s '
-                           'TO citypulse_collector', tables_all);
-        END IF;
+        -- no UPDATE on raw for anyone: the dedup merge (filling in metrics still NULL) runs
+        -- in citypulse.merge_raw(), SECURITY DEFINER (042_store_merge)
         IF NOT t.relname = ANY (worker_readonly) AND t.relkind IN ('r', 'p') THEN
             EXECUTE format('GRANT INSERT, UPDATE, DELETE ON %s TO citypulse_worker', tables_all);
         END IF;

@@ -3,7 +3,7 @@
 In: sensors to seed, seconds, concurrent clients, TLS on/off, workers x threads.  Out: a
 JSON-ready dict per endpoint (``/api/state``, ``/api/twin/zones``, ``/login`` page):
 requests, errors, requests/s, p50/p95 latency ms, for ``citypulse dashboard`` started as
-its own process on a private PostgreSQL seeded with :func:`dashboards.seed.seed`.  The load
+its own process on a private PostgreSQL seeded with :func:`bench.seed.seed`.  The load
 generator shares the machine's cores with the server and the database.
 """
 
@@ -42,7 +42,7 @@ def _hammer(session: requests.Session, url: str, until: float, out: list, errors
 def run(sensors: int = 2000, seconds: float = 10.0, clients: int = 8, tls: bool = False,
         workers: int = 2, threads: int = 8) -> dict:
     """Seed a private database, start the server process, measure each endpoint in turn."""
-    from dashboards.seed import seed
+    from bench.seed import seed
 
     with tempfile.TemporaryDirectory(prefix="cp-bench-web-") as tmp, \
             PrivatePostgres(Path(tmp) / "pg") as pg:
