@@ -100,7 +100,9 @@ def allowed(role: str | None, needed: str) -> bool:
 
 
 def current() -> tuple[str | None, str | None]:
-    """(user name, role) of the current request's session."""
+    """(user name, role) of the current request's session (none for an API-key request)."""
+    if flask.g.get("api_key") is not None:  # a key never borrows a browser session's role
+        return None, None
     return flask.session.get("user"), flask.session.get("role")
 
 
