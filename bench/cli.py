@@ -110,11 +110,27 @@ def bench_dashboard(
     print(json.dumps(result, indent=None if as_json else 2))
 
 
+def bench_web(
+    sensors: int = typer.Option(2000, help="Sensors seeded."),
+    seconds: float = typer.Option(10.0, help="Seconds per endpoint."),
+    clients: int = typer.Option(8, help="Concurrent logged-in clients."),
+    tls: bool = typer.Option(False, help="Serve HTTPS (self-signed, openssl)."),
+    workers: int = typer.Option(2, help="Server worker processes."),
+    threads: int = typer.Option(8, help="Threads per worker."),
+) -> None:
+    """Requests/s and latency of /api/state, /api/twin/zones and /login through gunicorn."""
+    from bench.web import run
+
+    print(json.dumps(run(sensors=sensors, seconds=seconds, clients=clients, tls=tls,
+                         workers=workers, threads=threads)))
+
+
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    """Add ``citypulse bench sim|ingest|soak|twin|alerts|dashboard``."""
+    """Add ``citypulse bench sim|ingest|soak|twin|alerts|dashboard|web``."""
     bench_app.command("sim")(bench_sim)
     bench_app.command("ingest")(bench_ingest)
     bench_app.command("soak")(soak)
     bench_app.command("twin")(bench_twin)
     bench_app.command("alerts")(bench_alerts)
     bench_app.command("dashboard")(bench_dashboard)
+    bench_app.command("web")(bench_web)
