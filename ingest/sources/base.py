@@ -153,6 +153,13 @@ def number(v: object) -> float | None:
     return None
 
 
+def unmapped(device: str, ts_ms: int, bad, mapping: Mapping) -> list[wp.Rejected]:
+    """``unknown_metric`` rejections of fields the mapping does not know (never guessed)."""
+    return [wp.Rejected(wp.UNKNOWN_METRIC, f"field {name!r:.60} is not in the mapping "
+                        f"{mapping.path}", fragment({"device": device, "ts": ts_ms, name: v}),
+                        device) for name, v in bad]
+
+
 def map_reading(device: str, ts_ms: int, seq: int | None, fields, mapping: Mapping,
                 extra: tuple[tuple[str, float], ...], out: list[wp.Reading],
                 rej: list[wp.Rejected]) -> None:
@@ -170,10 +177,7 @@ def map_reading(device: str, ts_ms: int, seq: int | None, fields, mapping: Mappi
         else:
             nums.append((name, f))
     good, bad = mapping.apply(nums)
-    for name, v in bad:
-        rej.append(wp.Rejected(wp.UNKNOWN_METRIC, f"field {name!r:.60} is not in the mapping "
-                               f"{mapping.path}", fragment({"device": device, "ts": ts_ms,
-                                                            name: v}), device))
+    rej.extend(unmapped(device, ts_ms, bad, mapping))
     values = good + extra
     if values:
         out.append(wp.Reading(device, ts_ms, seq, values))

@@ -18,6 +18,7 @@ from __future__ import annotations
 from citypulse.wire import foreign as wf
 from citypulse.wire import payload as wp
 from citypulse.wire.topics import GATEWAY, Topic
+from ingest import fastdecode
 from ingest.sources.base import (
     PAYLOAD,
     DeviceEvent,
@@ -25,7 +26,7 @@ from ingest.sources.base import (
     Source,
     fragment,
     load_json,
-    map_reading,
+    unmapped,
 )
 from ingest.sources.mapping import Mapping
 
@@ -86,13 +87,17 @@ _GW = Topic(GATEWAY, "")
 
 
 def _telemetry(payload: bytes, received_ms: int, mapping: Mapping, max_bytes: int) -> Foreign:
-    # the wire contract's gateway shape is ThingsBoard's: decode it with the wire decoder,
-    # then map each reading's foreign fields to catalogue metrics
-    d = wp.decode(payload, _GW, received_ms, max_bytes=max_bytes)
+    # the wire contract's gateway shape is ThingsBoard's: decode it with the wire decoder
+    # (its typed fast path), then map each reading's foreign fields to catalogue metrics;
+    # decoded values are already finite numbers
+    d = fastdecode.decode(payload, _GW, received_ms, max_bytes=max_bytes)
     out: list[wp.Reading] = []
     rej = list(d.rejected)
     for r in d.readings:
-        map_reading(r.sensor_id, r.ts_ms, r.seq, r.values, mapping, (), out, rej)
+        good, bad = mapping.apply(r.values)
+        rej.extend(unmapped(r.sensor_id, r.ts_ms, bad, mapping))
+        if good:
+            out.append(wp.Reading(r.sensor_id, r.ts_ms, r.seq, good))
     return Foreign(tuple(out), tuple(rej))
 
 
