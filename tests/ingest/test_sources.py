@@ -167,3 +167,18 @@ def test_cli_sources_list_and_check(tmp_path, monkeypatch):
     assert r.exit_code == 2 and "chirpstack.yaml line 3: 'warmth'" in r.output
     monkeypatch.setenv("CITYPULSE_SOURCES", "lora")
     assert CliRunner().invoke(app, ["sources", "list"]).exit_code == 2
+
+
+def test_spool_keeps_source_side_records():
+    from datetime import UTC, datetime
+
+    from ingest.batcher import Batch
+    from ingest.spool import Spool
+
+    side = (("attrs", "s1", '{"fw": "1"}'),
+            ("device", "chirpstack", "0101", "s1", None, '{"snr_db": 7.5}', NOW),
+            ("quarantine", "ttn", "dev9", NOW, 2, b"{}"))
+    b = Batch(((datetime.now(UTC), 1, 3, 1.0, None, None, None, None, None, None, None),), (),
+              (), side=side, foreign=(("ttn", object()),))
+    back = Spool.decode(Spool.encode(b))
+    assert back.side == side and back.foreign == ()  # metrics were counted when spooled
