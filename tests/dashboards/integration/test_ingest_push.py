@@ -135,3 +135,24 @@ def test_no_202_when_the_database_dies_mid_request_and_nothing_lost_on_retry(pus
     assert wait_until(retried, 60, 0.5), answers  # a client retries until it gets its 202
     assert post(base, key, body).json() == {"accepted": 0, "duplicates": 1}  # once more: dup
     assert [r for r in stored(url, "h-1") if r[0] == 100] == [(100, None, 55)]
+
+
+def test_simulator_http_dialect_posts_through_the_app(push):
+    """The simulator's http dialect (device_sim.dialects.HttpPublisher) against the real app."""
+    import orjson
+
+    from citypulse.wire import topics
+    from device_sim.dialects import HttpPublisher, translate
+
+    _server, url, base, key, _other = push
+    now = int(time.time() * 1000)
+    native = [(topics.telemetry("h-2"), orjson.dumps({"ts": now - 50, "seq": 500,
+                                                      "values": {"level_m": 3.0}}), 1),
+              (topics.gateway("gw"), orjson.dumps({"h-1": [{"ts": now - 50, "seq": 501,
+                                                             "values": {"speed_kmh": 12}}]}), 1)]
+    pub = HttpPublisher(base, key)
+    assert all(pub.publish(t, p) for t, p, _n in translate("http", native, "city"))
+    assert pub.errors == 0 and pub.sent == 2
+    assert (500, 3.0, None) in stored(url, "h-2")
+    assert any(r[0] == 501 for r in stored(url, "h-1"))
+    assert not HttpPublisher(base, "cpk_wrong").publish("http", b"{}")  # 401 is an error
