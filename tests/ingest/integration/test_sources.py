@@ -202,3 +202,26 @@ def test_side_records_need_only_the_collector_role(db, db_url):
     db.execute("RESET ROLE")
     assert q(db_url, "SELECT props->'attributes' FROM citypulse.sensors")[0][0] == {"fw": "1"}
     assert q(db_url, "SELECT messages FROM citypulse.source_quarantine") == [(2,)]
+
+
+def test_unknown_devices_go_to_quarantine_when_enabled(settings, start_collector, broker):
+    from typer.testing import CliRunner
+
+    from citypulse.cli import app
+
+    cfg = settings.model_copy(update={"sources": ["thingsboard"], "sources_quarantine": True})
+    c = start_collector(cfg)
+    pub = Publisher(broker.port)
+    now = int(time.time() * 1000)
+    for i in range(3):
+        pub.publish("v1/gateway/telemetry", {"Stranger 1": [{"ts": now + i, "values": {"level_m": 1}}]})
+    pub.close(sent=3)
+    db = cfg.database_url
+    assert wait_until(lambda: q(db, "SELECT messages FROM citypulse.source_quarantine") == [(3,)], 30)
+    assert c.wait_idle(10)
+    assert dead(db, "v1/gateway/%") == {"unknown_sensor": 3}  # the readings stay recoverable
+    assert c.metrics.value("citypulse_ingest_source_quarantined_total", source="thingsboard") == 3
+    r = CliRunner().invoke(app, ["sources", "quarantine", "--database-url", db])
+    assert r.exit_code == 0, r.output
+    assert [(x["source"], x["device"], x["messages"]) for x in json.loads(r.output)] == [
+        ("thingsboard", "Stranger 1", 3)]
