@@ -46,7 +46,7 @@ _QUARANTINE = """INSERT INTO citypulse.source_quarantine AS q (source, device, f
 ON CONFLICT (source, device) DO UPDATE SET last_seen = greatest(q.last_seen, EXCLUDED.last_seen),
     messages = q.messages + EXCLUDED.messages, last_payload = EXCLUDED.last_payload"""
 _ALIASES = """SELECT key, value, sensor_id FROM citypulse.sensors, jsonb_each_text(props)
-WHERE key LIKE '%\\_device'"""
+WHERE props ?| %(keys)s AND key = ANY(%(keys)s)"""
 
 
 @dataclass
@@ -112,7 +112,7 @@ class SourceHub:
     def refresh(self, conn: psycopg.Connection) -> None:
         """Reload device aliases (registry properties ``<source>_device``)."""
         with conn.cursor() as cur:
-            cur.execute(_ALIASES)
+            cur.execute(_ALIASES, {"keys": [f"{src.name}_device" for src in self.sources]})
             aliases = {(k.removesuffix("_device"), v): sid for k, v, sid in cur}
         self.aliases = aliases
 
