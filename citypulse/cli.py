@@ -29,6 +29,7 @@ _COMMAND_MODULES = (
     "twin.cli",
     "analytics.cli",
     "dashboards.cli",
+    "sharing.cli",
 )
 
 
