@@ -171,8 +171,6 @@ class Settings(BaseSettings):
                           "(default: DATA_DIR/share/heads.jsonl).")
     share_rate_limit_per_min: int = Field(
         60, ge=1, description="Share API requests one recipient key may make per minute.")
-    share_http_max_rows: int = Field(
-        2_000_000, ge=1, description="Largest export the share API returns in one response.")
 
     @field_validator("mqtt_url")
     @classmethod

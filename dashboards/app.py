@@ -22,6 +22,7 @@ from psycopg_pool import ConnectionPool
 
 from citypulse.settings import Settings
 from dashboards import auth, data
+from sharing import http as sharing_http
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 ASSETS = HERE / "assets"
 DECK_ASSET = ASSETS / "00_deckgl.min.js"
 PAGES = (("/wall", "Wall"), ("/emergency", "Emergency"), ("/traffic", "Traffic"),
-         ("/ingest", "Ingest"), ("/replay", "Replay"))
+         ("/ingest", "Ingest"), ("/replay", "Replay"), ("/sharing", "Sharing"))
 
 
 class AssetsMissing(RuntimeError):
@@ -98,6 +99,8 @@ def create_app(settings: Settings) -> dash.Dash:
 
     auth.install(server, users, settings.kiosk_token, on_login=on_login)
     _routes(server, context)
+    server.register_blueprint(sharing_http.create_blueprint(settings, pool, auth.require,
+                                                            data.audit))
     app = dash.Dash(
         __name__, server=server, use_pages=True, pages_folder=str(HERE / "pages"),
         assets_folder=str(ASSETS), serve_locally=True, title="citypulse",

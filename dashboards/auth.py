@@ -128,6 +128,8 @@ def install(server: flask.Flask, users: dict[str, User], kiosk_token: str | None
             return None
         if flask.session.get("user"):
             return None
+        if path.startswith("/api/share/"):
+            return None  # machine endpoint: the share API checks the API key itself
         if path.startswith(("/_dash", "/api/", "/dash-static/")):
             return flask.jsonify({"error": "login required"}), 401
         return flask.redirect("/login?next=" + path)

@@ -19,6 +19,7 @@ TWO_RECIPIENTS = """title: two researchers
 purpose: pseudonym test
 recipients: [{name: lab-a}, {name: lab-b}]
 destination: domestic
+rate_limit_per_min: 3
 datasets:
   readings.water:
     fields:
