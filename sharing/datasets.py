@@ -129,24 +129,25 @@ DATASETS: MappingProxyType = MappingProxyType(
 
 
 def select_sql(ds: Dataset, names: list[str], lo: datetime | None, hi: datetime | None
-               ) -> tuple[sql.Composed, dict]:
+               ) -> sql.Composed:
     """``SELECT`` of only ``names`` (fields of ``ds``) for ``[lo, hi)``, ordered by time.
 
-    Expressions and sources are this module's constants; names are checked against the
-    dataset, values are bound parameters.
+    Times come out as epoch microseconds (int8), text as text.  Expressions and sources
+    are this module's constants; names are checked against the dataset; the bounds are
+    literals quoted by psycopg (so the query can run inside ``COPY``).
     """
     cols = []
     for n in names:
         f = ds.field(n)
         if f is None:
             raise KeyError(f"{ds.name} has no field {n!r}")
-        expr = f"({f.expr})::text" if f.role == "text" else f.expr
+        expr = {"text": f"({f.expr})::text",
+                "time": f"(extract(epoch FROM {f.expr}) * 1000000)::int8"}.get(f.role, f.expr)
         cols.append(sql.SQL(expr + " AS ") + sql.Identifier(n))
     q = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(cols), sql.SQL(ds.source))
-    params: dict = {}
     if ds.time_expr and lo is not None and hi is not None:
-        q += sql.SQL(" WHERE {t} >= %(lo)s AND {t} < %(hi)s").format(t=sql.SQL(ds.time_expr))
-        params = {"lo": lo, "hi": hi}
+        q += sql.SQL(" WHERE {t} >= {lo} AND {t} < {hi}").format(
+            t=sql.SQL(ds.time_expr), lo=sql.Literal(lo), hi=sql.Literal(hi))
     if ds.time_expr:
         q += sql.SQL(" ORDER BY {}").format(sql.SQL(ds.time_expr))
-    return q, params
+    return q
