@@ -99,7 +99,7 @@ class CityModel:
         self.zone_lookup: Callable[[Any, Any], Any] | None = None
         if city is None:
             try:
-                from twin.citymodel import build_city
+                from citypulse.city.dishui import build_city
 
                 city = build_city()
             except Exception as exc:  # noqa: BLE001 - the twin is optional for the engine

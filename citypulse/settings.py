@@ -113,6 +113,10 @@ class Settings(BaseSettings):
     )
 
     # --- local stack -------------------------------------------------------------------
+    pg_bindir: Path | None = Field(
+        None, description="Private stack: PostgreSQL server binaries (default: the newest "
+        "/usr/lib/postgresql/*/bin); TimescaleDB is preloaded when installed there."
+    )
     data_dir: Path = Field(
         Path(".citypulse"), description="Where `citypulse up` keeps private services' data."
     )

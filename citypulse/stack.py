@@ -25,6 +25,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from citypulse.settings import Settings
+
 log = logging.getLogger(__name__)
 
 
@@ -50,12 +52,30 @@ def wait_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> None
 
 
 def _pg_bindir() -> Path:
+    configured = Settings().pg_bindir
+    if configured is not None:
+        if not (Path(configured) / "postgres").exists():
+            raise ServiceError(f"CITYPULSE_PG_BINDIR={configured} has no `postgres` binary; "
+                               "point it at a PostgreSQL server's bin directory")
+        return Path(configured)
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"),
                    key=lambda p: int(Path(p).parts[-3]))
     if not found:
         raise ServiceError("PostgreSQL server binaries not found; run scripts/system-deps.sh "
                            "(apt-get install postgresql-15)")
     return Path(found[-1]).parent
+
+
+def timescale_installed(bindir: Path) -> bool:
+    """Whether the TimescaleDB extension is installed for the server in ``bindir``."""
+    def _dir(flag: str, fallback: Path) -> Path:
+        r = subprocess.run([str(bindir / "pg_config"), flag], capture_output=True, text=True,
+                           check=False) if (bindir / "pg_config").exists() else None
+        return Path(r.stdout.strip()) if r is not None and r.returncode == 0 else fallback
+
+    lib = _dir("--pkglibdir", bindir.parent / "lib")
+    share = _dir("--sharedir", Path("/usr/share/postgresql") / bindir.parent.name)
+    return (lib / "timescaledb.so").exists() and (share / "extension/timescaledb.control").exists()
 
 
 def _as_postgres_user() -> list[str]:
@@ -87,15 +107,28 @@ class _Service:
 
 
 class PrivatePostgres(_Service):
-    """A PostgreSQL cluster in ``data_dir`` on a free port (trust auth, loopback only)."""
+    """A PostgreSQL cluster in ``data_dir`` on a free port (trust auth, loopback only).
+
+    TimescaleDB is preloaded when it is installed for the server (``preload_timescale``
+    None), so a machine with the extension runs the production store path by default.
+    """
 
     def __init__(self, data_dir: Path, port: int | None = None, dbname: str = "citypulse",
-                 durable: bool = False) -> None:
+                 durable: bool = False, preload_timescale: bool | None = None) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
         self.dbname = dbname
         self.durable = durable
         self.bindir = _pg_bindir()
+        # TimescaleDB is preloaded whenever it is installed, so that a machine with the
+        # extension runs the production store path by default
+        installed = timescale_installed(self.bindir)
+        self.timescale = installed if preload_timescale is None else preload_timescale and installed
+        if Settings().store_backend == "timescale" and not installed:
+            raise ServiceError(
+                f"CITYPULSE_STORE_BACKEND=timescale but TimescaleDB is not installed for "
+                f"{self.bindir}; install it there, point CITYPULSE_PG_BINDIR at a server "
+                "that has it, or set CITYPULSE_STORE_BACKEND=auto")
 
     @property
     def url(self) -> str:
@@ -153,10 +186,16 @@ class PrivatePostgres(_Service):
         logf = open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab")
         self.proc = subprocess.Popen(
             [*_as_postgres_user(), str(self.bindir / "postgres"), "-D", str(self.data_dir),
-             "-p", str(self.port)],
+             "-p", str(self.port), *self._preload_args()],
             stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
         self._wait_ready(timeout)
         self._create_db()
+
+    def _preload_args(self) -> list[str]:
+        if not self.timescale:
+            return []
+        return ["-c", "shared_preload_libraries=timescaledb",
+                "-c", "timescaledb.telemetry_level=off"]
 
     def _psql(self, *args: str, db: str = "postgres") -> subprocess.CompletedProcess:
         return subprocess.run(

@@ -20,6 +20,7 @@ import orjson
 from dash import dcc, html
 from psycopg_pool import ConnectionPool
 
+from citypulse import apikeys
 from citypulse.settings import Settings
 from dashboards import auth, data
 from sharing import http as sharing_http
@@ -97,10 +98,14 @@ def create_app(settings: Settings) -> dash.Dash:
         with pool.connection() as conn:
             data.audit(conn, user, action, {})
 
-    auth.install(server, users, settings.kiosk_token, on_login=on_login)
+    def verify_key(secret: str) -> apikeys.KeyInfo | None:
+        with pool.connection() as conn:
+            return apikeys.verify(conn, secret)
+
+    auth.install(server, users, settings.kiosk_token, on_login=on_login, verify_key=verify_key)
     _routes(server, context)
-    server.register_blueprint(sharing_http.create_blueprint(settings, pool, auth.require,
-                                                            data.audit))
+    server.register_blueprint(sharing_http.create_blueprint(
+        settings, pool, auth.require, auth.require_scope, data.audit))
     app = dash.Dash(
         __name__, server=server, use_pages=True, pages_folder=str(HERE / "pages"),
         assets_folder=str(ASSETS), serve_locally=True, title="citypulse",
@@ -138,6 +143,7 @@ def _routes(server: flask.Flask, context: Context) -> None:
 
     @server.route("/api/state")
     def state():
+        auth.require_read()
         at = flask.request.args.get("at")
         t0 = time.perf_counter()
         with context.pool.connection() as conn:
@@ -162,6 +168,7 @@ def _routes(server: flask.Flask, context: Context) -> None:
 
     @server.route("/api/timings")
     def timings():
+        auth.require_read()
         return flask.Response(json.dumps(context.timings), mimetype="application/json")
 
 

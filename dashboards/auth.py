@@ -5,11 +5,19 @@ In: ``settings.users_file`` (YAML ``users: [{name, role, password_hash}]``; hash
 (admin/admin, operator/operator, viewer/viewer).  Out: :func:`install` adds /login,
 /logout and /kiosk to a Flask server and refuses every other request without a session.
 Roles: ``viewer`` < ``operator`` < ``admin``; :func:`require` checks them server-side.
+
+Machine clients: a request to ``/api/...`` carrying ``Authorization: Bearer <key>`` or
+``X-API-Key: <key>`` is authenticated by :func:`citypulse.apikeys.verify` (no session
+needed); the key is in ``flask.g.api_key``.  A view that serves keys checks them with
+:func:`require_scope` (key only) or :func:`require_read` (a session, or a key with
+``api:read``).  A key-authenticated request whose view checked neither is answered 403.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -17,6 +25,10 @@ from pathlib import Path
 import flask
 import yaml
 from werkzeug.security import check_password_hash, generate_password_hash
+
+from citypulse.apikeys import KeyInfo
+
+log = logging.getLogger(__name__)
 
 ROLES = ("viewer", "operator", "admin")
 DEV_USERS = (("admin", "admin", "admin"), ("operator", "operator", "operator"),
@@ -74,6 +86,45 @@ def require(needed: str) -> str:
     return user
 
 
+def _json_abort(status: int, message: str) -> None:
+    resp = flask.jsonify({"error": message})
+    resp.status_code = status
+    if status == 401:
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="citypulse"'
+    flask.abort(resp)
+
+
+def presented_key() -> str | None:
+    """The API key the request carries (Authorization: Bearer, or X-API-Key), if any."""
+    h = flask.request.headers
+    bearer = h.get("Authorization", "")
+    if bearer[:7].lower() == "bearer ":
+        return bearer[7:].strip()
+    return h.get("X-API-Key") or None
+
+
+def require_scope(scope: str) -> KeyInfo:
+    """The request's API key if it grants ``scope``; else abort 401 (no valid key) or 403 JSON."""
+    key = flask.g.get("api_key")
+    flask.g.scope_checked = True
+    if key is None:
+        _json_abort(401, "a valid API key is required (Authorization: Bearer <key>)")
+    if not key.allows(scope):
+        _json_abort(403, f"API key {key.name!r} lacks scope {scope!r}")
+    return key
+
+
+def require_read() -> str:
+    """Who reads: the session user, or ``key:<name>`` for a key with ``api:read``; else abort."""
+    if flask.g.get("api_key") is not None:
+        return "key:" + require_scope("api:read").name
+    flask.g.scope_checked = True
+    user, _ = current()
+    if not user:
+        _json_abort(401, "login required")
+    return user
+
+
 _LOGIN_HTML = """<!doctype html><html><head><title>citypulse login</title>
 <link rel="stylesheet" href="/assets/10_citypulse.css"></head>
 <body class="login"><form method="post" action="/login" class="login-box">
@@ -85,8 +136,12 @@ _LOGIN_HTML = """<!doctype html><html><head><title>citypulse login</title>
 
 
 def install(server: flask.Flask, users: dict[str, User], kiosk_token: str | None,
-            on_login=None) -> None:
-    """Add /login, /logout, /kiosk and the guard that requires a session elsewhere."""
+            on_login=None, verify_key: Callable[[str], KeyInfo | None] | None = None) -> None:
+    """Add /login, /logout, /kiosk and the guard that requires a session elsewhere.
+
+    ``verify_key(secret)`` (e.g. ``apikeys.verify`` on a pooled connection) enables API keys
+    on ``/api/...``; without it keys are refused.
+    """
 
     @server.route("/login", methods=["GET", "POST"])
     def login():
@@ -126,10 +181,26 @@ def install(server: flask.Flask, users: dict[str, User], kiosk_token: str | None
         path = flask.request.path
         if path.startswith(OPEN_PATHS) or path.startswith("/assets/"):
             return None
+        secret = presented_key() if path.startswith("/api/") else None
+        if secret is not None:
+            info = verify_key(secret) if verify_key else None
+            if info is None:
+                return flask.jsonify({"error": "invalid, revoked or expired API key"}), 401
+            flask.g.api_key = info
+            flask.g.scope_checked = False
+            return None
         if flask.session.get("user"):
             return None
-        if path.startswith("/api/share/"):
-            return None  # machine endpoint: the share API checks the API key itself
         if path.startswith(("/_dash", "/api/", "/dash-static/")):
             return flask.jsonify({"error": "login required"}), 401
         return flask.redirect("/login?next=" + path)
+
+    @server.after_request
+    def key_checked(resp: flask.Response) -> flask.Response:
+        key = flask.g.get("api_key")
+        if key is not None and not flask.g.get("scope_checked") and resp.status_code < 400:
+            log.error("%s %s answered an API key without checking its scope",
+                      flask.request.method, flask.request.path)
+            resp = flask.jsonify({"error": "this endpoint does not accept API keys"})
+            resp.status_code = 403
+        return resp

@@ -1,8 +1,7 @@
-"""Commands: ``citypulse dashboard [--host] [--port]`` and ``citypulse bench dashboard``."""
+"""Commands: ``citypulse dashboard [--host] [--port]``."""
 
 from __future__ import annotations
 
-import json
 import logging
 
 import typer
@@ -50,24 +49,10 @@ def dashboard(
     print("dashboards stopped", flush=True)
 
 
-def bench_dashboard(
-    sensors: int = typer.Option(200_000, help="Sensors registered (all drawn on the wall)."),
-    refreshes: int = typer.Option(5, help="Wall refreshes measured after the first render."),
-    as_json: bool = typer.Option(True, "--json/--no-json", help="Print JSON."),
-    fast_gl: bool = typer.Option(True, help="Mesa llvmpipe WebGL (else SwiftShader)."),
-) -> None:
-    """Time to first full render of /wall in headless Chromium, bytes and server time per refresh."""
-    from dashboards.bench import run
-
-    result = run(sensors=sensors, refreshes=refreshes, fast_gl=fast_gl)
-    print(json.dumps(result, indent=None if as_json else 2))
-
-
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    """Add ``dashboard`` and ``bench dashboard``; ``citypulse up`` runs the dashboards."""
+    """Add ``dashboard``; ``citypulse up`` runs the dashboards."""
     from citypulse.commands import UP_SERVICES
 
     app.command("dashboard")(dashboard)
-    bench_app.command("dashboard")(bench_dashboard)
     if ("dashboard", ["dashboard"]) not in UP_SERVICES:
         UP_SERVICES.append(("dashboard", ["dashboard"]))

@@ -11,7 +11,6 @@ Nothing here raises on a missing optional part: an absent table or API gives emp
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
 from dataclasses import asdict, dataclass
@@ -21,6 +20,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
+
+import analytics
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +51,10 @@ _BAND_RGB = {"free": (46, 204, 113), "busy": (241, 196, 15), "slow": (243, 156, 
 _PALETTE = ((46, 204, 113), (241, 196, 15), (243, 156, 18), (231, 76, 60), (142, 68, 173))
 
 
-def _analytics() -> Any:
-    """The ``analytics`` package's public API."""
-    import analytics
-
-    if hasattr(analytics, "ui_thresholds"):
-        return analytics
-    # an editable install made before analytics/__init__.py existed exposes the folder as a
-    # namespace package (no public API); load the package's own module then
-    return importlib.import_module("analytics.__init__")
-
-
 @lru_cache(maxsize=1)
 def ui_thresholds() -> dict[str, Any]:
     """The colour bands and limits of analytics' rules file, read once."""
-    return _analytics().ui_thresholds()
+    return analytics.ui_thresholds()
 
 
 def congestion_bands() -> tuple[Band, ...]:
@@ -118,7 +108,7 @@ def band_index(value: float | None, bands: tuple[Band, ...]) -> int:
 @lru_cache(maxsize=1)
 def city_model() -> dict[str, Any]:
     """The twin's static city model as plain lists: lake ring, zones, segments (model order)."""
-    from twin.citymodel import build_city
+    from citypulse.city.dishui import build_city
 
     city = build_city()
     lake_geom = city.lake.geometry.iloc[0]
@@ -321,7 +311,7 @@ def list_alerts(conn: psycopg.Connection, open_only: bool = True,
 
 def alerts_open_at(conn: psycopg.Connection, at: datetime, limit: int = 200) -> list[dict]:
     """Alerts open at time ``at`` (started by then, not resolved by then), as dicts."""
-    return [asdict(a) for a in _analytics().alerts_open_at(conn, at, limit=limit)]
+    return [asdict(a) for a in analytics.alerts_open_at(conn, at, limit=limit)]
 
 
 def get_alert(conn: psycopg.Connection, alert_id: int) -> dict | None:
@@ -358,7 +348,7 @@ def alert_evidence(conn: psycopg.Connection, alert: dict) -> tuple[dict[str, lis
     ``series`` maps ``metric`` (or ``sensor metric`` when several sensors) to
     [[time, value], ...]; ``trail`` is the alert's events, oldest first.
     """
-    ev = _analytics().evidence(conn, alert["id"], minutes=60)
+    ev = analytics.evidence(conn, alert["id"], minutes=60)
     several = len({r["sensor_id"] for r in ev["readings"]}) > 1
     out: dict[str, list] = {}
     for r in ev["readings"]:

@@ -1,9 +1,9 @@
-"""The city model the simulator places sensors on: the twin's ``twin.citymodel``.
+"""The city model the simulator places sensors on: the shared ``citypulse.city``.
 
-In: a seed (0, the default, is the twin's canonical city: the one the map and the twin use).
-Out: the twin's ``City`` (``segments``, ``zones``, ``lake``, ``graph``, ``gates``, ``depots``,
-``shortest_path``), plus small helpers for metres near the lake.  This is device_sim's only
-import from the twin.
+In: a seed (0, the default, is the canonical city: the one the map and the twin use).
+Out: the shared ``City`` (``segments``, ``zones``, ``lake``, ``graph``, ``gates``, ``depots``,
+``shortest_path``), plus small helpers for metres near the lake.  The simulator imports no
+downstream stage.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ def meters(dlon: Any, dlat: Any) -> Any:
 
 @lru_cache(maxsize=4)
 def load_city(seed: int = 0) -> Any:
-    """The twin's city for ``seed`` (cached)."""
-    from twin.citymodel import build_city
+    """The shared city model for ``seed`` (cached)."""
+    from citypulse.city import build_city
 
     return build_city(seed)
 

@@ -1,4 +1,4 @@
-"""Simulator commands: ``citypulse sim deploy|run|replay|expected|check`` and ``bench sim``."""
+"""Simulator commands: ``citypulse sim deploy|run|replay|expected|check``."""
 
 from __future__ import annotations
 
@@ -213,24 +213,10 @@ def sim_expected(
                       for a in alerts], indent=1))
 
 
-def bench_sim(
-    mqtt_url: str = typer.Option(None, help="Broker to measure (default: a private Mosquitto)."),
-    seconds: float = typer.Option(3.0, help="Seconds per measurement."),
-    processes: int = typer.Option(None, help="Processes for the total (default: cores)."),
-    batch: int = typer.Option(100, help="Readings per batched (gateway) message."),
-    as_json: bool = typer.Option(True, "--json/--no-json", help="Print JSON (always)."),
-) -> None:
-    """Maximum publish rate per process and in total, single and batched, QoS 0 and 1."""
-    from device_sim.bench import bench
-
-    print(json.dumps(bench(mqtt_url, seconds, processes, batch), indent=1))
-
-
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    """Add ``sim`` commands and ``bench sim``; the demo service runs ``sim run --demo``."""
+    """Add ``sim`` commands; the demo service runs ``sim run --demo``."""
     from citypulse import commands
 
     app.add_typer(sim_app, name="sim")
-    bench_app.command("sim")(bench_sim)
     if not any(name == "sim" for name, _ in commands.UP_SERVICES):
         commands.UP_SERVICES.append(("sim", ["sim", "run", "--demo"]))

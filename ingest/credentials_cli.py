@@ -58,12 +58,5 @@ def tls(
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    """Add ``citypulse devices`` (and ``citypulse bench soak`` when available)."""
+    """Add ``citypulse devices``."""
     app.add_typer(devices_app, name="devices")
-    try:
-        from ingest.soak import soak
-    except ModuleNotFoundError as exc:
-        if exc.name != "ingest.soak":
-            raise
-        return
-    bench_app.command("soak")(soak)

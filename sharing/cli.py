@@ -1,4 +1,4 @@
-"""``citypulse share ...`` commands and ``citypulse bench share`` / ``bench share-verify``."""
+"""``citypulse share ...`` commands."""
 
 from __future__ import annotations
 
@@ -212,8 +212,5 @@ def public_key_cmd() -> None:
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    """Add ``citypulse share ...`` and the sharing benchmarks."""
-    from sharing import bench
-
+    """Add ``citypulse share ...`` (its benchmarks are in :mod:`bench.share`)."""
     app.add_typer(share_app, name="share")
-    bench.register(bench_app)

@@ -1,7 +1,9 @@
 """The share API: ``GET /api/share/<scenario>/<dataset>`` for recipients' API keys.
 
-In: the settings, a psycopg pool, and from the host app its role check (``require(role)``
--> user name or PermissionError) and audit function (``audit(conn, user, action, detail)``).
+In: the settings, a psycopg pool, and from the host app its checks: ``require(role)`` (the
+session user's name or PermissionError), ``require_scope(scope)`` (the request's API key
+as an :class:`citypulse.apikeys.KeyInfo`, else it aborts with 401/403 JSON) and
+``audit(conn, user, action, detail)``.
 Out: :func:`create_blueprint` -> a Flask blueprint.
 
 - ``GET /api/share/<scenario>/<dataset>?format=csv|parquet|geojson&from=ISO&to=ISO``:
@@ -67,14 +69,6 @@ def _err(status: int, msg: str, **headers) -> flask.Response:
     return resp
 
 
-def presented_key(req: flask.Request) -> str | None:
-    """The API key of a request (Bearer or X-API-Key), or None."""
-    auth = req.headers.get("Authorization", "")
-    if auth.startswith("Bearer "):
-        return auth[7:].strip() or None
-    return req.headers.get("X-API-Key") or None
-
-
 def _when(text: str | None) -> datetime | None:
     if not text:
         return None
@@ -82,25 +76,15 @@ def _when(text: str | None) -> datetime | None:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
-def create_blueprint(settings: Settings, pool, require, audit) -> flask.Blueprint:
+def create_blueprint(settings: Settings, pool, require, require_scope, audit
+                     ) -> flask.Blueprint:
     """The share API and the data officer's endpoints (see the module doc)."""
     bp = flask.Blueprint("sharing", __name__)
     limiter = RateLimiter()
 
     @bp.route("/api/share/<scenario>/<dataset>")
     def get_share(scenario: str, dataset: str):
-        key = presented_key(flask.request)
-        if not key:
-            return _err(401, "an API key is required (Authorization: Bearer <key> or "
-                             "X-API-Key)", **{"WWW-Authenticate": "Bearer"})
-        from citypulse import apikeys
-
-        with pool.connection() as conn:
-            info = apikeys.verify(conn, key)
-        if info is None:
-            return _err(401, "unknown, revoked or expired API key")
-        if not info.allows(f"share:{scenario}"):
-            return _err(403, f"this key may not read scenario {scenario!r}")
+        info = require_scope(f"share:{scenario}")
         try:
             policy = load_policy(settings)
         except PolicyError as exc:

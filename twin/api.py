@@ -24,9 +24,9 @@ import orjson
 import shapely
 from flask import Blueprint, Response, request
 
+from citypulse.city.dishui import build_city
 from citypulse.settings import Settings
 from twin import state
-from twin.citymodel import build_city
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -58,7 +58,7 @@ def _city_geojson() -> bytes:
     import tempfile
     from pathlib import Path
 
-    from twin.citymodel import export
+    from citypulse.city.dishui import export
 
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "city.geojson"

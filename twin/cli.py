@@ -1,4 +1,4 @@
-"""The twin's commands: ``citypulse twin export|place|run|state`` and ``citypulse bench twin``."""
+"""The twin's commands: ``citypulse twin export|place|run|state``."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def export_cmd(
     seed: int = typer.Option(0, help="City model seed (0 = canonical)."),
 ) -> None:
     """Write the city model (lake, zones, road segments, nodes, gates) with a `layer` property."""
-    from twin.citymodel import build_city, export
+    from citypulse.city.dishui import build_city, export
 
     if fmt not in ("geojson", "geoparquet"):
         raise typer.BadParameter("use geojson or geoparquet", param_hint="--format")
@@ -76,8 +76,8 @@ def run_cmd(
     import psycopg
 
     from citypulse import schema
+    from citypulse.city.dishui import build_city
     from citypulse.settings import load_settings
-    from twin.citymodel import build_city
     from twin.flows import run_pass
 
     s = load_settings(database_url=database_url, twin_interval_s=interval)
@@ -126,30 +126,10 @@ def _sleep(seconds: float, stop: dict) -> None:
         time.sleep(max(0.0, min(0.2, end - time.monotonic())))
 
 
-def bench_cmd(
-    sensors: int = typer.Option(20_000, help="Registered sensors (full scale: 200000)."),
-    hours: float = typer.Option(2.0, help="Hours of history in the twin (full scale: 24)."),
-    history_sensors: int = typer.Option(
-        2_000, help="Sensors reporting over the history (the rest report only live minutes)."),
-    live_minutes: int = typer.Option(3, help="Minutes of readings from every sensor."),
-    repeat: int = typer.Option(30, help="Timed runs of each state query."),
-    database_url: str = typer.Option(None, help="Use this database (default: a private one)."),
-    as_json: bool = typer.Option(False, "--json", help="Print only the JSON result."),
-) -> None:
-    """Benchmark the twin: state query p50/p95, aggregation throughput and lag (JSON)."""
-    from twin.bench import run_bench
-
-    result = run_bench(sensors=sensors, hours=hours, history_sensors=history_sensors,
-                       live_minutes=live_minutes, repeat=repeat, database_url=database_url,
-                       quiet=as_json)
-    print(json.dumps(result, indent=None if as_json else 2))
-
-
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    """Add ``citypulse twin ...``, ``citypulse bench twin`` and the worker to ``citypulse up``."""
+    """Add ``citypulse twin ...`` and the worker to ``citypulse up``."""
     from citypulse.commands import UP_SERVICES
 
     app.add_typer(twin_app, name="twin")
-    bench_app.command("twin")(bench_cmd)
     if ("twin", ["twin", "run"]) not in UP_SERVICES:
         UP_SERVICES.append(("twin", ["twin", "run"]))

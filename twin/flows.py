@@ -37,9 +37,9 @@ import numpy as np
 import polars as pl
 import psycopg
 
+from citypulse.city.dishui import DEPOT_TYPES, City, build_city
 from citypulse.schema import Store
 from citypulse.settings import Settings
-from twin.citymodel import DEPOT_TYPES, City, build_city
 
 log = logging.getLogger(__name__)
 

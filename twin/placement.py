@@ -26,7 +26,7 @@ import psycopg
 import shapely
 
 from citypulse.catalogue import KINDS
-from twin.citymodel import City, build_city
+from citypulse.city.dishui import City, build_city
 
 _PENDING = """
 SELECT s.id, s.sensor_id, s.kind, s.lon, s.lat

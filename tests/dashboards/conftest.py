@@ -20,7 +20,7 @@ def dash_db(pg) -> str:
     url = fresh_database(pg)
     settings = Settings(database_url=url)
     with psycopg.connect(url, autocommit=True) as conn:
-        from dashboards.seed import seed
+        from bench.seed import seed
 
         seed(conn, settings, sensors=3000, minutes=40, alerts=4)
     return url

@@ -41,7 +41,7 @@ def share_db(pg) -> str:
     settings = Settings(database_url=url)
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     with psycopg.connect(url, autocommit=True) as conn:
-        from dashboards.seed import seed
+        from bench.seed import seed
 
         seed(conn, settings, sensors=600, minutes=20, alerts=2, now=now)
         store = Store.open(conn, settings, migrate_now=False)

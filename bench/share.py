@@ -121,7 +121,7 @@ def _with_db(database_url: str | None, fn):
 
 
 def register(bench_app: typer.Typer) -> None:
-    """Add the sharing benchmarks."""
+    """Add ``bench share`` and ``bench share-verify``."""
 
     @bench_app.command("share")
     def bench_share(sensors: int = typer.Option(200_000), kind: str = typer.Option("air"),

@@ -25,9 +25,9 @@ from rich.console import Console
 
 from citypulse import schema
 from citypulse.catalogue import MAX_SLOTS
+from citypulse.city.dishui import _TO_WGS, City, build_city
 from citypulse.settings import Settings
 from twin import state
-from twin.citymodel import _TO_WGS, City, build_city
 from twin.flows import aggregate, rebuild_trips
 from twin.placement import place_sensors
 

@@ -1,0 +1,112 @@
+"""``citypulse bench ...``: the benchmarks and the soak, each printing JSON.
+
+In: the options of each command.  Out: one JSON document on stdout (progress on stderr).
+Called only through :func:`register` by :mod:`citypulse.cli`; the benchmarks import the
+stages they drive, which is why they live here and not in the stages.
+"""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from bench.soak import soak
+
+
+def bench_sim(
+    mqtt_url: str = typer.Option(None, help="Broker to measure (default: a private Mosquitto)."),
+    seconds: float = typer.Option(3.0, help="Seconds per measurement."),
+    processes: int = typer.Option(None, help="Processes for the total (default: cores)."),
+    batch: int = typer.Option(100, help="Readings per batched (gateway) message."),
+    as_json: bool = typer.Option(True, "--json/--no-json", help="Print JSON (always)."),
+) -> None:
+    """Maximum publish rate per process and in total, single and batched, QoS 0 and 1."""
+    from bench.sim import bench
+
+    print(json.dumps(bench(mqtt_url, seconds, processes, batch), indent=1))
+
+
+def bench_ingest(
+    sensors: int = typer.Option(1000, help="Sensors registered and publishing."),
+    rate: float = typer.Option(5000.0, help="Offered readings per second."),
+    duration: float = typer.Option(20.0, help="Seconds of load."),
+    per_message: int = typer.Option(1, help="Readings per MQTT message (>1: gateway payloads)."),
+    qos: int = typer.Option(1, help="MQTT QoS of the load."),
+    workers: int = typer.Option(1, help="Load generator processes."),
+    writers: int = typer.Option(2, help="Collector writer connections."),
+    collectors: int = typer.Option(1, help="Collector processes (>1: one --share group)."),
+    mqtt_url: str = typer.Option(None, help="Use this broker instead of a private one."),
+    database_url: str = typer.Option(None, help="Use this database instead of a private one."),
+    as_json: bool = typer.Option(True, "--json/--no-json", help="Print JSON only."),
+) -> None:
+    """Drive a load through the real broker into the real database; print JSON figures."""
+    from rich.console import Console
+
+    from bench.ingest import BenchSpec, run_bench
+
+    console = Console(stderr=True)
+    spec = BenchSpec(sensors, rate, duration, per_message, qos, workers, mqtt_url,
+                     database_url, writers, collectors)
+    with console.status("bench ingest") as status:
+        result = run_bench(spec, progress=lambda m: status.update(f"bench ingest: {m}"))
+    print(json.dumps(result) if as_json else json.dumps(result, indent=2))
+
+
+def bench_twin(
+    sensors: int = typer.Option(20_000, help="Registered sensors (full scale: 200000)."),
+    hours: float = typer.Option(2.0, help="Hours of history in the twin (full scale: 24)."),
+    history_sensors: int = typer.Option(
+        2_000, help="Sensors reporting over the history (the rest report only live minutes)."),
+    live_minutes: int = typer.Option(3, help="Minutes of readings from every sensor."),
+    repeat: int = typer.Option(30, help="Timed runs of each state query."),
+    database_url: str = typer.Option(None, help="Use this database (default: a private one)."),
+    as_json: bool = typer.Option(False, "--json", help="Print only the JSON result."),
+) -> None:
+    """Benchmark the twin: state query p50/p95, aggregation throughput and lag (JSON)."""
+    from bench.twin import run_bench
+
+    result = run_bench(sensors=sensors, hours=hours, history_sensors=history_sensors,
+                       live_minutes=live_minutes, repeat=repeat, database_url=database_url,
+                       quiet=as_json)
+    print(json.dumps(result, indent=None if as_json else 2))
+
+
+def bench_alerts(
+    sensors: int = typer.Option(2000, help="Sensors in the synthetic deployment."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
+    quiet_minutes: float = typer.Option(60.0, help="Simulated quiet time for false alerts."),
+    scenario: list[str] = typer.Option(None, help="Only these scenarios."),
+) -> None:
+    """Detection latency, precision and recall per incident scenario (JSON)."""
+    from bench.alerts import run_bench
+
+    result = run_bench(n_sensors=sensors, quiet_minutes=quiet_minutes,
+                       only=scenario or None, progress=not as_json)
+    print(json.dumps(result, indent=None if as_json else 2))
+
+
+def bench_dashboard(
+    sensors: int = typer.Option(200_000, help="Sensors registered (all drawn on the wall)."),
+    refreshes: int = typer.Option(5, help="Wall refreshes measured after the first render."),
+    as_json: bool = typer.Option(True, "--json/--no-json", help="Print JSON."),
+    fast_gl: bool = typer.Option(True, help="Mesa llvmpipe WebGL (else SwiftShader)."),
+) -> None:
+    """Time to first full render of /wall in headless Chromium, bytes and server time per refresh."""
+    from bench.dashboard import run
+
+    result = run(sensors=sensors, refreshes=refreshes, fast_gl=fast_gl)
+    print(json.dumps(result, indent=None if as_json else 2))
+
+
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    """Add ``citypulse bench sim|ingest|soak|twin|alerts|dashboard|share|share-verify``."""
+    from bench import share
+
+    share.register(bench_app)
+    bench_app.command("sim")(bench_sim)
+    bench_app.command("ingest")(bench_ingest)
+    bench_app.command("soak")(soak)
+    bench_app.command("twin")(bench_twin)
+    bench_app.command("alerts")(bench_alerts)
+    bench_app.command("dashboard")(bench_dashboard)
