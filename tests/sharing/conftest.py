@@ -56,6 +56,12 @@ def share_db(pg) -> str:
     return url
 
 
+@pytest.fixture(scope="session")
+def share_data_dir(tmp_path_factory) -> Path:
+    """One data dir (signing key, pseudonym key, heads file) for the session's database."""
+    return tmp_path_factory.mktemp("share-data")
+
+
 @pytest.fixture
 def scenarios_dir(tmp_path) -> Path:
     d = tmp_path / "scenarios"
@@ -65,8 +71,8 @@ def scenarios_dir(tmp_path) -> Path:
 
 
 @pytest.fixture
-def share_settings(share_db, scenarios_dir, tmp_path) -> Settings:
-    return Settings(database_url=share_db, data_dir=tmp_path / "data",
+def share_settings(share_db, scenarios_dir, share_data_dir) -> Settings:
+    return Settings(database_url=share_db, data_dir=share_data_dir,
                     share_scenarios_dir=scenarios_dir)
 
 

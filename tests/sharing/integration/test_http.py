@@ -17,7 +17,7 @@ from tests.sharing.conftest import TWO_RECIPIENTS
 
 
 @pytest.fixture(scope="module")
-def app_env(share_db, tmp_path_factory):
+def app_env(share_db, share_data_dir, tmp_path_factory):
     from citypulse import apikeys
     from dashboards.app import create_app
     from dashboards.serve import serve
@@ -26,7 +26,7 @@ def app_env(share_db, tmp_path_factory):
     scen = base / "scenarios"
     shutil.copytree(SCENARIOS_DIR, scen)
     (scen / "two_labs.yaml").write_text(TWO_RECIPIENTS)
-    settings = Settings(database_url=share_db, data_dir=base / "data",
+    settings = Settings(database_url=share_db, data_dir=share_data_dir,
                         dashboard_secret="test-secret-0123456789", share_scenarios_dir=scen)
     with psycopg.connect(share_db, autocommit=True) as conn:
         keys = {name: apikeys.create(conn, name, scopes, "test")[1] for name, scopes in (
@@ -109,5 +109,5 @@ def test_viewer_cannot_change_policy_admin_can(app_env, share_conn):
     assert status["policy_log"] and status["chain"]["ok"]
     assert admin.post(url + "/api/sharing/approvals/port_logistics_sg/revoke").json()["revoked"]
     audit = share_conn.execute("SELECT action FROM citypulse.dashboard_audit WHERE username = "
-                               "'admin' AND action LIKE 'share_%' ORDER BY id").fetchall()
+                               "'admin' AND action LIKE 'share_%' ORDER BY at").fetchall()
     assert [a[0] for a in audit][-2:] == ["share_approve", "share_revoke"]
