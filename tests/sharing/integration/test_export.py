@@ -129,3 +129,18 @@ def test_pseudonyms_stable_per_recipient_and_unjoinable(share_conn, share_settin
     assert sorted(a1) == sorted(a2) and len(a1) == len(real) > 3
     assert not set(a1) & set(b) and len(b) == len(a1)
     assert not set(a1) & real
+
+
+def test_a_policy_change_is_logged_with_its_diff(share_conn, share_settings, scenarios_dir,
+                                                 tmp_path):
+    conn = share_conn
+    _export(conn, share_settings, "flood_research", "alerts", "csv", tmp_path / "a.csv")
+    f = scenarios_dir / "flood_research.yaml"
+    f.write_text(f.read_text().replace("      status:\n", "      status:\n      title:\n"))
+    d = _export(conn, share_settings, "flood_research", "alerts", "csv", tmp_path / "b.csv")
+    assert "title" in d.decision.delivered
+    last = records.policy_log(conn, 1)[0]
+    assert last["policy_hash"] == d.evidence["policy_hash"] == load_policy(share_settings).hash
+    changed = [ln for ln in last["diff"].splitlines()
+               if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
+    assert changed == ['+      "title": null,'], last["diff"]

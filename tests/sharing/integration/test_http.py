@@ -4,8 +4,11 @@ the data officer's endpoints refuse anyone but an admin."""
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 
+import dash
+import flask
 import psycopg
 import pytest
 import requests
@@ -34,8 +37,9 @@ def app_env(share_db, share_data_dir, tmp_path_factory):
             ("open-data-portal", ["share:open_data_portal"]),
             ("lab-a", ["share:two_labs"]),
             ("nosy", ["share:*"]))}
-    served = serve(create_app(settings))
-    yield served.url, keys, settings
+    app = create_app(settings)
+    served = serve(app)
+    yield served.url, keys, settings, app
     served.stop()
 
 
@@ -48,7 +52,7 @@ def _login(url: str, user: str) -> requests.Session:
 
 
 def test_recipient_gets_its_scenario_with_evidence(app_env, share_conn):
-    url, keys, settings = app_env
+    url, keys, settings, _ = app_env
     r = requests.get(f"{url}/api/share/flood_research/readings.water?format=csv",
                      headers={"Authorization": f"Bearer {keys['tongji-flood-lab']}",
                               "X-Request-Id": "req-123"})
@@ -65,7 +69,7 @@ def test_recipient_gets_its_scenario_with_evidence(app_env, share_conn):
 
 
 def test_a_key_cannot_read_another_scenario(app_env):
-    url, keys, _ = app_env
+    url, keys, _, _ = app_env
     h = {"X-API-Key": keys["tongji-flood-lab"]}
     r = requests.get(f"{url}/api/share/open_data_portal/twin.zone_density", headers=h)
     assert r.status_code == 403 and "open_data_portal" in r.json()["error"]
@@ -81,7 +85,7 @@ def test_a_key_cannot_read_another_scenario(app_env):
 
 
 def test_rate_limit_per_recipient_key(app_env):
-    url, keys, _ = app_env
+    url, keys, _, _ = app_env
     h = {"X-API-Key": keys["lab-a"]}
     codes = [requests.get(f"{url}/api/share/two_labs/registry?format=geojson",
                           headers=h).status_code for _ in range(4)]
@@ -89,7 +93,7 @@ def test_rate_limit_per_recipient_key(app_env):
 
 
 def test_viewer_cannot_change_policy_admin_can(app_env, share_conn):
-    url, _, _ = app_env
+    url, _, _, _ = app_env
     body = {"scenario": "port_logistics_sg", "reference": "SC-2026-7", "route":
             "standard_contract"}
     for user in ("viewer", "operator"):
@@ -111,3 +115,17 @@ def test_viewer_cannot_change_policy_admin_can(app_env, share_conn):
     audit = share_conn.execute("SELECT action FROM citypulse.dashboard_audit WHERE username = "
                                "'admin' AND action LIKE 'share_%' ORDER BY at").fetchall()
     assert [a[0] for a in audit][-2:] == ["share_approve", "share_revoke"]
+
+
+def test_sharing_page_is_for_admins_only(app_env):
+    app = app_env[3]
+    page = next(p for p in dash.page_registry.values() if p["path"] == "/sharing")
+    with app.server.test_request_context("/sharing"):
+        for role in ("viewer", "operator"):
+            flask.session["user"], flask.session["role"] = role, role
+            out = json.dumps(page["layout"]().to_plotly_json(), default=str)
+            assert "for administrators" in out and "port_logistics_sg" not in out
+        flask.session["user"], flask.session["role"] = "admin", "admin"
+        out = json.dumps(page["layout"]().to_plotly_json(), default=str)
+    assert "port_logistics_sg" in out and "needs_approval" in out and "Policy log" in out
+    assert "Recent transfers" in out and "gateway_id" in out  # forbidden fields are shown
