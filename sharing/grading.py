@@ -65,18 +65,15 @@ def _apply(grades: dict[str, dict[str, str]], path: Path) -> None:
         if k not in KINDS:
             raise fail(path, lines, ("readings", "kinds", k),
                        f"unknown kind; the catalogue has {', '.join(KINDS)}")
+    every = sorted({f for ds in DATASETS.values() if ds.kind for f in ds.field_names})
+    _check_fields(path, lines, ("readings", "fields"), every, g.readings.fields)
     for name, ds in DATASETS.items():
         if ds.kind is None:
             continue
-        layers = [(("readings", "fields"), g.readings.fields),
-                  (("readings", "placement", ds.placement), g.readings.placement.get(ds.placement, {})),
-                  (("readings", "kinds", ds.kind), g.readings.kinds.get(ds.kind, {}))]
-        for _loc, layer in layers:
+        for layer in (g.readings.fields, g.readings.placement.get(ds.placement, {}),
+                      g.readings.kinds.get(ds.kind, {})):
             # a readings-wide entry applies where the kind has that field
             grades[name].update({f: v for f, v in layer.items() if f in grades[name]})
-    for loc, layer in [(("readings", "fields"), g.readings.fields)]:
-        every = {f for ds in DATASETS.values() if ds.kind for f in ds.field_names}
-        _check_fields(path, lines, loc, sorted(every), layer)
     for name, layer in g.datasets.items():
         if name not in DATASETS:
             raise fail(path, lines, ("datasets", name),
