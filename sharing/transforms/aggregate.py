@@ -55,7 +55,7 @@ def apply(df: pl.DataFrame, ds: Dataset, params: Params, delivered: list[str],
         df = df.with_columns(pl.col("time").dt.truncate(_EVERY[params.time]))
     if params.space == "grid":
         df = _grid(df, params.grid_m)
-    keys = [c for c in ("time", *space_key(ds, params)) if c in df.columns]
+    keys = (["time"] if "time" in delivered else []) + space_key(ds, params)
     measures = []
     for name in delivered:
         f = ds.field(name)
