@@ -373,13 +373,23 @@ def kpis(conn: psycopg.Connection, at: datetime | None = None,
     (n,) = conn.execute("SELECT count(*) FROM citypulse.raw WHERE time > %s AND time <= %s",
                         (at - timedelta(seconds=10), at)).fetchone()
     (total,) = conn.execute("SELECT count(*) FROM citypulse.sensors").fetchone()
+    from analytics import maintenance
+
+    incidents, upkeep = maintenance.split(list_alerts(conn, open_only=True)
+                                          if alerts is None else alerts)
+    # one count of silent sensors: their last will said offline, or an open upkeep alert
+    # names them (a sensor with an open offline alert is not "online")
+    silent = maintenance.silent_sensors(upkeep)
     (offline,) = conn.execute(
-        "SELECT count(*) FROM citypulse.sensor_status WHERE status = 'offline'").fetchone()
+        """SELECT count(*) FROM (SELECT sensor_id FROM citypulse.sensor_status
+                                 WHERE status = 'offline' UNION SELECT unnest(%s::text[])) s""",
+        (sorted(silent),)).fetchone()
     by_sev = dict.fromkeys(SEVERITIES, 0)
-    for a in list_alerts(conn, open_only=True) if alerts is None else alerts:
+    for a in incidents:
         by_sev[a["severity"]] = by_sev.get(a["severity"], 0) + 1
     return {"readings_per_s": n / 10.0, "sensors_total": total,
-            "sensors_online": total - offline, "alerts": by_sev}
+            "sensors_online": max(0, total - offline), "alerts": by_sev,
+            "upkeep_open": len(upkeep)}
 
 
 def worst_segments(conn: psycopg.Connection, at: datetime | None = None,
