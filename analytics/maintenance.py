@@ -54,3 +54,38 @@ def silent_sensors(upkeep: Iterable[dict]) -> set[str]:
             out.add(a["entity_id"])
         out.update(s for s in a.get("scope") or [] if isinstance(s, str))
     return out
+
+
+def tickets(upkeep: Iterable[dict]) -> list[dict]:
+    """One work item per silent device, grouped by zone (sorted by zone, then device).
+
+    Each item: zone, device, problem, since (ISO), alert (id) and evidence (the alert's
+    evidence as found: last seen, count).  An item goes when its alert auto-resolves, i.e.
+    when the device reports again.
+    """
+    rows = []
+    for a in upkeep:
+        devices = [a["entity_id"]] if a["entity_kind"] == "sensor" else [
+            s for s in a.get("scope") or [] if isinstance(s, str)]
+        since = a.get("started_at")
+        for dev in devices:
+            rows.append({"zone": a.get("zone_id") or "", "device": dev,
+                         "problem": a.get("title") or a["rule"],
+                         "since": since.isoformat() if hasattr(since, "isoformat") else since,
+                         "alert": a.get("id"), "evidence": a.get("evidence") or {}})
+    return sorted(rows, key=lambda r: (r["zone"], r["device"]))
+
+
+CSV_FIELDS = ("zone", "device", "problem", "since", "alert")
+
+
+def tickets_csv(items: Iterable[dict]) -> str:
+    """The work items as CSV for field crews (columns ``CSV_FIELDS``)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    w.writerows(items)
+    return buf.getvalue()

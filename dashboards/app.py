@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 ASSETS = HERE / "assets"
 DECK_ASSET = ASSETS / "00_deckgl.min.js"
 PAGES = (("/wall", "Wall"), ("/emergency", "Emergency"), ("/traffic", "Traffic"),
-         ("/ingest", "Ingest"), ("/replay", "Replay"))
+         ("/ingest", "Ingest"), ("/maintenance", "Maintenance"), ("/replay", "Replay"))
 
 
 class AssetsMissing(RuntimeError):
