@@ -48,6 +48,7 @@ def _login(url: str, user: str) -> requests.Session:
     r = s.post(url + "/login", data={"username": user, "password": user},
                allow_redirects=False)
     assert r.status_code == 302
+    s.headers["Origin"] = url  # state-changing requests with a session: same origin only
     return s
 
 
