@@ -45,10 +45,10 @@ def app_env(share_db, share_data_dir, tmp_path_factory):
 
 def _login(url: str, user: str) -> requests.Session:
     s = requests.Session()
+    s.headers["Origin"] = url  # state-changing requests with a session: same origin only
     r = s.post(url + "/login", data={"username": user, "password": user},
                allow_redirects=False)
     assert r.status_code == 302
-    s.headers["Origin"] = url  # state-changing requests with a session: same origin only
     return s
 
 
