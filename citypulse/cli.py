@@ -22,6 +22,8 @@ import dashboards.cli
 import device_sim.cli
 import ingest.cli
 import ingest.credentials_cli
+import ingest.sources.cli
+import sharing.cli
 import twin.cli
 from citypulse.settings import ConfigError
 
@@ -36,10 +38,12 @@ _COMMAND_MODULES = (
     citypulse.keys_cli,
     ingest.cli,
     ingest.credentials_cli,
+    ingest.sources.cli,
     device_sim.cli,
     twin.cli,
     analytics.cli,
     dashboards.cli,
+    sharing.cli,
     bench.cli,
 )
 

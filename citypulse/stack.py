@@ -117,6 +117,7 @@ class PrivatePostgres(_Service):
                  durable: bool = False, preload_timescale: bool | None = None) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
+        self._pick_port = port is None  # until first started: another free port if taken
         self.dbname = dbname
         self.durable = durable
         self.bindir = _pg_bindir()
@@ -140,10 +141,20 @@ class PrivatePostgres(_Service):
             pw = pwd.getpwnam("postgres")
             for p in [path, *path.rglob("*")]:
                 os.chown(p, pw.pw_uid, pw.pw_gid)
-            for parent in path.parents:  # the postgres user must reach its data dir
-                mode = parent.stat().st_mode
-                if not mode & 0o001:
-                    os.chmod(parent, mode | 0o011)
+            self._let_postgres_reach(path)
+
+    @staticmethod
+    def _let_postgres_reach(path: Path) -> None:
+        """As root: the postgres user must be able to traverse every parent of its data dir.
+
+        Repeated at each start: tools such as pytest reset their temp roots to 0700.
+        """
+        if os.geteuid() != 0:
+            return
+        for parent in path.parents:
+            mode = parent.stat().st_mode
+            if not mode & 0o001:
+                os.chmod(parent, mode | 0o011)
 
     def init(self) -> None:
         """Initdb into ``data_dir`` unless a cluster is there already."""
@@ -183,12 +194,28 @@ class PrivatePostgres(_Service):
                 pid = int(stale.read_text().split()[0])
                 os.kill(pid, 0)
                 raise ServiceError(f"PostgreSQL already running in {self.data_dir} (pid {pid})")
-        logf = open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab")
-        self.proc = subprocess.Popen(
-            [*_as_postgres_user(), str(self.bindir / "postgres"), "-D", str(self.data_dir),
-             "-p", str(self.port), *self._preload_args()],
-            stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
-        self._wait_ready(timeout)
+        self._let_postgres_reach(self.data_dir)
+        log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
+        for _ in range(3):
+            with open(log_path, "ab") as logf:
+                logf.seek(0, os.SEEK_END)
+                mark = logf.tell()
+                self.proc = subprocess.Popen(
+                    [*_as_postgres_user(), str(self.bindir / "postgres"), "-D",
+                     str(self.data_dir), "-p", str(self.port), *self._preload_args()],
+                    stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                self._wait_ready(timeout)
+                break
+            except ServiceError:
+                # a free port from free_port() can be taken by any client before we bind it
+                taken = b"Address already in use" in log_path.read_bytes()[mark:]
+                if not (taken and self._pick_port):
+                    raise
+                log.warning("port %d was taken before PostgreSQL bound it; trying another",
+                            self.port)
+                self.port = free_port()
+        self._pick_port = False
         self._create_db()
 
     def _preload_args(self) -> list[str]:

@@ -88,11 +88,21 @@ def sim_run(
     prefix: str = typer.Option(None, help="Topic prefix (CITYPULSE_TOPIC_PREFIX)."),
     demo: bool = typer.Option(False, help="Demo: create + register a deployment, incidents."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON only."),
+    dialect: str = typer.Option("native", help="Speak as: native | thingsboard | chirpstack | "
+                                               "ttn | http (collectors need CITYPULSE_SOURCES)."),
+    http_url: str = typer.Option(None, help="--dialect http: the dashboards' base URL."),
+    api_key: str = typer.Option(None, help="--dialect http: an API key with scope ingest:http."),
 ) -> None:
     """Publish the deployment's readings over MQTT; ends with offered vs achieved rates."""
     from dataclasses import replace
 
     from device_sim.behaviour import Faults
+    from device_sim.dialects import DIALECTS
+
+    if dialect not in DIALECTS:
+        raise typer.BadParameter(f"--dialect: one of {', '.join(DIALECTS)}")
+    if dialect == "http" and not api_key:
+        raise typer.BadParameter("--dialect http needs --api-key (scope ingest:http)")
     from device_sim.run import RunConfig, resolve_scenario, run
 
     settings = load_settings(mqtt_url=mqtt_url, topic_prefix=prefix)
@@ -120,7 +130,8 @@ def sim_run(
                     duration=duration, start=start_ts, scenario_start=start == "scenario",
                     scenario=resolve_scenario(scenario), record=record, qos=qos,
                     gateway=gateway, processes=processes, tick=tick, faults=f,
-                    max_inflight=max_inflight, ca_file=settings.mqtt_ca_file)
+                    max_inflight=max_inflight, ca_file=settings.mqtt_ca_file,
+                    dialect=dialect, http_url=http_url, api_key=api_key)
     summary = run(cfg, progress=None if as_json else _progress_printer(duration))
     print(json.dumps(summary.as_dict(), indent=None if as_json else 2))
 

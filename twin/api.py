@@ -11,7 +11,7 @@ In: the settings (database URL) or a ready ``psycopg_pool.ConnectionPool``.  Out
     /api/twin/city.geojson                                 the city model, every layer
 
 ``T`` is ISO-8601 (``Z`` or an offset; a naive time means UTC) or epoch milliseconds;
-omitted means now.  A bad parameter answers 400 with ``{"error": ...}``.  Mount with
+omitted means now.  A bad parameter answers 400 with ``{"error": ..., "parameter": name}``.  Mount with
 ``server.register_blueprint(twin.api.create_blueprint(settings))``.
 """
 
@@ -38,6 +38,28 @@ def parse_time(text: str | None) -> datetime | None:
         return datetime.fromtimestamp(int(text) / 1000.0, UTC)
     t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+class BadParameter(ValueError):
+    """A query parameter is wrong; ``name`` says which."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"parameter {name!r}: {problem}")
+        self.name = name
+
+
+def time_param(name: str) -> datetime | None:
+    """The request's ``name`` parameter as a time (see :func:`parse_time`); BadParameter."""
+    text = request.args.get(name)
+    try:
+        return parse_time(text)
+    except (ValueError, OverflowError, OSError):
+        raise BadParameter(name, f"{text!r} is not an ISO-8601 time or epoch "
+                                 "milliseconds") from None
+
+
+def _bad(exc: BadParameter) -> Response:
+    return _json({"error": str(exc), "parameter": exc.name}, 400)
 
 
 def _json(obj: object, status: int = 200) -> Response:
@@ -92,20 +114,20 @@ def create_blueprint(settings: Settings | None = None, pool: object | None = Non
         return holder["pool"]
 
     def window() -> int:
-        w = int(request.args.get("window", state.DEFAULT_WINDOW_MIN))
-        if not 1 <= w <= 60:
-            raise ValueError("window must be 1..60 minutes")
-        return w
+        text = request.args.get("window", str(state.DEFAULT_WINDOW_MIN))
+        if not text.isdigit() or not 1 <= int(text) <= 60:
+            raise BadParameter("window", f"{text!r}: use 1..60 minutes")
+        return int(text)
 
     def layer_state(fn, layer: str, key: str) -> Response:
         try:
-            at = parse_time(request.args.get("at"))
+            at = time_param("at")
             w = window()
             fmt = request.args.get("format", "json")
             if fmt not in ("json", "geojson"):
-                raise ValueError("format must be json or geojson")
-        except ValueError as exc:
-            return _json({"error": str(exc)}, 400)
+                raise BadParameter("format", f"{fmt!r}: use json or geojson")
+        except BadParameter as exc:
+            return _bad(exc)
         with get_pool().connection() as conn:
             st = fn(conn, at, w)
         return _json(_feature_collection(st, layer, key) if fmt == "geojson" else st.as_dict())
@@ -121,9 +143,9 @@ def create_blueprint(settings: Settings | None = None, pool: object | None = Non
     @bp.get("/od")
     def od() -> Response:
         try:
-            hour = parse_time(request.args.get("hour"))
-        except ValueError as exc:
-            return _json({"error": str(exc)}, 400)
+            hour = time_param("hour")
+        except BadParameter as exc:
+            return _bad(exc)
         with get_pool().connection() as conn:
             return _json(state.od(conn, hour).as_dict())
 

@@ -437,6 +437,17 @@ class Store:
                          (lo, hi))
         return {"minutes_rolled_up": len(minutes)}
 
+    def refresh_window(self, conn: psycopg.Connection, lo: datetime, hi: datetime) -> None:
+        """Roll up every minute in [lo, hi) now, whatever was marked dirty (bulk loads).
+
+        timescale: needs the same rights as :meth:`refresh_rollups`'s explicit refresh.
+        """
+        if self.backend == POSTGRES:
+            conn.execute("SELECT citypulse.refresh_rollup_1m(%s, %s)", (lo, hi))
+        else:
+            conn.execute("CALL refresh_continuous_aggregate('citypulse.rollup_1m', %s, %s)",
+                         (lo, hi))
+
     def _may_refresh(self, conn: psycopg.Connection) -> bool:
         if not conn.autocommit or conn.info.transaction_status != TransactionStatus.IDLE:
             return False  # a continuous aggregate refresh cannot run in a transaction block

@@ -32,4 +32,4 @@ def test_every_stage_command_module_is_imported_explicitly():
     assert {"ingest.cli", "twin.cli", "analytics.cli", "dashboards.cli", "device_sim.cli",
             "bench.cli"} <= names
     bench_cmds = {c.name for c in cli.bench_app.registered_commands}
-    assert bench_cmds == {"sim", "ingest", "soak", "twin", "alerts", "dashboard"}
+    assert bench_cmds == {"sim", "ingest", "soak", "twin", "alerts", "dashboard", "web"}

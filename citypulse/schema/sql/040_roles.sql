@@ -53,7 +53,7 @@ DECLARE
     -- tables no worker writes (raw data, registry, other services' records)
     worker_readonly  text[] := ARRAY['raw', 'dead_letters', 'sensors', 'metric_catalogue',
                                      'schema_migrations', 'sensor_status', 'dashboard_audit',
-                                     'gateway_seen'];
+                                     'gateway_seen', 'login_throttle'];
     dashboard_insert text[] := ARRAY['alert_events', 'dashboard_audit'];
     dashboard_update text[] := ARRAY['alerts'];
     -- credentials (050_api_keys): only the dashboards read them, set by that migration

@@ -40,6 +40,14 @@ def test_keys_without_the_scope_revoked_or_wrong_are_refused(dash_server, keys):
     r = requests.post(dash_server.url + "/api/alerts/1/acknowledge",
                       headers={"X-API-Key": keys["reader"]})
     assert r.status_code == 403
+    # nor does a key borrow the role of a browser session sent along with it
+    op = requests.Session()
+    op.headers["Origin"] = dash_server.url
+    op.post(dash_server.url + "/login", data={"username": "operator", "password": "operator"})
+    r = op.post(dash_server.url + "/api/alerts/999999/acknowledge",
+                headers={"X-API-Key": keys["reader"]})
+    assert r.status_code == 403 and "anonymous" in r.json()["error"]
+    assert op.post(dash_server.url + "/api/alerts/999999/acknowledge").status_code != 403
     r = requests.get(dash_server.url + "/wall", headers={"X-API-Key": keys["reader"]},
                      allow_redirects=False)
     assert r.status_code == 302 and "/login" in r.headers["Location"]
