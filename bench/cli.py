@@ -139,7 +139,10 @@ def bench_web(
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    """Add ``citypulse bench sim|ingest|soak|twin|alerts|dashboard|web``."""
+    """Add ``citypulse bench sim|ingest|soak|twin|alerts|dashboard|web|share|share-verify``."""
+    from bench import share
+
+    share.register(bench_app)
     bench_app.command("sim")(bench_sim)
     bench_app.command("ingest")(bench_ingest)
     bench_app.command("soak")(soak)

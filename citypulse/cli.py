@@ -24,6 +24,7 @@ import device_sim.cli
 import ingest.cli
 import ingest.credentials_cli
 import ingest.sources.cli
+import sharing.cli
 import twin.cli
 from citypulse.settings import ConfigError
 
@@ -44,6 +45,7 @@ _COMMAND_MODULES = (
     twin.cli,
     analytics.cli,
     dashboards.cli,
+    sharing.cli,
     bench.cli,
 )
 

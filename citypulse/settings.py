@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "CITYPULSE_"
@@ -200,6 +200,25 @@ class Settings(BaseSettings):
     webhook_backoff_s: float = Field(0.5, ge=0, description="First webhook retry delay.")
     webhook_backoff_cap_s: float = Field(60.0, ge=0, description="Longest webhook retry delay.")
     webhook_timeout_s: float = Field(5.0, gt=0, description="Webhook HTTP timeout.")
+
+    # --- data sharing (sharing/, docs/sharing.md) ------------------------------------------
+    share_grading_file: Path | None = Field(
+        None, description="YAML overriding the built-in grading (sharing/grading.yaml).")
+    share_negative_list_file: Path | None = Field(
+        None, description="Negative list YAML (default: sharing/negative_list.yaml).")
+    share_scenarios_dir: Path | None = Field(
+        None, description="Folder of scenario YAML files (default: sharing/scenarios).")
+    share_pseudonym_key: SecretStr | None = Field(
+        None, description="Key of the per-recipient keyed-hash pseudonyms (default: a random "
+                          "key kept in DATA_DIR/share/pseudonym.key).")
+    share_signing_key: SecretStr | None = Field(
+        None, description="Ed25519 private key (base64 of the 32-byte seed) signing the "
+                          "evidence chain head (default: DATA_DIR/share/signing.key).")
+    share_heads_file: Path | None = Field(
+        None, description="Where signed chain heads are exported, one JSON line each "
+                          "(default: DATA_DIR/share/heads.jsonl).")
+    share_rate_limit_per_min: int = Field(
+        60, ge=1, description="Share API requests one recipient key may make per minute.")
 
     @field_validator("mqtt_url")
     @classmethod

@@ -24,6 +24,7 @@ from citypulse import apikeys
 from citypulse.settings import Settings
 from dashboards import auth, data, http_api, ingest_api, security
 from dashboards.throttle import Throttle
+from sharing import http as sharing_http
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,8 @@ HERE = Path(__file__).resolve().parent
 ASSETS = HERE / "assets"
 DECK_ASSET = ASSETS / "00_deckgl.min.js"
 PAGES = (("/wall", "Wall"), ("/emergency", "Emergency"), ("/traffic", "Traffic"),
-         ("/ingest", "Ingest"), ("/replay", "Replay"))
+         ("/ingest", "Ingest"), ("/maintenance", "Maintenance"), ("/replay", "Replay"),
+         ("/sharing", "Sharing"))
 
 
 class AssetsMissing(RuntimeError):
@@ -106,6 +108,8 @@ def create_app(settings: Settings) -> dash.Dash:
     ingest_api.install(server, settings)
     _routes(server, context)
     http_api.install(server, settings, pool)
+    server.register_blueprint(sharing_http.create_blueprint(
+        settings, pool, auth.require, auth.require_scope, data.audit))
     app = dash.Dash(
         __name__, server=server, use_pages=True, pages_folder=str(HERE / "pages"),
         assets_folder=str(ASSETS), serve_locally=True, title="citypulse",

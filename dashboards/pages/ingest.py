@@ -58,7 +58,9 @@ def _refresh(_n):
     last = rate[-1]["n"] if rate else 0
     lag = "n/a" if h["lag_s"] is None else f"{h['lag_s']:,.1f} s"
     tiles = [*collector, tile("readings / s", f"{last:,}", "last second stored"),
-             tile("lag", lag, "now - newest reading"),
+             tile("lag", lag, "server now - newest device time not ahead of it"
+                  + (f"; {h['ahead_sensors']} sensors stamped ahead" if h.get("ahead_sensors")
+                     else "")),
              tile("lost (seq gaps)", f"{h['lost']:,}", "last 30 min"),
              tile("dead letters", f"{sum(d['count'] for d in h['dead_letters']):,}",
                   "last 30 min", "warning"),

@@ -18,7 +18,7 @@ from citypulse import apikeys
 from tests.dashboards.integration.conftest import USERS, base_env, users_file
 
 ROOT = Path(__file__).resolve().parents[3]
-PAGES = {"/wall", "/emergency", "/traffic", "/ingest", "/replay"}
+PAGES = {"/wall", "/emergency", "/traffic", "/ingest", "/maintenance", "/replay"}
 WEB_PREFIXES = ("/api/", "/dash-static/")
 OTHER = {"/login", "/logout", "/kiosk", "/healthz"}
 _TOKEN = re.compile(r"`(?:(GET|POST|PUT|DELETE) )?(/[^`\s]*)`")
