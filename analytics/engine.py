@@ -63,6 +63,7 @@ class Engine:
         self.rules = rules
         self.delivery = delivery
         self.city = city if city is not None else CityModel()
+        self._follow = city is None  # an engine given a city keeps it (benchmarks, tests)
         rate_rules = rules.of_type("rate_of_change")
         history_ms_of = {k: int(max(r.over_s for r in rate_rules if r.kind == k) * 1000)
                          + 30_000 for k in {r.kind for r in rate_rules}}
@@ -90,6 +91,8 @@ class Engine:
         if self.started_ms is None:
             self.started_ms = now_ms
         w = self.window
+        if w.meta_due():
+            self._follow_city()
         w.refresh_meta(self.conn)
         rows = w.ingest(self.conn, now_ms) + w.catch_up_silent(self.conn, now_ms)
         if w.late_rows:
@@ -117,6 +120,21 @@ class Engine:
             self.stats[k] += done[k]
         self.stats["tick_ms"] = round((time.perf_counter() - t0) * 1000, 1)
         return done
+
+    def _follow_city(self) -> None:
+        """Switch to the active city model when it changed (``citypulse city use``)."""
+        from citypulse.city.store import active_key, model_key
+
+        if not self._follow:
+            return
+        name, version, _ = active_key(self.conn)
+        if f"{name}@{version}" != self.city.key:
+            from citypulse.city.store import active
+
+            self.city = CityModel(active(self.conn))
+            self.window.city = self.supersession.city = self.city
+            self.window.meta = None  # placement is per city: reload the registry
+            log.info("alerts engine on city %s", model_key(self.city.model))
 
     def evaluate(self, rule: Any, cur: pl.DataFrame, now_ms: int,
                  open_keys: set[tuple[str, str]]) -> Evaluation:

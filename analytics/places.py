@@ -1,6 +1,6 @@
 """What the alert engine knows of the city: segment topology and geometry, zone areas.
 
-In: a city model (:func:`twin.citymodel.build_city`'s, by default).  Out: dicts the
+In: a city model (the generated city, :func:`citypulse.city.build_city`, by default).  Out: dicts the
 evaluators read: ``segments`` (from/to nodes, road, free-flow speed, length, GeoJSON, mid
 point, zone), ``succ``/``pred`` (downstream/upstream segments), ``zones`` (type, area,
 name, centre, outline) and ``zone_lookup(lon, lat)``.
@@ -26,15 +26,17 @@ class CityModel:
         self.pred: dict[str, list[str]] = {}
         self.zones: dict[str, dict] = {}
         self.zone_lookup: Callable[[Any, Any], Any] | None = None
+        self.model: Any = None
+        self.key = ""
         if city is None:
-            try:
-                from twin.citymodel import build_city
+            from citypulse.city import build_city
 
-                city = build_city()
-            except Exception as exc:  # noqa: BLE001 - the twin is optional for the engine
-                log.warning("twin city model unavailable (%s); segments/zones from props", exc)
-                return
+            city = build_city()
         import shapely
+
+        from citypulse.city.store import model_key
+
+        self.model, self.key = city, model_key(city)
         from shapely.geometry import mapping
 
         seg = city.segments

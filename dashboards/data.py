@@ -25,9 +25,12 @@ from dashboards.sources.alerts import (
 )
 from dashboards.sources.citymap import (
     CENTRE,
+    CITY_CHECK_S,
     city_model,
+    follow_city,
     offline_positions,
     sensor_positions,
+    unplaceable,
     zone_centroids,
 )
 from dashboards.sources.colours import (
@@ -54,11 +57,11 @@ from dashboards.sources.state import STATE_WINDOW, map_state, od_flows, segment_
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 
 __all__ = [
-    "ALERT_ACTIONS", "CENTRE", "LOCAL_TZ", "SEVERITIES", "STATE_WINDOW", "Band", "alert_action",
+    "ALERT_ACTIONS", "CENTRE", "CITY_CHECK_S", "LOCAL_TZ", "SEVERITIES", "STATE_WINDOW", "Band", "alert_action",
     "alert_evidence", "alerts_open_at", "audit", "band_index", "city_model",
     "congestion_bands", "congestion_by_hour_ring", "density_rgba", "get_alert",
     "history_range", "ingest_health", "kpis", "list_alerts", "map_state", "metrics_urls",
     "od_flows", "offline_positions", "parse_metrics", "rates", "scrape", "segment_series",
     "segment_state", "sensor_positions", "severity_css", "severity_rgb", "ui_thresholds",
-    "worst_segments", "zone_centroids", "zone_state",
+    "worst_segments", "zone_centroids", "zone_state", "follow_city", "unplaceable",
 ]

@@ -26,6 +26,7 @@ from citypulse.wire import topics as wt
 from ingest import fastdecode
 from ingest import registry as reg
 from ingest.metrics import Metrics
+from ingest.sources.hub import SourceHub
 from ingest.validate import DeadLetter, Window, dead_letter, merge_rows, to_time, validate
 
 log = logging.getLogger("citypulse.ingest")
@@ -56,6 +57,8 @@ class Batch:
     status: tuple[tuple[str, str, datetime], ...]
     duplicates: int = 0
     gateways: tuple[tuple[str, datetime, int], ...] = ()  # heartbeats: id, last seen, messages
+    side: tuple[tuple, ...] = ()     # source adapters' side records (SourceHub.write_side)
+    foreign: tuple = ()              # (source, Handled) per source message: metrics, not spooled
 
 
 def take(inbox: queue.SimpleQueue, settings: Settings) -> list[Message]:
@@ -85,8 +88,9 @@ class Batcher:
 
     def __init__(self, settings: Settings, metrics: Metrics,
                  connect_db: Callable[[], psycopg.Connection],
-                 db_down: threading.Event) -> None:
+                 db_down: threading.Event, sources: SourceHub | None = None) -> None:
         self.settings = settings
+        self.sources = sources
         self.metrics = metrics
         self._connect_db = connect_db
         self._db_down = db_down
@@ -100,6 +104,8 @@ class Batcher:
             if not force and time.monotonic() - self.registry_at < 5.0:
                 return False
             self.registry = reg.snapshot(conn)
+            if self.sources is not None and self.sources.active:
+                self.sources.refresh(conn)
             self.registry_at = time.monotonic()
         log.debug("event=registry_refreshed sensors=%d", len(self.registry))
         return True
@@ -116,9 +122,22 @@ class Batcher:
         retry: list[tuple[Message, wt.Topic, wp.Decoded]] = []
         kinds: dict[str, int] = {}
         seen: dict[str, list[int]] = {}  # gateway heartbeats: id -> [latest ms, messages]
+        foreign: list[tuple[str, object]] = []  # (source, Handled)
+        src_retry: list = []
+        hub = self.sources if self.sources is not None and self.sources.active else None
         for m in msgs:
             topic = wt.parse(m.topic, s.topic_prefix)
-            kinds[topic.kind] = kinds.get(topic.kind, 0) + 1
+            src = hub.claim(m.topic) if hub is not None and topic.kind == wt.UNKNOWN else None
+            if src is not None:  # a foreign source's message: its adapter decodes it
+                kinds[(src.name, src.name)] = kinds.get((src.name, src.name), 0) + 1
+                h = hub.handle(src, m.topic, m.payload, m.received_ms, m.rate_limited,
+                               self.registry, window)
+                if h.unknown:  # maybe registered since the last snapshot: retry after refresh
+                    src_retry.append((src, m))
+                else:
+                    foreign.append((src.name, h))
+                continue
+            kinds[(topic.kind, "native")] = kinds.get((topic.kind, "native"), 0) + 1
             if topic.kind == wt.GATEWAY:  # any message, even one we reject, shows it is up
                 hb = seen.setdefault(topic.ident, [m.received_ms, 0])
                 hb[0] = max(hb[0], m.received_ms)
@@ -146,7 +165,7 @@ class Batcher:
             rows.extend(v.rows)
             dead.extend(v.dead)
             dups += v.duplicates
-        if retry and not self._db_down.is_set():
+        if (retry or src_retry) and not self._db_down.is_set():
             with contextlib.suppress(*TEMPORARY):
                 if conn is None or conn.closed:
                     with self._connect_db() as c:
@@ -159,8 +178,19 @@ class Batcher:
                 rows.extend(v.rows)
                 dead.extend(v.dead)
                 dups += v.duplicates
-        for k, n in kinds.items():
-            self.metrics.messages.labels(k).inc(n)
+        for src, m in src_retry:
+            foreign.append((src.name, hub.handle(src, m.topic, m.payload, m.received_ms,
+                                                 m.rate_limited, self.registry, window)))
+        side: list[tuple] = []
+        for _name, h in foreign:
+            rows.extend(h.rows)
+            dead.extend(h.dead)
+            status.extend(h.status)
+            side.extend(h.side)
+            dups += h.duplicates
+        for (k, source), n in kinds.items():
+            self.metrics.messages.labels(k, source).inc(n)
         unique, more = merge_rows(rows)
         return Batch(tuple(unique), tuple(dead), tuple(status), dups + more,
-                     tuple((g, to_time(t), n) for g, (t, n) in seen.items()))
+                     tuple((g, to_time(t), n) for g, (t, n) in seen.items()), tuple(side),
+                     tuple(foreign))

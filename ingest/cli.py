@@ -20,8 +20,13 @@ def registry_load(
                                 help="CSV (sensor_id,kind,lon,lat[,gateway_id]), Parquet or GeoJSON"),
     database_url: str = typer.Option(None, help="postgresql:// URL (CITYPULSE_DATABASE_URL)"),
 ) -> None:
-    """Load sensors from FILE into citypulse.sensors (idempotent upsert)."""
+    """Load sensors from FILE into citypulse.sensors (idempotent upsert), then place them.
+
+    Placement on the active city (segment, zone, gate, direction, role, coverage) is stored
+    at once; sensors that could not be placed are reported with the reason (also on /ingest).
+    """
     from citypulse import schema
+    from citypulse.city.placement import place_sensors
     from ingest import registry
 
     settings = load_settings(database_url=database_url)
@@ -33,8 +38,13 @@ def registry_load(
     with schema.connect(settings, autocommit=True) as conn:
         schema.migrate(conn, settings)
         inserted, updated = registry.upsert(conn, records)
+        placed = place_sensors(conn, tolerance_m=settings.twin_place_tolerance_m)
     print(json.dumps({"file": str(file), "sensors": len(records), "inserted": inserted,
-                      "updated": updated, "unchanged": len(records) - inserted - updated}))
+                      "updated": updated, "unchanged": len(records) - inserted - updated,
+                      "placed": placed.examined - len(placed.unplaceable),
+                      "unplaceable": len(placed.unplaceable),
+                      "unplaceable_sensors": [{"sensor_id": i, "kind": k, "reason": r}
+                                              for i, k, r in placed.unplaceable[:100]]}))
 
 
 def ingest(

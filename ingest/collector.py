@@ -41,6 +41,7 @@ from ingest import registry as reg
 from ingest.batcher import TEMPORARY, Batch, Batcher, Message, take
 from ingest.metrics import Metrics
 from ingest.session import Session
+from ingest.sources.hub import SourceHub
 from ingest.spool import Spool
 from ingest.validate import Validated
 from ingest.writer import Writer
@@ -61,8 +62,10 @@ class Collector:
         self.metrics.spool_bytes.set(self.spool.bytes)
         self._stopping = threading.Event()
         self._db_down = threading.Event()
-        self.session = Session(settings, self.client_id, self.metrics)
-        self.batcher = Batcher(settings, self.metrics, self._connect_db, self._db_down)
+        self.sources = SourceHub(settings, self.metrics.registry)  # CITYPULSE_SOURCES
+        self.session = Session(settings, self.client_id, self.metrics, self.sources)
+        self.batcher = Batcher(settings, self.metrics, self._connect_db, self._db_down,
+                               self.sources)
         self.writer = Writer(lambda: self.store, self.spool, self.metrics, self._connect_db,
                              self._db_down, self._stopping)
         self._threads: list[threading.Thread] = []
@@ -164,6 +167,8 @@ class Collector:
                 batch = self.batcher.build(msgs, conn)
                 conn = self.writer.commit(batch, conn)
                 self.session.ack(msgs)
+                for name, h in batch.foreign:  # committed or spooled: per-source metrics
+                    self.sources.account(name, h)
             except Exception:
                 log.exception("event=internal_error where=writer")
                 self.metrics.internal.inc()

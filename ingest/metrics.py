@@ -41,7 +41,9 @@ class Metrics:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
-        self.messages = Counter(MESSAGES, "MQTT messages received", ["kind"], registry=r)
+        self.messages = Counter(MESSAGES, "MQTT messages received (source: native = the wire "
+                                "contract's topics, else the adapter)", ["kind", "source"],
+                                registry=r)
         self.stored = Counter(STORED, "Reading rows committed", registry=r)
         self.dead = Counter(DEAD_LETTERS, "Dead letters committed", ["reason"], registry=r)
         self.commit = Histogram(COMMIT_SECONDS, "Batch commit latency", registry=r)

@@ -24,6 +24,8 @@ from citypulse.settings import Settings
 from citypulse.wire import topics as wt
 from ingest.batcher import Message
 from ingest.metrics import Metrics
+from ingest.sources.base import PAYLOAD
+from ingest.sources.hub import SourceHub
 
 log = logging.getLogger("citypulse.ingest")
 
@@ -31,8 +33,10 @@ log = logging.getLogger("citypulse.ingest")
 class Session:
     """One MQTT connection's worth of receiving and acking."""
 
-    def __init__(self, settings: Settings, client_id: str, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, client_id: str, metrics: Metrics,
+                 sources: SourceHub | None = None) -> None:
         self.settings = settings
+        self.sources = sources
         self.client_id = client_id
         self.metrics = metrics
         self.inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
@@ -108,6 +112,8 @@ class Session:
             with self._gen_lock:
                 self._gen += 1
             subs = wt.ingest_subscriptions(self.settings.topic_prefix)
+            if self.sources is not None:  # configured foreign sources, same shared group
+                subs += self.sources.subscriptions()
             if self.settings.share_group:
                 subs = [wt.shared(self.settings.share_group, t) for t in subs]
             client.subscribe([(t, SubscribeOptions(qos=1)) for t in subs])
@@ -145,10 +151,18 @@ class Session:
                 self.pending += 1
             self.inbox.put(Message(self._gen, msg.mid, msg.qos, msg.topic, msg.payload,
                                    int(time.time() * 1000), ctype,
-                                   "/status/" not in msg.topic and self._rate_limited(msg.topic)))
+                                   "/status/" not in msg.topic and self._one_device(msg.topic)
+                                   and self._rate_limited(msg.topic)))
         except Exception:
             log.exception("event=internal_error where=on_message")
             self.metrics.internal.inc()
+
+    def _one_device(self, topic: str) -> bool:
+        """Whether ``topic`` is one device's (not a source topic all its gateways share)."""
+        if self.sources is None or not self.sources.active:
+            return True
+        src = self.sources.claim(topic)
+        return src is None or src.trust != PAYLOAD
 
     def _rate_limited(self, topic: str) -> bool:
         """Token bucket per device (sensor or gateway) at settings.device_rate_limit msg/s."""

@@ -45,6 +45,7 @@ class Spool:
             "status": [(s, st, us(t)) for s, st, t in b.status],
             "dups": b.duplicates,
             "gateways": [(g, us(t), n) for g, t, n in b.gateways],
+            "side": [list(x) for x in b.side],
         })
 
     @staticmethod
@@ -57,7 +58,8 @@ class Spool:
                   for d in doc["dead"]),
             tuple((s, st, EPOCH + t * _US) for s, st, t in doc["status"]),
             doc.get("dups", 0),
-            tuple((g, EPOCH + t * _US, n) for g, t, n in doc.get("gateways", ())))
+            tuple((g, EPOCH + t * _US, n) for g, t, n in doc.get("gateways", ())),
+            tuple(tuple(x) for x in doc.get("side", ())))
 
     def put(self, b: Batch) -> bool:
         """Write a batch durably; False when the spool is full (caller must not ack)."""

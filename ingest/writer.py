@@ -22,6 +22,7 @@ from citypulse import schema
 from citypulse.wire import payload as wp
 from ingest.batcher import TEMPORARY, Batch
 from ingest.metrics import Metrics
+from ingest.sources.hub import SourceHub
 from ingest.spool import Spool
 from ingest.validate import dead_letter
 
@@ -107,8 +108,14 @@ class Writer:
         self.account(batch, duplicates=res.duplicates)
 
     def _write_all(self, conn: psycopg.Connection, rows, batch: Batch) -> schema.WriteResult:
-        return self.store.write_batch(conn, rows, [d.as_row() for d in batch.dead], batch.status,
-                                      {g: (t, n) for g, t, n in batch.gateways})
+        if not batch.side:
+            return self.store.write_batch(conn, rows, [d.as_row() for d in batch.dead],
+                                          batch.status, {g: (t, n) for g, t, n in batch.gateways})
+        with conn.transaction():  # source side records (attributes, devices) in the same commit
+            res = self.store.write_batch(conn, rows, [d.as_row() for d in batch.dead],
+                                         batch.status, {g: (t, n) for g, t, n in batch.gateways})
+            SourceHub.write_side(conn, batch.side)
+        return res
 
     def _bisect(self, conn: psycopg.Connection, rows: list[tuple], spooled: bool) -> None:
         if not rows:

@@ -38,10 +38,11 @@ import polars as pl
 import psycopg
 
 from citypulse.catalogue import columns
-from citypulse.formulas import DENSITY_AREA_M2, congestion_index_sql
+from citypulse.city.model import DEPOT_TYPES, City
+from citypulse.city.store import active as active_city
+from citypulse.formulas import DENSITY_SQL, congestion_index_sql
 from citypulse.schema import Store
 from citypulse.settings import Settings
-from twin.citymodel import DEPOT_TYPES, City, build_city
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ ON CONFLICT (segment_id, bucket) DO UPDATE SET sensors = EXCLUDED.sensors,
     vehicles = EXCLUDED.vehicles, flow_veh_h = EXCLUDED.flow_veh_h,
     speed_kmh = EXCLUDED.speed_kmh, occupancy_pct = EXCLUDED.occupancy_pct,
     congestion = EXCLUDED.congestion
-"""  # noqa: S608 - columns and formulas from code, no input
+"""  # noqa: S608 - columns and formulas from code, no input; congestion: citypulse.formulas.CONGESTION_SQL (tests/city/test_formulas.py holds it)
 
 _TRUCK_MINUTES = f"""
 SELECT r.bucket, r.sensor, r.{_LS["lon"]} / r.{_LC["lon"]} AS lon,
@@ -122,14 +123,14 @@ WITH people AS (
 INSERT INTO citypulse.twin_zone_1m (bucket, zone_id, counters, people, density_per_1000m2,
     entries, exits, trucks, vehicles)
 SELECT j.bucket, j.zone_id, j.counters, j.people,
-       {DENSITY_AREA_M2:g} * j.people / NULLIF(z.area_m2, 0),
+       {DENSITY_SQL.format(people="j.people", area="z.area_m2")},
        j.entries, j.exits, j.trucks, j.vehicles
 FROM j JOIN citypulse.twin_zones z USING (zone_id)
 ON CONFLICT (zone_id, bucket) DO UPDATE SET counters = EXCLUDED.counters,
     people = EXCLUDED.people, density_per_1000m2 = EXCLUDED.density_per_1000m2,
     entries = EXCLUDED.entries, exits = EXCLUDED.exits, trucks = EXCLUDED.trucks,
     vehicles = EXCLUDED.vehicles
-"""  # noqa: S608 - columns and formulas from code, no input
+"""  # noqa: S608 - columns and formulas from code, no input; density: citypulse.formulas.DENSITY_SQL
 
 _GATES = f"""
 INSERT INTO citypulse.twin_gate_1m (bucket, gate_id, zone_id, counters, entries, exits)
@@ -181,7 +182,7 @@ def _minute(t: datetime) -> datetime:
 def aggregate(conn: psycopg.Connection, lo: datetime, hi: datetime,
               city: City | None = None) -> AggregateResult:
     """Aggregate the minute buckets in ``[lo, hi)`` into the twin's per-minute tables."""
-    city = city or build_city()
+    city = city or active_city(conn)
     lo, hi = _minute(lo), _minute(hi)
     segs = zones = trucks = flows = 0
     t = lo
@@ -383,7 +384,7 @@ def run_pass(conn: psycopg.Connection, store: Store, settings: Settings,
     """
     from twin.placement import place_sensors
 
-    city = city or build_city()
+    city = city or active_city(conn)
     now = now or datetime.now(UTC)
     out: dict = {}
     store.refresh_rollups(conn, settle_s)

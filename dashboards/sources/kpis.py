@@ -27,13 +27,23 @@ def kpis(conn: psycopg.Connection, at: datetime | None = None,
     (n,) = conn.execute("SELECT count(*) FROM citypulse.raw WHERE time > %s AND time <= %s",
                         (at - timedelta(seconds=10), at)).fetchone()
     (total,) = conn.execute("SELECT count(*) FROM citypulse.sensors").fetchone()
+    from analytics import maintenance
+
+    incidents, upkeep = maintenance.split(list_alerts(conn, open_only=True)
+                                          if alerts is None else alerts)
+    # one count of silent sensors: their last will said offline, or an open upkeep alert
+    # names them (a sensor with an open offline alert is not "online")
+    silent = maintenance.silent_sensors(upkeep)
     (offline,) = conn.execute(
-        "SELECT count(*) FROM citypulse.sensor_status WHERE status = 'offline'").fetchone()
+        """SELECT count(*) FROM (SELECT sensor_id FROM citypulse.sensor_status
+                                 WHERE status = 'offline' UNION SELECT unnest(%s::text[])) s""",
+        (sorted(silent),)).fetchone()
     by_sev = dict.fromkeys(SEVERITIES, 0)
-    for a in list_alerts(conn, open_only=True) if alerts is None else alerts:
+    for a in incidents:
         by_sev[a["severity"]] = by_sev.get(a["severity"], 0) + 1
     return {"readings_per_s": n / 10.0, "sensors_total": total,
-            "sensors_online": total - offline, "alerts": by_sev}
+            "sensors_online": max(0, total - offline), "alerts": by_sev,
+            "upkeep_open": len(upkeep)}
 
 
 def worst_segments(conn: psycopg.Connection, at: datetime | None = None,
@@ -82,9 +92,11 @@ def congestion_by_hour_ring(conn: psycopg.Connection, since: datetime) -> list[d
 
 def ingest_health(conn: psycopg.Connection, since: datetime) -> dict[str, Any]:
     """Ingest health since ``since``: per-second readings, lag, dead letters, seq-gap loss."""
+    # device time never stands for "now": readings stamped ahead of the server's clock (a
+    # device clock running fast) are counted apart, not drawn minutes into the future
     rate = conn.execute(
         """SELECT date_trunc('second', time) t, count(*) FROM citypulse.raw
-           WHERE time >= %s GROUP BY 1 ORDER BY 1""", (since,)).fetchall()
+           WHERE time >= %s AND time <= now() GROUP BY 1 ORDER BY 1""", (since,)).fetchall()
     dead = conn.execute(
         """SELECT reason, count(*), (array_agg(left(encode(payload, 'escape'), 160)
                                       ORDER BY received_at DESC))[1:3]
@@ -101,16 +113,19 @@ def ingest_health(conn: psycopg.Connection, since: datetime) -> dict[str, Any]:
     (gw_off,) = conn.execute(
         """SELECT count(*) FROM citypulse.alerts
            WHERE entity_kind = 'gateway' AND status <> 'resolved'""").fetchone()
-    (latest,) = conn.execute("SELECT max(time) FROM citypulse.raw WHERE time >= %s",
-                             (since,)).fetchone()
-    lag = (datetime.now(UTC) - latest).total_seconds() if latest else None
+    latest, ahead, ahead_sensors = conn.execute(
+        """SELECT max(time) FILTER (WHERE time <= now()), count(*) FILTER (WHERE time > now()),
+                  count(DISTINCT sensor) FILTER (WHERE time > now())
+           FROM citypulse.raw WHERE time >= %s""", (since,)).fetchone()
+    lag = max(0.0, (datetime.now(UTC) - latest).total_seconds()) if latest else None
     return {"rate": [{"t": t, "n": n} for t, n in rate],
             "dead_letters": [{"reason": r, "count": n, "samples": s or []} for r, n, s in dead],
             "lost": int(loss), "sensors_offline": offline, "gateways_offline": gw_off,
-            "lag_s": lag}
+            "lag_s": lag, "ahead_readings": ahead, "ahead_sensors": ahead_sensors}
 
 
 def history_range(conn: psycopg.Connection) -> tuple[datetime, datetime] | None:
     """(first, last) time of stored readings, or None when the store is empty."""
-    row = conn.execute("SELECT min(time), max(time) FROM citypulse.raw").fetchone()
+    # capped at the server's now: a device clock running fast cannot stretch the range
+    row = conn.execute("SELECT min(time), least(max(time), now()) FROM citypulse.raw").fetchone()
     return None if row[0] is None else (row[0], row[1])

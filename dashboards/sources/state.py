@@ -14,9 +14,15 @@ from typing import Any
 import psycopg
 
 from citypulse.catalogue import columns
-from citypulse.formulas import DEFAULT_FREE_FLOW_KMH, congestion_index, density
+from citypulse.formulas import DEFAULT_FREE_FLOW_KMH, congestion_index, density_per_1000m2
 from dashboards.sources.alerts import alerts_open_at, list_alerts
-from dashboards.sources.citymap import _num, city_model, offline_positions, zone_centroids
+from dashboards.sources.citymap import (
+    _num,
+    city_model,
+    follow_city,
+    offline_positions,
+    zone_centroids,
+)
 from dashboards.sources.colours import band_index, congestion_bands, density_rgba, severity_rgb
 
 STATE_WINDOW = timedelta(minutes=5)
@@ -42,7 +48,7 @@ def segment_state(conn: psycopg.Connection, at: datetime) -> dict[str, dict]:
     """segment_id -> {speed_kmh, vehicles, congestion} at ``at``.
 
     The twin's aggregated state when it has data for ``at``; else computed from the raw
-    readings of traffic sensors (``props.segment_id``) in the 5 minutes before ``at``.
+    readings of traffic sensors (their placement's segment) in the 5 minutes before ``at``.
     """
     rows = _twin_rows("segments_at", conn, at)
     if rows is not None:
@@ -51,10 +57,11 @@ def segment_state(conn: psycopg.Connection, at: datetime) -> dict[str, dict]:
                                        "congestion": _num(r.get("congestion"))} for r in rows}
     free = {s["id"]: s["free_flow_kmh"] for s in city_model()["segments"]}
     rows = conn.execute(
-        f"""SELECT s.props->>'segment_id', avg(r.{_T["speed_kmh"]}), sum(r.{_T["vehicle_count"]})
+        f"""SELECT p.segment_id, avg(r.{_T["speed_kmh"]}), sum(r.{_T["vehicle_count"]})
            FROM citypulse.raw r JOIN citypulse.sensors s ON s.id = r.sensor
+           JOIN citypulse.sensor_placement p ON p.sensor = s.id
            WHERE s.kind = 'traffic' AND r.time > %s AND r.time <= %s
-           GROUP BY 1""", (at - STATE_WINDOW, at)).fetchall()  # noqa: S608 - columns and formulas from code, no input
+           GROUP BY 1""", (at - STATE_WINDOW, at)).fetchall()  # noqa: S608 - columns from the catalogue
     out = {}
     for seg, speed, vehicles in rows:
         if seg is None:
@@ -78,13 +85,15 @@ def zone_state(conn: psycopg.Connection, at: datetime) -> dict[str, dict]:
         return out
     rows = conn.execute(
         f"""SELECT zone, sum(people) FROM (
-               SELECT DISTINCT ON (r.sensor) s.props->>'zone_id' AS zone,
-                      r.{_P["people_count"]} AS people
+               SELECT DISTINCT ON (r.sensor) p.zone_id AS zone, r.{_P["people_count"]} AS people
                FROM citypulse.raw r JOIN citypulse.sensors s ON s.id = r.sensor
-               WHERE s.kind = 'people' AND r.time > %s AND r.time <= %s
+               JOIN citypulse.sensor_placement p ON p.sensor = s.id
+               WHERE s.kind = 'people' AND coalesce(p.role, 'zone') = 'zone'
+                 AND r.time > %s AND r.time <= %s
                ORDER BY r.sensor, r.time DESC) latest
-           GROUP BY zone""", (at - STATE_WINDOW, at)).fetchall()  # noqa: S608 - columns and formulas from code, no input
-    return {z: {"people": p, "density_per_ha": density(p, areas[z]) * 10 if areas.get(z) else None}
+           GROUP BY zone""", (at - STATE_WINDOW, at)).fetchall()  # noqa: S608 - columns from the catalogue
+    return {z: {"people": p, "density_per_ha": density_per_1000m2(p, areas[z]) * 10
+                if areas.get(z) else None}
             for z, p in rows if z is not None}
 
 
@@ -118,6 +127,7 @@ def map_state(conn: psycopg.Connection, at: datetime | None = None,
     if alerts is None:
         alerts = list_alerts(conn, open_only=True) if at is None else alerts_open_at(conn, at)
     at = at or datetime.now(UTC)
+    follow_city(conn)
     model = city_model()
     bands = congestion_bands()
     segs = segment_state(conn, at) if segs is None else segs
