@@ -10,7 +10,7 @@ from citypulse.settings import ENV_PREFIX, Settings
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 _CODE = re.compile(r"```.*?```|`[^`\n]+`", re.S)
-_COMMAND = re.compile(r"(?<![\w./$-])citypulse((?: +[a-z][a-z-]*)+)")
+_COMMAND = re.compile(r"(?<![\w./$\"-])citypulse((?: +[a-z][a-z-]*)+)")
 
 
 def _commands(text: str):
