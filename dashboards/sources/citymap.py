@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from citypulse.city.model import CENTER_LAT, CENTER_LON
+from citypulse.city.dishui import CENTER_LAT, CENTER_LON
 
 CENTRE = (CENTER_LON, CENTER_LAT)  # lon, lat of the lake centre (the twin's origin)
 
