@@ -29,6 +29,8 @@ _COMMAND_MODULES = (
     "twin.cli",
     "analytics.cli",
     "dashboards.cli",
+    "control.cli",
+    "device_sim.actuators_cli",
 )
 
 

@@ -109,7 +109,7 @@ def up(
     signal.signal(signal.SIGINT, _stop)
     try:
         for name, argv in UP_SERVICES:
-            if name == "sim" and not demo:
+            if name.startswith("sim") and not demo:
                 continue
             p = subprocess.Popen([sys.executable, "-m", "citypulse", *argv], env=env)
             procs.append((name, p))

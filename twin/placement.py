@@ -25,7 +25,7 @@ import numpy as np
 import psycopg
 import shapely
 
-from citypulse.catalogue import KINDS
+from citypulse.catalogue import DEVICE_KINDS as KINDS
 from twin.citymodel import City, build_city
 
 _PENDING = """
