@@ -61,7 +61,7 @@ def deploy_actuators(city: Any = None, seed: int = 0, pumps_per_zone: int = 2,
         n = counts.get(r["kind"], 0)
         counts[r["kind"]] = n + 1
         r["device_id"] = f"{PREFIX[r['kind']]}-{n:06d}"
-    return pl.DataFrame(rows).select("device_id", "kind", "lon", "lat", "zone_id", "segment_id")
+    return pl.DataFrame(rows, infer_schema_length=None).select("device_id", "kind", "lon", "lat", "zone_id", "segment_id")
 
 
 def write_registry_csv(frame: pl.DataFrame, path: Path) -> Path:
