@@ -23,6 +23,10 @@ class ControlError(ValueError):
     """A request that cannot be carried out (unknown device/method, bad params, state)."""
 
 
+class StateError(ControlError):
+    """The command's state does not allow this (e.g. cancelling one already sent)."""
+
+
 def _new_record(dev: dict, m: Any, params: dict, by: str, alert_id: int | None,
                 expires_at: datetime, settings: Settings, fleet_id: Any = None) -> dict:
     return {"id": uuid.uuid4(), "device_id": dev["device_id"], "kind": dev["kind"],
@@ -143,7 +147,7 @@ def approve(conn: psycopg.Connection, settings: Settings, ident: str, *, by: str
         cur = records.get(conn, cid)
         if cur["status"] != "pending_approval":
             if len(out) == 0 and cur["fleet_id"] is None:
-                raise ControlError(f"command {cid} is {cur['status']}, not pending_approval")
+                raise StateError(f"command {cid} is {cur['status']}, not pending_approval")
             continue
         policy.check_approver(cur["requested_by"], by)
         dev = targets.device(conn, cur["device_id"])
@@ -186,7 +190,7 @@ def cancel(conn: psycopg.Connection, settings: Settings, ident: str, *, by: str,
             out.append(rec)
     if not out and len(ids) == 1:
         cur = records.get(conn, ids[0])
-        raise ControlError(f"command {ids[0]} is {cur['status']}: only a command not yet sent "
+        raise StateError(f"command {ids[0]} is {cur['status']}: only a command not yet sent "
                            "can be cancelled")
     conn.execute("UPDATE citypulse.command_fleets SET status = 'cancelled', finished_at = now() "
                  "WHERE id = ANY(%s) AND status = 'running'", ([_as_uuid(ident)],))

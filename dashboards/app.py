@@ -21,7 +21,7 @@ from dash import dcc, html
 from psycopg_pool import ConnectionPool
 
 from citypulse.settings import Settings
-from dashboards import auth, data
+from dashboards import auth, commands_api, data
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 ASSETS = HERE / "assets"
 DECK_ASSET = ASSETS / "00_deckgl.min.js"
 PAGES = (("/wall", "Wall"), ("/emergency", "Emergency"), ("/traffic", "Traffic"),
-         ("/ingest", "Ingest"), ("/replay", "Replay"))
+         ("/ingest", "Ingest"), ("/replay", "Replay"), ("/commands", "Commands"))
 
 
 class AssetsMissing(RuntimeError):
@@ -98,6 +98,7 @@ def create_app(settings: Settings) -> dash.Dash:
 
     auth.install(server, users, settings.kiosk_token, on_login=on_login)
     _routes(server, context)
+    commands_api.install(server, context)
     app = dash.Dash(
         __name__, server=server, use_pages=True, pages_folder=str(HERE / "pages"),
         assets_folder=str(ASSETS), serve_locally=True, title="citypulse",
