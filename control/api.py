@@ -35,23 +35,30 @@ def _new_record(dev: dict, m: Any, params: dict, by: str, alert_id: int | None,
             "max_attempts": settings.commands_max_attempts}
 
 
-def _admit(conn: psycopg.Connection, rec: dict, dev: dict, m: Any, by: str,
-           settings: Settings) -> dict:
-    """Insert a request and its first decision: rejected, pending_approval or queued."""
-    reason = policy.check(conn, m.precondition, dev, settings)
-    if reason:
-        status, action = "rejected", "reject"
-    elif policy.needs_approval(m.risk):
-        status, action = "pending_approval", "await_approval"
-    else:
-        status, action = "queued", "queue"
-    rec = {**rec, "status": status, "reason": reason or ""}
-    records.insert(conn, rec)
-    records.event(conn, rec["id"], "request", by, "", rec["alert_id"], rec["fleet_id"],
-                  {"device_id": rec["device_id"], "method": m.name, "params": rec["params"]})
-    records.event(conn, rec["id"], action, "policy", status, rec["alert_id"], rec["fleet_id"],
-                  {"reason": reason} if reason else {"risk": m.risk})
-    return rec
+def _admit(conn: psycopg.Connection, recs: list[dict], devs: list[dict], m: Any, by: str,
+           settings: Settings) -> list[dict]:
+    """Insert requests and their first decision: rejected, pending_approval or queued."""
+    out, events = [], []
+    for rec, dev in zip(recs, devs, strict=True):
+        reason = policy.check(conn, m.precondition, dev, settings)
+        if reason:
+            status, action = "rejected", "reject"
+        elif policy.needs_approval(m.risk):
+            status, action = "pending_approval", "await_approval"
+        else:
+            status, action = "queued", "queue"
+        rec = {**rec, "status": status, "reason": reason or ""}
+        out.append(rec)
+        events.append((rec["id"], rec["fleet_id"], rec["alert_id"], "request", "", by,
+                       Jsonb({"device_id": rec["device_id"], "method": m.name,
+                              "params": rec["params"]})))
+        events.append((rec["id"], rec["fleet_id"], rec["alert_id"], action, status, "policy",
+                       Jsonb({"reason": reason} if reason else {"risk": m.risk})))
+    records.insert_many(conn, out)
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO citypulse.command_events (command_id, fleet_id, alert_id, "
+                        "action, status, by, detail) VALUES (%s, %s, %s, %s, %s, %s, %s)", events)
+    return out
 
 
 def _method(kind: str, name: str, params: Any) -> tuple[Any, dict]:
@@ -74,8 +81,8 @@ def request(conn: psycopg.Connection, settings: Settings, device_id: str, method
     m, params = _method(dev["kind"], method_name, params)
     expires = datetime.now(UTC) + timedelta(seconds=expires_in_s or settings.commands_expires_s)
     with conn.transaction():
-        rec = _admit(conn, _new_record(dev, m, params, by, alert_id, expires, settings),
-                     dev, m, by, settings)
+        [rec] = _admit(conn, [_new_record(dev, m, params, by, alert_id, expires, settings)],
+                       [dev], m, by, settings)
         records.notify(conn)
     return records.get(conn, rec["id"])
 
@@ -113,9 +120,9 @@ def fleet(conn: psycopg.Connection, settings: Settings, kind: str, method_name: 
              len(devices), by, alert_id))
         records.event(conn, None, "fleet_request", by, "", alert_id, fid,
                       {"kind": kind, "method": m.name, "target": target, "devices": len(devices)})
-        for dev in devices:
-            rec = _admit(conn, _new_record(dev, m, params, by, alert_id, expires, settings, fid),
-                         dev, m, by, settings)
+        recs = [_new_record(dev, m, params, by, alert_id, expires, settings, fid)
+                for dev in devices]
+        for rec in _admit(conn, recs, devices, m, by, settings):
             counts[rec["status"]] = counts.get(rec["status"], 0) + 1
         records.notify(conn)
     return {"fleet_id": str(fid), "devices": [d["device_id"] for d in devices],

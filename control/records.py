@@ -46,13 +46,17 @@ def notify(conn: psycopg.Connection, payload: str = "") -> None:
     conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
 
 
-def insert(conn: psycopg.Connection, rec: dict) -> None:
-    """Insert one command (keys of COLUMNS but seq/updated_at) and its ``request`` event."""
-    cols = [c for c in COLUMNS if c in rec and c not in ("seq", "updated_at")]
-    vals = [Jsonb(rec[c]) if c in ("params", "result") else rec[c] for c in cols]
-    conn.execute(sql.SQL("INSERT INTO citypulse.commands ({}) VALUES ({}) ON CONFLICT DO NOTHING")
-                 .format(sql.SQL(", ").join(map(sql.Identifier, cols)),
-                         sql.SQL(", ").join(sql.Placeholder() * len(cols))), vals)
+def insert_many(conn: psycopg.Connection, recs: list[dict]) -> None:
+    """Insert commands (dicts with the same keys of COLUMNS, but seq/updated_at), in order."""
+    if not recs:
+        return
+    cols = [c for c in COLUMNS if c in recs[0] and c not in ("seq", "updated_at")]
+    stmt = sql.SQL("INSERT INTO citypulse.commands ({}) VALUES ({}) ON CONFLICT DO NOTHING"
+                   ).format(sql.SQL(", ").join(map(sql.Identifier, cols)),
+                            sql.SQL(", ").join(sql.Placeholder() * len(cols)))
+    with conn.cursor() as cur:
+        cur.executemany(stmt, [[Jsonb(r[c]) if c in ("params", "result") else r[c]
+                                for c in cols] for r in recs])
 
 
 def transition(conn: psycopg.Connection, command_id: Any, to: str, frm: tuple[str, ...],
@@ -88,6 +92,23 @@ def transition(conn: psycopg.Connection, command_id: Any, to: str, frm: tuple[st
         event(conn, row["id"], action, by, to, row["alert_id"], row["fleet_id"], detail)
         notify(conn, str(row["id"]))
     return row
+
+
+def mark_sent(conn: psycopg.Connection, ids: list[Any], by: str) -> list[dict]:
+    """Move many queued commands to ``sent`` at once (one transaction, one event each)."""
+    if not ids:
+        return []
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(sql.SQL(
+            "UPDATE citypulse.commands SET status = 'sent', attempts = attempts + 1, "
+            "sent_at = now(), updated_at = now() WHERE id = ANY(%s) AND status = 'queued' "
+            "RETURNING {}").format(_COLS), (list(ids),)).fetchall()
+        cur.execute(
+            "INSERT INTO citypulse.command_events (command_id, fleet_id, alert_id, action, "
+            "status, by) SELECT *, 'send', 'sent', %s FROM unnest(%s::uuid[], %s::uuid[], "
+            "%s::bigint[])", (by, [r["id"] for r in rows], [r["fleet_id"] for r in rows],
+                              [r["alert_id"] for r in rows]))
+    return sorted(rows, key=lambda r: r["seq"])
 
 
 def get(conn: psycopg.Connection, command_id: str | UUID) -> dict | None:

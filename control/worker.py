@@ -53,6 +53,7 @@ class Worker:
         self.next_at: dict[UUID, float] = {}  # fleet -> earliest next send (rate limit)
         row = self.conn.execute("SELECT coalesce(max(id), 0) FROM citypulse.command_events")
         self.last_event = row.fetchone()[0]
+        self._last_periodic = 0.0
         self.stats = {"sent": 0, "resent": 0, "answers": 0, "events": 0}
         self.link = Session(settings.mqtt_url, client_id or f"citypulse-commands-{self.prefix}",
                             topics.command_subscriptions(self.prefix),
@@ -82,14 +83,15 @@ class Worker:
         try:
             while not stop.is_set():
                 try:
-                    item = self.q.get(timeout=self.s.commands_tick_s)
-                    self._handle(item)
+                    items = [self.q.get(timeout=self.s.commands_tick_s)]
                     while True:
-                        self._handle(self.q.get_nowait())
+                        items.append(self.q.get_nowait())
                 except queue.Empty:
                     pass
                 try:
-                    self.tick()
+                    for item in items:
+                        self._handle(item)
+                    self.tick(woken=any(i[0] != "msg" for i in items), busy=bool(items))
                 except psycopg.OperationalError as exc:
                     log.warning("commands: database unavailable (%s); retrying", exc)
                     time.sleep(1)
@@ -115,16 +117,26 @@ class Worker:
             except (ValueError, KeyError, TypeError, psycopg.DataError) as exc:
                 log.warning("commands: bad message on %s: %s", item[1], exc)
 
-    def tick(self) -> None:
-        """One pass: expire, retry, re-send after a reconnect, send queued, fleets, events."""
-        self.expire()
-        self.retry()
-        if self.resend_due and self.link.connected.is_set():
-            self.resend_due = False
-            self.resend_in_flight("reconnect")
-        self.send_queued()
-        self.check_fleets()
-        self.publish_events()
+    def tick(self, woken: bool = True, busy: bool = True) -> None:
+        """One pass: send queued (when woken), publish new events.
+
+        Every ``commands_tick_s`` also expire, retry, re-send after a reconnect, watch fleets.
+        """
+        now = time.monotonic()
+        periodic = now - self._last_periodic >= self.s.commands_tick_s
+        if periodic:
+            self._last_periodic = now
+            self.expire()
+            self.retry()
+            if self.resend_due and self.link.connected.is_set():
+                self.resend_due = False
+                self.resend_in_flight("reconnect")
+        if woken or periodic:
+            self.send_queued()
+        if periodic:
+            self.check_fleets()
+        if busy or periodic:
+            self.publish_events()
 
     # --- sending ----------------------------------------------------------------------------
     def _publish(self, rec: dict) -> None:
@@ -154,26 +166,34 @@ class Worker:
                 "c.device_id AND o.seq < c.seq AND o.status IN ('queued', 'sent', 'delivered'))"
                 " AS blocked FROM citypulse.commands c WHERE c.status = 'queued' "
                 "AND c.expires_at > now() ORDER BY c.seq LIMIT %s", (SEND_BATCH,)).fetchall()
-        now = time.monotonic()
+        rates: dict[UUID, float] = {}
+        batch: list[UUID] = []
         for rec in rows:
             m = method(rec["kind"], rec["method"])
             if rec["blocked"] and m.sequential:
                 continue
             fid = rec["fleet_id"]
             if fid is not None:
-                rate = self._fleet_rate(fid)
+                if fid not in rates:
+                    rates[fid] = self._fleet_rate(fid)
+                now = time.monotonic()
                 due = self.next_at.get(fid, now)
-                if due > time.monotonic():
+                if due > now:
                     continue
-                self.next_at[fid] = max(due, time.monotonic() - 1.0) + 1.0 / rate
-            extra = {"attempts": rec["attempts"] + 1, "sent_at": datetime.now(UTC)}
-            if m.shadow:
-                extra["shadow_version"] = self._write_desired(rec)
-            got = records.transition(self.conn, rec["id"], "sent", ("queued",), "worker",
-                                     "send", extra=extra)
-            if got is not None:
-                self._publish(got)
-                self.stats["sent"] += 1
+                self.next_at[fid] = max(due, now - 1.0) + 1.0 / rates[fid]
+            if m.shadow:  # desired state first, then the command that waits for it
+                got = records.transition(
+                    self.conn, rec["id"], "sent", ("queued",), "worker", "send",
+                    extra={"attempts": rec["attempts"] + 1, "sent_at": datetime.now(UTC),
+                           "shadow_version": self._write_desired(rec)})
+                if got is not None:
+                    self._publish(got)
+                    self.stats["sent"] += 1
+            else:
+                batch.append(rec["id"])
+        for got in records.mark_sent(self.conn, batch, "worker"):
+            self._publish(got)
+            self.stats["sent"] += 1
 
     def _fleet_rate(self, fid: UUID) -> float:
         row = self.conn.execute("SELECT rate_per_s FROM citypulse.command_fleets WHERE id = %s",
