@@ -94,6 +94,51 @@ def transition(conn: psycopg.Connection, command_id: Any, to: str, frm: tuple[st
     return row
 
 
+ANSWERS = {"received": ("delivered", "receive", ("sent",)),
+           "ok": ("succeeded", "ok", IN_FLIGHT), "error": ("failed", "error", IN_FLIGHT)}
+
+
+def apply_answers(conn: psycopg.Connection, answers: list[tuple]) -> int:
+    """Apply devices' answers ``(id, device_id, "received"|"ok"|"error", result, reason)``.
+
+    An answer counts only from the device the command was sent to and only from the states
+    it may follow (a re-delivered ``ok`` for a settled command changes nothing).  All
+    ``received`` first, then the outcomes, each step one statement; returns rows changed.
+    """
+    changed = 0
+    with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        for step in ("received", "outcome"):
+            todo = [a for a in answers if (a[2] == "received") == (step == "received")]
+            if not todo:
+                continue
+            to = [ANSWERS[a[2]][0] for a in todo]
+            rows = cur.execute(
+                "UPDATE citypulse.commands c SET status = u.new_status, updated_at = now(), "
+                "delivered_at = coalesce(c.delivered_at, now()), "
+                "finished_at = CASE WHEN u.new_status = 'delivered' THEN NULL ELSE now() END, "
+                "result = CASE WHEN u.new_status = 'delivered' THEN c.result ELSE u.result END, "
+                "reason = CASE WHEN u.new_status = 'delivered' THEN c.reason ELSE u.reason END "
+                "FROM (SELECT DISTINCT ON (id) * FROM unnest(%s::uuid[], %s::text[], %s::text[], "
+                "%s::jsonb[], %s::text[]) AS x(id, device, new_status, result, reason)) u "
+                "WHERE c.id = u.id AND c.device_id = u.device AND (c.status = 'sent' OR "
+                "(u.new_status <> 'delivered' AND c.status = 'delivered')) "
+                "RETURNING c.id, c.fleet_id, c.alert_id, c.status, c.device_id, c.reason",
+                ([a[0] for a in todo], [a[1] for a in todo], to,
+                 [Jsonb(a[3]) for a in todo], [a[4] for a in todo])).fetchall()
+            action = {"delivered": "receive", "succeeded": "ok", "failed": "error"}
+            cur.execute(
+                "INSERT INTO citypulse.command_events (command_id, fleet_id, alert_id, action, "
+                "status, by, detail) SELECT * FROM unnest(%s::uuid[], %s::uuid[], "
+                "%s::bigint[], %s::text[], %s::text[], %s::text[], %s::jsonb[])",
+                ([r["id"] for r in rows], [r["fleet_id"] for r in rows],
+                 [r["alert_id"] for r in rows], [action[r["status"]] for r in rows],
+                 [r["status"] for r in rows], [r["device_id"] for r in rows],
+                 [Jsonb({"reason": r["reason"]} if r["status"] == "failed" else {})
+                  for r in rows]))
+            changed += len(rows)
+    return changed
+
+
 def mark_sent(conn: psycopg.Connection, ids: list[Any], by: str) -> list[dict]:
     """Move many queued commands to ``sent`` at once (one transaction, one event each)."""
     if not ids:

@@ -54,6 +54,7 @@ class Worker:
         row = self.conn.execute("SELECT coalesce(max(id), 0) FROM citypulse.command_events")
         self.last_event = row.fetchone()[0]
         self._last_periodic = 0.0
+        self._answers: list[tuple] = []
         self.stats = {"sent": 0, "resent": 0, "answers": 0, "events": 0}
         self.link = Session(settings.mqtt_url, client_id or f"citypulse-commands-{self.prefix}",
                             topics.command_subscriptions(self.prefix),
@@ -91,11 +92,14 @@ class Worker:
                 try:
                     for item in items:
                         self._handle(item)
+                    self.flush_answers()
                     self.tick(woken=any(i[0] != "msg" for i in items), busy=bool(items))
                 except psycopg.OperationalError as exc:
                     log.warning("commands: database unavailable (%s); retrying", exc)
                     time.sleep(1)
                     self._reconnect_db()
+                except psycopg.Error:  # a bug or a bad row must not stop the worker
+                    log.exception("commands: a pass failed; continuing")
         finally:
             self.stop.set()
             self.link.close()
@@ -259,23 +263,23 @@ class Worker:
         if t.kind != topics.COMMAND_RESPONSE:
             return
         cid = UUID(str(body["id"]))
-        row = self.conn.execute("SELECT device_id FROM citypulse.commands WHERE id = %s",
-                                (cid,)).fetchone()
-        if row is None or row[0] != t.ident:
-            raise ValueError(f"answer from {t.ident} for a command not sent to it: {cid}")
         status = body.get("status")
         result = body.get("result") if isinstance(body.get("result"), dict) else {}
-        if status == "received":
-            records.transition(self.conn, cid, "delivered", ("sent",), t.ident, "receive")
-        elif status == "ok":
-            records.transition(self.conn, cid, "succeeded", records.IN_FLIGHT, t.ident, "ok",
-                               result=result)
-        elif status == "error":
-            reason = str(body.get("error") or result.get("error") or "device reported an error")
-            records.transition(self.conn, cid, "failed", records.IN_FLIGHT, t.ident, "error",
-                               reason=reason[:500], result=result)
-        else:
+        if status not in records.ANSWERS:
             raise ValueError(f"unknown answer status {status!r}")
+        reason = ""
+        if status == "error":
+            reason = str(body.get("error") or result.get("error") or "device reported an error")
+        self._answers.append((cid, t.ident, status, result, reason[:500]))
+
+    def flush_answers(self) -> None:
+        """Apply the answers received since the last flush (batched: one statement per step)."""
+        answers, self._answers = self._answers, []
+        if answers:
+            n = records.apply_answers(self.conn, answers)
+            if n < len(answers):
+                log.info("commands: %d of %d answers changed nothing (re-deliveries, answers "
+                         "for settled or foreign commands)", len(answers) - n, len(answers))
 
     def on_reported(self, device_id: str, body: dict) -> None:
         """Store a reported shadow; settle the shadow commands it answers."""
