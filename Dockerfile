@@ -23,6 +23,8 @@ COPY device_sim ./device_sim
 COPY twin ./twin
 COPY analytics ./analytics
 COPY dashboards ./dashboards
+COPY sharing ./sharing
+COPY bench ./bench
 COPY scripts ./scripts
 RUN pip install -c constraints.txt . \
  && if [ -f scripts/build-assets.sh ]; then bash scripts/build-assets.sh; fi \

@@ -1,4 +1,4 @@
-"""``citypulse alerts ...`` commands and ``citypulse bench alerts``."""
+"""``citypulse alerts ...`` commands."""
 
 from __future__ import annotations
 
@@ -130,23 +130,8 @@ def check_rules_cmd(path: Path = typer.Argument(None, help="Rules YAML (default:
     print(f"{len(rs.rules)} rules OK: {', '.join(r.id for r in rs.rules)}")
 
 
-def bench_alerts(
-    sensors: int = typer.Option(2000, help="Sensors in the synthetic deployment."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
-    quiet_minutes: float = typer.Option(60.0, help="Simulated quiet time for false alerts."),
-    scenario: list[str] = typer.Option(None, help="Only these scenarios."),
-) -> None:
-    """Detection latency, precision and recall per incident scenario (JSON)."""
-    from analytics.bench import run_bench
-
-    result = run_bench(n_sensors=sensors, quiet_minutes=quiet_minutes,
-                       only=scenario or None, progress=not as_json)
-    print(json.dumps(result, indent=None if as_json else 2))
-
-
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    """Add ``citypulse alerts ...`` and ``citypulse bench alerts``; join ``citypulse up``."""
+    """Add ``citypulse alerts ...``; the alerts worker joins ``citypulse up``."""
     app.add_typer(alerts_app, name="alerts")
-    bench_app.command("alerts")(bench_alerts)
     if ("alerts", ["alerts", "run"]) not in UP_SERVICES:
         UP_SERVICES.append(("alerts", ["alerts", "run"]))

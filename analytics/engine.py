@@ -22,6 +22,7 @@ not open for covered places while the higher alert is open.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -47,6 +48,7 @@ from analytics.rules import (
     op_func,
 )
 from citypulse.catalogue import KINDS, MAX_SLOTS
+from citypulse.formulas import congestion_index, density_per_1000m2
 from citypulse.wire.topics import GATEWAY_HEARTBEAT_S
 
 log = logging.getLogger(__name__)
@@ -97,15 +99,17 @@ class CityModel:
         self.pred: dict[str, list[str]] = {}
         self.zones: dict[str, dict] = {}
         self.zone_lookup: Callable[[Any, Any], Any] | None = None
+        self.model: Any = None
+        self.key = ""
         if city is None:
-            try:
-                from twin.citymodel import build_city
+            from citypulse.city import build_city
 
-                city = build_city()
-            except Exception as exc:  # noqa: BLE001 - the twin is optional for the engine
-                log.warning("twin city model unavailable (%s); segments/zones from props", exc)
-                return
+            city = build_city()
         import shapely
+
+        from citypulse.city.store import model_key
+
+        self.model, self.key = city, model_key(city)
         from shapely.geometry import mapping
 
         seg = city.segments
@@ -146,6 +150,7 @@ class Engine:
         self.rules = rules
         self.delivery = delivery
         self.city = city if city is not None else CityModel()
+        self._follow = city is None  # an engine given a city keeps it (benchmarks, tests)
         self.lateness_ms = int(lateness_s * 1000)
         self.meta_refresh_s = meta_refresh_s
         self.meta: pl.DataFrame | None = None
@@ -173,54 +178,91 @@ class Engine:
         self.history_ms = max(self.history_ms_of.values(), default=0)
 
     # --- inputs ---------------------------------------------------------------------------
+    def _follow_city(self) -> None:
+        """Switch to the active city model when it changed (``citypulse city use``)."""
+        from citypulse.city.store import active_key, model_key
+
+        if not self._follow:
+            return
+        name, version, _ = active_key(self.conn)
+        if f"{name}@{version}" != self.city.key:
+            from citypulse.city.store import active
+
+            self.city = CityModel(active(self.conn))
+            log.info("alerts engine on city %s", model_key(self.city.model))
+
     def load_meta(self) -> pl.DataFrame:
-        """Sensor registry with placement props (zone, segment, role, gateway, interval)."""
+        """Sensors with their placement (zone, segment, role, coverage) and gateway, interval.
+
+        Placement is the one source (``citypulse.sensor_placement``, written by ``registry
+        load`` and the twin); sensors not placed on the engine's city yet are placed here
+        with the same rule (:func:`citypulse.city.placement.place`).
+        """
         cur = self.conn.cursor()
         buf = io.BytesIO()
-        q = ("COPY (SELECT id, sensor_id, kind, lon, lat, coalesce(gateway_id, ''), "
-             "coalesce(props->>'zone_id', props->>'zone', ''), "
-             "coalesce(props->>'zone_type', ''), coalesce(props->>'role', ''), "
-             "coalesce(props->>'segment_id', props->>'segment', ''), "
-             "(props->>'free_flow_kmh')::float8, (props->>'area_m2')::float8, "
-             "(props->>'interval_s')::float8, coalesce(props->>'building_id', '') "
-             "FROM citypulse.sensors) TO STDOUT (FORMAT CSV)")
+        q = sql.SQL(
+            "COPY (SELECT s.id, s.sensor_id, s.kind, s.lon, s.lat, coalesce(s.gateway_id, ''), "
+            "coalesce(p.zone_id, ''), coalesce(p.role, ''), coalesce(p.segment_id, ''), "
+            "p.coverage_m2, (s.props->>'interval_s')::float8, "
+            "coalesce(s.props->>'building_id', ''), "
+            "(p.sensor IS NOT NULL AND p.city_model = {key})::int, "
+            "CASE WHEN p.city_model = {key} THEN NULL ELSE s.props::text END "
+            "FROM citypulse.sensors s LEFT JOIN citypulse.sensor_placement p "
+            "ON p.sensor = s.id) TO STDOUT (FORMAT CSV)").format(key=sql.Literal(self.city.key))
         with cur.copy(q) as copy:
             for data in copy:
                 buf.write(data)
-        cols = ["id", "sensor_id", "kind", "lon", "lat", "gateway_id", "zone_id", "zone_type",
-                "role", "segment_id", "free_flow_kmh", "area_m2", "interval_s", "building_id"]
+        cols = ["id", "sensor_id", "kind", "lon", "lat", "gateway_id", "zone_id", "role",
+                "segment_id", "area_m2", "interval_s", "building_id", "placed", "props"]
         schema = {"id": pl.Int32, "sensor_id": pl.Utf8, "kind": pl.Utf8, "lon": pl.Float64,
                   "lat": pl.Float64, "gateway_id": pl.Utf8, "zone_id": pl.Utf8,
-                  "zone_type": pl.Utf8, "role": pl.Utf8, "segment_id": pl.Utf8,
-                  "free_flow_kmh": pl.Float64, "area_m2": pl.Float64, "interval_s": pl.Float64,
-                  "building_id": pl.Utf8}
+                  "role": pl.Utf8, "segment_id": pl.Utf8, "area_m2": pl.Float64,
+                  "interval_s": pl.Float64, "building_id": pl.Utf8, "placed": pl.Int8,
+                  "props": pl.Utf8}
         buf.seek(0)
         if buf.getbuffer().nbytes == 0:
             meta = pl.DataFrame(schema=schema)
         else:
             meta = pl.read_csv(buf, has_header=False, new_columns=cols, schema=schema)
+        meta = meta.with_columns(*(pl.col(c).fill_null("") for c in (
+            "gateway_id", "role", "segment_id", "zone_id", "building_id")))
+        todo = meta.filter(pl.col("placed") == 0)
+        if len(todo) and self.city.model is not None:
+            meta = self._place_missing(meta, todo)
         default_iv = pl.DataFrame({"kind": list(KINDS),
                                    "kind_interval_s": [float(k.interval_s) for k in
                                                        KINDS.values()]})
-        meta = meta.join(default_iv, on="kind", how="left").with_columns(
+        ztype = pl.DataFrame({"zone_id": list(self.city.zones),
+                              "zone_type": [z["zone_type"] for z in self.city.zones.values()]},
+                             schema={"zone_id": pl.Utf8, "zone_type": pl.Utf8})
+        meta = meta.join(default_iv, on="kind", how="left").join(
+            ztype, on="zone_id", how="left").with_columns(
             pl.coalesce("interval_s", "kind_interval_s", pl.lit(60.0)).alias("interval_s"),
-            pl.col("gateway_id").fill_null(""), pl.col("role").fill_null(""),
-            pl.col("segment_id").fill_null(""), pl.col("zone_type").fill_null(""),
-            pl.col("zone_id").fill_null(""), pl.col("building_id").fill_null(""),
-        ).drop("kind_interval_s")
-        missing = meta.filter(pl.col("zone_id") == "")
-        if len(missing) and self.city.zone_lookup is not None:
-            zones = self.city.zone_lookup(missing["lon"].to_numpy(), missing["lat"].to_numpy())
-            fill = pl.DataFrame({"id": missing["id"],
-                                 "zfill": [z or CITY for z in zones]})
-            meta = meta.join(fill, on="id", how="left").with_columns(
-                pl.when(pl.col("zone_id") == "").then(pl.col("zfill"))
-                .otherwise(pl.col("zone_id")).alias("zone_id")).drop("zfill")
-        meta = meta.with_columns(pl.when(pl.col("zone_id") == "").then(pl.lit(CITY))
-                                 .otherwise(pl.col("zone_id")).alias("zone_id"))
-        if len(missing) and not self.city.zones:
-            pass
+            pl.col("zone_type").fill_null(""),
+            pl.lit(None, dtype=pl.Float64).alias("free_flow_kmh"),  # the segment's, below
+            pl.when(pl.col("zone_id") == "").then(pl.lit(CITY)).otherwise(pl.col("zone_id"))
+            .alias("zone_id"),
+        ).drop("kind_interval_s", "placed", "props")
         return meta
+
+    def _place_missing(self, meta: pl.DataFrame, todo: pl.DataFrame) -> pl.DataFrame:
+        from citypulse.city.placement import place
+
+        props = [json.loads(x) if x else {} for x in todo["props"].to_list()]
+        p = place(self.city.model, todo["kind"].to_numpy(), todo["lon"].to_numpy(),
+                  todo["lat"].to_numpy(), props)
+        fill = pl.DataFrame({
+            "id": todo["id"], "z2": [z or "" for z in p["zone_id"]],
+            "r2": [r or "" for r in p["role"]], "s2": [x or "" for x in p["segment_id"]],
+            "a2": p["coverage_m2"]},
+            schema={"id": pl.Int32, "z2": pl.Utf8, "r2": pl.Utf8, "s2": pl.Utf8,
+                    "a2": pl.Float64})
+        return meta.join(fill, on="id", how="left").with_columns(
+            pl.coalesce("z2", "zone_id").alias("zone_id"),
+            pl.coalesce("r2", "role").alias("role"),
+            pl.coalesce("s2", "segment_id").alias("segment_id"),
+            pl.coalesce(pl.col("a2").fill_nan(None), "area_m2").alias("area_m2"),
+        ).drop("z2", "r2", "s2", "a2")
 
     def _fetch(self, lo_ms: int, hi_ms: int) -> pl.DataFrame:
         lo = datetime.fromtimestamp(lo_ms / 1000, UTC)
@@ -277,6 +319,7 @@ class Engine:
         if self.started_ms is None:
             self.started_ms = now_ms
         if self.meta is None or time.monotonic() - self._meta_at > self.meta_refresh_s:
+            self._follow_city()
             self.meta = self.load_meta()
             self._meta_at = time.monotonic()
         rows = self.ingest(now_ms)
@@ -533,7 +576,7 @@ class Engine:
         seg = seg.join(ff_model, on="segment_id", how="left").with_columns(
             pl.coalesce("ff", "ff_model", pl.lit(rule.default_free_flow_kmh)).alias("ff"))
         seg = seg.with_columns(
-            (1 - pl.col("speed") / pl.col("ff")).clip(0, 1).alias("index"))
+            congestion_index(pl.col("speed"), pl.col("ff")).alias("index"))
         on = seg.filter((pl.col("index") >= rule.index_above)
                         & (pl.col("occ").fill_null(100) >= rule.min_occupancy_pct))
         congested = set(on["segment_id"])
@@ -588,17 +631,18 @@ class Engine:
             pl.col("area_m2").fill_null(rule.coverage_m2).alias("cover"))
         z = df.group_by("zone_id").agg(
             pl.col(cnt).sum().alias("people"), pl.len().alias("n"),
-            (pl.col(cnt) / pl.col("cover")).mean().alias("per_counter"),
+            density_per_1000m2(pl.col(cnt), pl.col("cover")).mean().alias("per_counter"),
             pl.col("cover").sum().alias("covered"),
             pl.col("t").max().alias("t"), pl.col("zone_type").first().alias("ptype"))
         z = z.join(self._zone_areas(z), on="zone_id", how="left").with_columns(
             pl.coalesce("ztype", "ptype").alias("ztype"))
         if rule.density == "zone":
             z = z.with_columns(pl.col("zarea").alias("area")).filter(pl.col("area") > 0)
-            z = z.with_columns((pl.col("people") / pl.col("area") * 1000).alias("density"))
+            z = z.with_columns(density_per_1000m2(pl.col("people"), pl.col("area"))
+                               .alias("density"))
         else:
             z = z.with_columns(pl.col("covered").alias("area"),
-                               (pl.col("per_counter") * 1000).alias("density"))
+                               pl.col("per_counter").alias("density"))
         ev = Evaluation()
         open_ids = {e for k, e in open_keys if k == "zone"}
         for r in z.iter_rows(named=True):

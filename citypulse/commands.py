@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -66,6 +67,8 @@ def up(
     demo: bool = typer.Option(True, help="Also run the simulator on a demo city."),
     data_dir: Path = typer.Option(None, help="Private services' data (default .citypulse/)."),
     sensors: int = typer.Option(20_000, help="Simulated sensors in the demo deployment."),
+    city: Path = typer.Option(None, help="Run on this city: a file to import (.osm.pbf, "
+                              ".geojson, .gpkg, .parquet) made the active city first."),
 ) -> None:
     """Start everything on this machine; Ctrl-C stops it all cleanly.
 
@@ -76,62 +79,110 @@ def up(
     from citypulse import schema
     from citypulse.stack import PrivateMosquitto, PrivatePostgres
 
-    base = load_settings(data_dir=data_dir)
-    data = base.data_dir.resolve()
-    started = []
-    env = dict(os.environ)
-    if "CITYPULSE_DATABASE_URL" not in os.environ:
-        pg = PrivatePostgres(data / "pg", port=_stable_port(data / "pg.port"), durable=True)
-        pg.start()
-        started.append(pg)
-        env["CITYPULSE_DATABASE_URL"] = pg.url
-    if "CITYPULSE_MQTT_URL" not in os.environ:
-        mq = PrivateMosquitto(data / "mqtt", port=_stable_port(data / "mqtt.port"))
-        mq.start()
-        started.append(mq)
-        env["CITYPULSE_MQTT_URL"] = mq.url
-    env.setdefault("CITYPULSE_DATA_DIR", str(data))
-    settings = Settings(database_url=env["CITYPULSE_DATABASE_URL"],
-                        mqtt_url=env["CITYPULSE_MQTT_URL"], data_dir=data)
-    with schema.connect(settings, autocommit=True) as conn:
-        schema.migrate(conn, settings)
-    print(f"database {settings.database_url}\nbroker   {settings.mqtt_url}", flush=True)
-    env["CITYPULSE_DEMO"] = "1" if demo else "0"
-    env["CITYPULSE_DEMO_SENSORS"] = str(sensors)
-    procs: list[tuple[str, subprocess.Popen]] = []
-    stopping = False
+    # Handlers first: a SIGTERM/SIGINT at any moment (even while PostgreSQL is starting)
+    # stops what was started so far; the services run in their own sessions, so a signal
+    # to this process group never reaches them and only this process can stop them.
+    state = {"starting": True, "stopping": False}
 
     def _stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
+        state["stopping"] = True
+        if state["starting"]:
+            raise _Interrupted
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGHUP, _stop)
+    base = load_settings(data_dir=data_dir)
+    data = base.data_dir.resolve()
+    started: list = []
+    procs: list[tuple[str, subprocess.Popen]] = []
+    env = dict(os.environ)
     try:
+        if "CITYPULSE_DATABASE_URL" not in os.environ:
+            pg = PrivatePostgres(data / "pg", port=_stable_port(data / "pg.port"), durable=True)
+            started.append(pg)  # before start(): a half-started server is stopped too
+            pg.start()
+            env["CITYPULSE_DATABASE_URL"] = pg.url
+        if "CITYPULSE_MQTT_URL" not in os.environ:
+            mq = PrivateMosquitto(data / "mqtt", port=_stable_port(data / "mqtt.port"))
+            started.append(mq)
+            mq.start()
+            env["CITYPULSE_MQTT_URL"] = mq.url
+        env.setdefault("CITYPULSE_DATA_DIR", str(data))
+        settings = Settings(database_url=env["CITYPULSE_DATABASE_URL"],
+                            mqtt_url=env["CITYPULSE_MQTT_URL"], data_dir=data)
+        with schema.connect(settings, autocommit=True) as conn:
+            schema.migrate(conn, settings)
+            if city is not None:
+                from citypulse.city.cli import read_city
+                from citypulse.city.store import save
+
+                model, report = read_city(city)
+                version = save(conn, model, source=city.name, report=report, activate=True)
+                print(f"city     {model.name} version {version} active "
+                      f"({len(model.segments)} segments, {len(model.zones)} zones)", flush=True)
+        _say(f"database {settings.database_url}\nbroker   {settings.mqtt_url}")
+        env["CITYPULSE_DEMO"] = "1" if demo else "0"
+        env["CITYPULSE_DEMO_SENSORS"] = str(sensors)
         for name, argv in UP_SERVICES:
             if name.startswith("sim") and not demo:
                 continue
             p = subprocess.Popen([sys.executable, "-m", "citypulse", *argv], env=env)
             procs.append((name, p))
-            print(f"started {name}: citypulse {' '.join(argv)} (pid {p.pid})", flush=True)
-        while not stopping:
+            _say(f"started {name}: citypulse {' '.join(argv)} (pid {p.pid})")
+        state["starting"] = False
+        while not state["stopping"]:
             for name, p in procs:
                 if p.poll() is not None:
-                    print(f"{name} exited with {p.returncode}; stopping", file=sys.stderr)
-                    stopping = True
+                    _say(f"{name} exited with {p.returncode}; stopping", err=True)
+                    state["stopping"] = True
+            for svc in started:
+                if not svc.running:
+                    _say(f"{type(svc).__name__} stopped by itself; stopping", err=True)
+                    state["stopping"] = True
             time.sleep(0.5)
+    except _Interrupted:
+        pass
     finally:
-        for _name, p in reversed(procs):
-            if p.poll() is None:
+        _shutdown(procs, started)
+
+
+class _Interrupted(BaseException):
+    """A stop signal arrived while `citypulse up` was still starting services."""
+
+
+def _say(text: str, err: bool = False) -> None:
+    """Print, but never fail: the terminal or pipe may be gone when the group is stopped."""
+    try:
+        print(text, file=sys.stderr if err else sys.stdout, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def _shutdown(procs: list[tuple[str, subprocess.Popen]], started: list) -> None:
+    """Stop the stage processes (newest first), then the private services.
+
+    Further stop signals are ignored meanwhile, so a second Ctrl-C cannot leave a broker behind.
+    """
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    for _name, p in reversed(procs):
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
                 p.send_signal(signal.SIGTERM)
-        for _name, p in reversed(procs):
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        for svc in reversed(started):
+    for _name, p in reversed(procs):
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(10)
+    for svc in reversed(started):
+        try:
             svc.stop()
-        print("citypulse stopped", flush=True)
+        except Exception as exc:  # noqa: BLE001 - the next service must still be stopped
+            _say(f"stopping {type(svc).__name__} failed ({exc}); killing it", err=True)
+            svc.kill()
+    _say("citypulse stopped")
 
 
 def _stable_port(path: Path) -> int:

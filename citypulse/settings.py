@@ -13,11 +13,11 @@ Every default lives here and nowhere else.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "CITYPULSE_"
 
@@ -100,6 +100,20 @@ class Settings(BaseSettings):
         50.0, gt=0, description="Messages/s one device or gateway may send before dead letters."
     )
 
+    # --- source adapters (ingest/sources/) ---------------------------------------------
+    sources: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Foreign sources the collectors also take, comma-separated: thingsboard, "
+                    "chirpstack, ttn, http (see `citypulse sources list`).")
+    sources_mapping_dir: Path | None = Field(
+        None, description="Directory of <source>.yaml mapping files overriding the shipped ones.")
+    sources_quarantine: bool = Field(
+        False, description="Unknown devices named by a source go to the quarantine list "
+                           "(their readings still dead-lettered unknown_sensor).")
+    ingest_database_url: str | None = Field(
+        None, description="Database URL of HTTP push (a collector-role login; default "
+                          "database_url).")
+
     # --- store -------------------------------------------------------------------------
     store_backend: Literal["auto", "timescale", "postgres"] = Field(
         "auto", description="auto: TimescaleDB when the extension is available."
@@ -113,6 +127,10 @@ class Settings(BaseSettings):
     )
 
     # --- local stack -------------------------------------------------------------------
+    pg_bindir: Path | None = Field(
+        None, description="Private stack: PostgreSQL server binaries (default: the newest "
+        "/usr/lib/postgresql/*/bin); TimescaleDB is preloaded when installed there."
+    )
     data_dir: Path = Field(
         Path(".citypulse"), description="Where `citypulse up` keeps private services' data."
     )
@@ -131,6 +149,36 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Collectors' Prometheus /metrics URLs read by the dashboards' /ingest page "
                     "(default: http://127.0.0.1:METRICS_PORT/metrics when metrics_port is set).")
+
+    # --- web server and access control (dashboards/server.py, dashboards/security.py) ---
+    env: Literal["development", "production"] = Field(
+        "development", description="production refuses the dev users and the dev secret.")
+    web_workers: int = Field(2, ge=1, le=64, description="Web server worker processes.")
+    web_threads: int = Field(8, ge=1, le=256, description="Threads per web worker.")
+    web_timeout_s: int = Field(120, ge=5, description="A request running longer is aborted.")
+    web_graceful_s: int = Field(20, ge=0, description="SIGTERM: seconds to finish requests.")
+    web_tls_cert: Path | None = Field(None, description="PEM certificate: serve HTTPS.")
+    web_tls_key: Path | None = Field(None, description="PEM private key of web_tls_cert.")
+    web_access_log: bool = Field(True, description="Log one line per request (no query).")
+    web_allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins besides the app's own that may send state-changing requests.")
+    session_cookie_secure: Literal["auto", "always", "never"] = Field(
+        "auto", description="Secure session cookie: auto = when the request came over TLS.")
+    session_lifetime_min: int = Field(
+        720, ge=1, description="A login lasts at most this many minutes (kiosk: no limit).")
+    session_idle_min: int = Field(
+        60, ge=1, description="A session unused this many minutes is logged out.")
+    login_user_max_failures: int = Field(
+        10, ge=1, description="Failed logins for one user before a lockout.")
+    login_addr_max_failures: int = Field(
+        30, ge=1, description="Failed logins from one client address before a lockout.")
+    login_free_failures: int = Field(
+        3, ge=0, description="Failures per user (x3 per address) answered without delay.")
+    login_delay_s: float = Field(
+        1.0, ge=0, description="First throttling delay after the free failures; doubles.")
+    login_lockout_s: int = Field(
+        900, ge=1, description="Lockout length; failures older than this are forgotten.")
 
     # --- twin --------------------------------------------------------------------------
     twin_interval_s: float = Field(5.0, gt=0, description="Twin worker: seconds between passes.")
@@ -152,6 +200,25 @@ class Settings(BaseSettings):
     webhook_backoff_s: float = Field(0.5, ge=0, description="First webhook retry delay.")
     webhook_backoff_cap_s: float = Field(60.0, ge=0, description="Longest webhook retry delay.")
     webhook_timeout_s: float = Field(5.0, gt=0, description="Webhook HTTP timeout.")
+
+    # --- data sharing (sharing/, docs/sharing.md) ------------------------------------------
+    share_grading_file: Path | None = Field(
+        None, description="YAML overriding the built-in grading (sharing/grading.yaml).")
+    share_negative_list_file: Path | None = Field(
+        None, description="Negative list YAML (default: sharing/negative_list.yaml).")
+    share_scenarios_dir: Path | None = Field(
+        None, description="Folder of scenario YAML files (default: sharing/scenarios).")
+    share_pseudonym_key: SecretStr | None = Field(
+        None, description="Key of the per-recipient keyed-hash pseudonyms (default: a random "
+                          "key kept in DATA_DIR/share/pseudonym.key).")
+    share_signing_key: SecretStr | None = Field(
+        None, description="Ed25519 private key (base64 of the 32-byte seed) signing the "
+                          "evidence chain head (default: DATA_DIR/share/signing.key).")
+    share_heads_file: Path | None = Field(
+        None, description="Where signed chain heads are exported, one JSON line each "
+                          "(default: DATA_DIR/share/heads.jsonl).")
+    share_rate_limit_per_min: int = Field(
+        60, ge=1, description="Share API requests one recipient key may make per minute.")
 
     # --- commands (remote control) -----------------------------------------------------
     commands_expires_s: float = Field(
@@ -198,12 +265,24 @@ class Settings(BaseSettings):
             raise ValueError("a topic prefix like 'city' (no wildcards, no leading/trailing /)")
         return v
 
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _split_sources(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [p.strip() for p in v.split(",") if p.strip()]
+        return v
+
     @field_validator("share_group")
     @classmethod
     def _check_share(cls, v: str | None) -> str | None:
         if v is not None and (not v or any(c in v for c in "/+#")):
             raise ValueError("a group name without '/', '+' or '#'")
         return v
+
+    @property
+    def web_tls(self) -> bool:
+        """Whether the web server itself speaks HTTPS."""
+        return self.web_tls_cert is not None
 
     @property
     def mqtt(self) -> MqttEndpoint:

@@ -25,6 +25,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from citypulse.settings import Settings
+
 log = logging.getLogger(__name__)
 
 
@@ -50,12 +52,30 @@ def wait_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> None
 
 
 def _pg_bindir() -> Path:
+    configured = Settings().pg_bindir
+    if configured is not None:
+        if not (Path(configured) / "postgres").exists():
+            raise ServiceError(f"CITYPULSE_PG_BINDIR={configured} has no `postgres` binary; "
+                               "point it at a PostgreSQL server's bin directory")
+        return Path(configured)
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"),
                    key=lambda p: int(Path(p).parts[-3]))
     if not found:
         raise ServiceError("PostgreSQL server binaries not found; run scripts/system-deps.sh "
                            "(apt-get install postgresql-15)")
     return Path(found[-1]).parent
+
+
+def timescale_installed(bindir: Path) -> bool:
+    """Whether the TimescaleDB extension is installed for the server in ``bindir``."""
+    def _dir(flag: str, fallback: Path) -> Path:
+        r = subprocess.run([str(bindir / "pg_config"), flag], capture_output=True, text=True,
+                           check=False) if (bindir / "pg_config").exists() else None
+        return Path(r.stdout.strip()) if r is not None and r.returncode == 0 else fallback
+
+    lib = _dir("--pkglibdir", bindir.parent / "lib")
+    share = _dir("--sharedir", Path("/usr/share/postgresql") / bindir.parent.name)
+    return (lib / "timescaledb.so").exists() and (share / "extension/timescaledb.control").exists()
 
 
 def _as_postgres_user() -> list[str]:
@@ -87,15 +107,29 @@ class _Service:
 
 
 class PrivatePostgres(_Service):
-    """A PostgreSQL cluster in ``data_dir`` on a free port (trust auth, loopback only)."""
+    """A PostgreSQL cluster in ``data_dir`` on a free port (trust auth, loopback only).
+
+    TimescaleDB is preloaded when it is installed for the server (``preload_timescale``
+    None), so a machine with the extension runs the production store path by default.
+    """
 
     def __init__(self, data_dir: Path, port: int | None = None, dbname: str = "citypulse",
-                 durable: bool = False) -> None:
+                 durable: bool = False, preload_timescale: bool | None = None) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
+        self._pick_port = port is None  # until first started: another free port if taken
         self.dbname = dbname
         self.durable = durable
         self.bindir = _pg_bindir()
+        # TimescaleDB is preloaded whenever it is installed, so that a machine with the
+        # extension runs the production store path by default
+        installed = timescale_installed(self.bindir)
+        self.timescale = installed if preload_timescale is None else preload_timescale and installed
+        if Settings().store_backend == "timescale" and not installed:
+            raise ServiceError(
+                f"CITYPULSE_STORE_BACKEND=timescale but TimescaleDB is not installed for "
+                f"{self.bindir}; install it there, point CITYPULSE_PG_BINDIR at a server "
+                "that has it, or set CITYPULSE_STORE_BACKEND=auto")
 
     @property
     def url(self) -> str:
@@ -107,10 +141,20 @@ class PrivatePostgres(_Service):
             pw = pwd.getpwnam("postgres")
             for p in [path, *path.rglob("*")]:
                 os.chown(p, pw.pw_uid, pw.pw_gid)
-            for parent in path.parents:  # the postgres user must reach its data dir
-                mode = parent.stat().st_mode
-                if not mode & 0o001:
-                    os.chmod(parent, mode | 0o011)
+            self._let_postgres_reach(path)
+
+    @staticmethod
+    def _let_postgres_reach(path: Path) -> None:
+        """As root: the postgres user must be able to traverse every parent of its data dir.
+
+        Repeated at each start: tools such as pytest reset their temp roots to 0700.
+        """
+        if os.geteuid() != 0:
+            return
+        for parent in path.parents:
+            mode = parent.stat().st_mode
+            if not mode & 0o001:
+                os.chmod(parent, mode | 0o011)
 
     def init(self) -> None:
         """Initdb into ``data_dir`` unless a cluster is there already."""
@@ -150,13 +194,35 @@ class PrivatePostgres(_Service):
                 pid = int(stale.read_text().split()[0])
                 os.kill(pid, 0)
                 raise ServiceError(f"PostgreSQL already running in {self.data_dir} (pid {pid})")
-        logf = open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab")
-        self.proc = subprocess.Popen(
-            [*_as_postgres_user(), str(self.bindir / "postgres"), "-D", str(self.data_dir),
-             "-p", str(self.port)],
-            stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
-        self._wait_ready(timeout)
+        self._let_postgres_reach(self.data_dir)
+        log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
+        for _ in range(3):
+            with open(log_path, "ab") as logf:
+                logf.seek(0, os.SEEK_END)
+                mark = logf.tell()
+                self.proc = subprocess.Popen(
+                    [*_as_postgres_user(), str(self.bindir / "postgres"), "-D",
+                     str(self.data_dir), "-p", str(self.port), *self._preload_args()],
+                    stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                self._wait_ready(timeout)
+                break
+            except ServiceError:
+                # a free port from free_port() can be taken by any client before we bind it
+                taken = b"Address already in use" in log_path.read_bytes()[mark:]
+                if not (taken and self._pick_port):
+                    raise
+                log.warning("port %d was taken before PostgreSQL bound it; trying another",
+                            self.port)
+                self.port = free_port()
+        self._pick_port = False
         self._create_db()
+
+    def _preload_args(self) -> list[str]:
+        if not self.timescale:
+            return []
+        return ["-c", "shared_preload_libraries=timescaledb",
+                "-c", "timescaledb.telemetry_level=off"]
 
     def _psql(self, *args: str, db: str = "postgres") -> subprocess.CompletedProcess:
         return subprocess.run(

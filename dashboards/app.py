@@ -20,8 +20,11 @@ import orjson
 from dash import dcc, html
 from psycopg_pool import ConnectionPool
 
+from citypulse import apikeys
 from citypulse.settings import Settings
-from dashboards import auth, commands_api, data
+from dashboards import auth, commands_api, data, http_api, ingest_api, security
+from dashboards.throttle import Throttle
+from sharing import http as sharing_http
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +32,8 @@ HERE = Path(__file__).resolve().parent
 ASSETS = HERE / "assets"
 DECK_ASSET = ASSETS / "00_deckgl.min.js"
 PAGES = (("/wall", "Wall"), ("/emergency", "Emergency"), ("/traffic", "Traffic"),
-         ("/ingest", "Ingest"), ("/replay", "Replay"), ("/commands", "Commands"))
+         ("/ingest", "Ingest"), ("/maintenance", "Maintenance"), ("/replay", "Replay"),
+         ("/sharing", "Sharing"), ("/commands", "Commands"))
 
 
 class AssetsMissing(RuntimeError):
@@ -82,22 +86,30 @@ def create_app(settings: Settings) -> dash.Dash:
     Raises :class:`AssetsMissing` when deck.gl has not been installed.  Serve it with
     ``app.run(host, port)`` or any WSGI server on ``app.server``.
     """
-    check_assets()
+    users = check_start(settings)
     server = flask.Flask("citypulse.dashboards")
     server.secret_key = settings.dashboard_secret
-    server.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
-    pool = ConnectionPool(settings.database_url, min_size=1, max_size=4, open=True,
+    pool = ConnectionPool(settings.database_url, min_size=1,
+                          max_size=max(4, min(settings.web_threads, 16)), open=True,
                           kwargs={"autocommit": True}, name="dashboards")
     context = Context(settings, pool)
     server.extensions["citypulse"] = context
-    users = auth.load_users(settings.users_file)
 
-    def on_login(user: str, action: str) -> None:
+    def audit(user: str, action: str, detail: dict) -> None:
         with pool.connection() as conn:
-            data.audit(conn, user, action, {})
+            data.audit(conn, user, action, detail)
 
-    auth.install(server, users, settings.kiosk_token, on_login=on_login)
+    def verify_key(secret: str) -> apikeys.KeyInfo | None:
+        with pool.connection() as conn:
+            return apikeys.verify(conn, secret)
+
+    auth.install(server, users, settings.kiosk_token, audit=audit, verify_key=verify_key,
+                 throttle=Throttle(pool, settings))
+    ingest_api.install(server, settings)
     _routes(server, context)
+    http_api.install(server, settings, pool)
+    server.register_blueprint(sharing_http.create_blueprint(
+        settings, pool, auth.require, auth.require_scope, data.audit))
     commands_api.install(server, context)
     app = dash.Dash(
         __name__, server=server, use_pages=True, pages_folder=str(HERE / "pages"),
@@ -108,7 +120,19 @@ def create_app(settings: Settings) -> dash.Dash:
     app.index_string = app.index_string.replace(
         "{%css%}", '{%css%}<style id="cp-severity">' + data.severity_css() + "</style>", 1)
     app.layout = _shell
+    security.install(server, app, settings)
     return app
+
+
+def check_start(settings: Settings) -> dict[str, auth.User]:
+    """The users, after the start checks (deck.gl present, no dev users/secret in production).
+
+    Raises :class:`AssetsMissing` or :class:`citypulse.settings.ConfigError` with the fix.
+    """
+    check_assets()
+    users = auth.load_users(settings.users_file)
+    security.check_start(settings, users)
+    return users
 
 
 def _routes(server: flask.Flask, context: Context) -> None:
@@ -118,9 +142,11 @@ def _routes(server: flask.Flask, context: Context) -> None:
 
     @server.route("/dash-static/city.json")
     def city_json():
+        with context.pool.connection() as conn:
+            data.follow_city(conn, force=True)
         model = data.city_model()
-        body = orjson.dumps({"lake": model["lake"], "zones": model["zones"],
-                             "segments": model["segments"]})
+        body = orjson.dumps({k: model[k] for k in ("lake", "water", "zones", "segments",
+                                                  "name", "centre", "extent_m")})
         resp = flask.Response(body, mimetype="application/json")
         resp.headers["Cache-Control"] = "private, max-age=3600"
         return resp
@@ -136,10 +162,11 @@ def _routes(server: flask.Flask, context: Context) -> None:
 
     @server.route("/api/state")
     def state():
-        at = flask.request.args.get("at")
+        auth.require_read()
+        at = http_api.time_arg("at")
         t0 = time.perf_counter()
         with context.pool.connection() as conn:
-            st = data.map_state(conn, datetime.fromisoformat(at) if at else None)
+            st = data.map_state(conn, at)
         context.timed("api_state", time.perf_counter() - t0)
         return flask.Response(orjson.dumps(st), mimetype="application/json")
 
@@ -160,6 +187,7 @@ def _routes(server: flask.Flask, context: Context) -> None:
 
     @server.route("/api/timings")
     def timings():
+        auth.require_read()
         return flask.Response(json.dumps(context.timings), mimetype="application/json")
 
 

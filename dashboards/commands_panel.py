@@ -46,7 +46,8 @@ def status_table(rows: list[dict], table_id: str) -> html.Table | html.P:
         html.Td(r["status"], className=STATUS_CLASS.get(r["status"], "cmd")),
         html.Td(r["requested_by"] + (f" / {r['approved_by']}" if r["approved_by"] else "")),
         html.Td(r["reason"]),
-    ], **{"data-device": r["device_id"], "data-status": r["status"]}) for r in rows]
+    ], **{"data-device": r["device_id"], "data-status": r["status"],
+           "data-method": r["method"]}) for r in rows]
     return html.Table([html.Thead(head), html.Tbody(body)], id=table_id, className="queue")
 
 

@@ -11,7 +11,6 @@ Nothing here raises on a missing optional part: an absent table or API gives emp
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
 from dataclasses import asdict, dataclass
@@ -21,6 +20,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
+
+import analytics
+from citypulse.formulas import congestion_index, density_per_1000m2
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +52,10 @@ _BAND_RGB = {"free": (46, 204, 113), "busy": (241, 196, 15), "slow": (243, 156, 
 _PALETTE = ((46, 204, 113), (241, 196, 15), (243, 156, 18), (231, 76, 60), (142, 68, 173))
 
 
-def _analytics() -> Any:
-    """The ``analytics`` package's public API."""
-    import analytics
-
-    if hasattr(analytics, "ui_thresholds"):
-        return analytics
-    # an editable install made before analytics/__init__.py existed exposes the folder as a
-    # namespace package (no public API); load the package's own module then
-    return importlib.import_module("analytics.__init__")
-
-
 @lru_cache(maxsize=1)
 def ui_thresholds() -> dict[str, Any]:
     """The colour bands and limits of analytics' rules file, read once."""
-    return _analytics().ui_thresholds()
+    return analytics.ui_thresholds()
 
 
 def congestion_bands() -> tuple[Band, ...]:
@@ -115,15 +106,44 @@ def band_index(value: float | None, bands: tuple[Band, ...]) -> int:
 
 
 # --- the city model (static geometry) ------------------------------------------------------
-@lru_cache(maxsize=1)
-def city_model() -> dict[str, Any]:
-    """The twin's static city model as plain lists: lake ring, zones, segments (model order)."""
-    from twin.citymodel import build_city
+_ACTIVE: dict[str, Any] = {"key": "dishui@0", "city": None, "checked": 0.0}
+CITY_CHECK_S = 10.0
 
-    city = build_city()
-    lake_geom = city.lake.geometry.iloc[0]
-    if hasattr(lake_geom, "geoms"):
-        lake_geom = max(lake_geom.geoms, key=lambda g: g.area)
+
+def follow_city(conn: psycopg.Connection, force: bool = False) -> str:
+    """Keep the map on the active city model (checked at most every 10 s); its key."""
+    import time
+
+    if not force and time.monotonic() - _ACTIVE["checked"] < CITY_CHECK_S:
+        return _ACTIVE["key"]
+    from citypulse.city.store import active, model_key
+
+    try:
+        city = active(conn)
+    except psycopg.errors.UndefinedTable:  # not migrated to city models yet
+        return _ACTIVE["key"]
+    _ACTIVE.update(key=model_key(city), city=city, checked=time.monotonic())
+    return _ACTIVE["key"]
+
+
+def city_model() -> dict[str, Any]:
+    """The active city model as plain lists: water, zones, segments (model order), view."""
+    return _model_of(_ACTIVE["key"])
+
+
+@lru_cache(maxsize=2)
+def _model_of(key: str) -> dict[str, Any]:
+    import shapely
+
+    city = _ACTIVE["city"]
+    if city is None:
+        from citypulse.city import build_city
+
+        city = build_city()
+    water = []
+    for g in city.lake.geometry.values:
+        parts = list(g.geoms) if hasattr(g, "geoms") else [g]
+        water += [_coords(p.exterior) for p in parts if p.geom_type == "Polygon"]
     zones = []
     for z in _records(city.zones):
         g = z["geometry"]
@@ -140,7 +160,11 @@ def city_model() -> dict[str, Any]:
             "ring": f"ring {int(ring)}" if _num(ring) is not None else str(s.get("road_class")),
             "lanes": int(s.get("lanes", 1)), "free_flow_kmh": float(s["free_flow_kmh"]),
             "length_m": float(s.get("length_m", 0)), "path": _coords(s["geometry"])})
-    return {"lake": _coords(lake_geom.exterior), "zones": zones, "segments": segments}
+    c = shapely.centroid(city.boundary)
+    x0, y0, x1, y1 = city.metric("zones").total_bounds
+    return {"lake": max(water, key=len) if water else [], "water": water, "zones": zones,
+            "segments": segments, "name": city.name, "centre": [round(c.x, 6), round(c.y, 6)],
+            "extent_m": round(float(max(x1 - x0, y1 - y0)), 1)}
 
 
 def _records(frame: Any) -> list[dict]:
@@ -161,6 +185,16 @@ def sensor_positions(conn: psycopg.Connection) -> tuple[int, bytes]:
     rows = conn.execute("SELECT lon, lat FROM citypulse.sensors ORDER BY id").fetchall()
     arr = np.asarray(rows, dtype="<f4").reshape(-1, 2) if rows else np.zeros((0, 2), "<f4")
     return len(arr), arr.tobytes()
+
+
+def unplaceable(conn: psycopg.Connection, limit: int = 200) -> list[dict]:
+    """Sensors the placement could not put on the city, with the reason (``/ingest``)."""
+    rows = conn.execute(
+        """SELECT s.sensor_id, s.kind, s.lon, s.lat, p.reason
+           FROM citypulse.sensor_placement p JOIN citypulse.sensors s ON s.id = p.sensor
+           WHERE p.status = 'unplaceable' ORDER BY s.sensor_id LIMIT %s""", (limit,)).fetchall()
+    return [{"sensor_id": i, "kind": k, "lon": x, "lat": y, "reason": r}
+            for i, k, x, y, r in rows]
 
 
 def offline_positions(conn: psycopg.Connection, limit: int = 5000) -> list[list[float]]:
@@ -192,7 +226,7 @@ def segment_state(conn: psycopg.Connection, at: datetime) -> dict[str, dict]:
     """segment_id -> {speed_kmh, vehicles, congestion} at ``at``.
 
     The twin's aggregated state when it has data for ``at``; else computed from the raw
-    readings of traffic sensors (``props.segment_id``) in the 5 minutes before ``at``.
+    readings of traffic sensors (their placement's segment) in the 5 minutes before ``at``.
     """
     rows = _twin_rows("segments_at", conn, at)
     if rows is not None:
@@ -201,8 +235,9 @@ def segment_state(conn: psycopg.Connection, at: datetime) -> dict[str, dict]:
                                        "congestion": _num(r.get("congestion"))} for r in rows}
     free = {s["id"]: s["free_flow_kmh"] for s in city_model()["segments"]}
     rows = conn.execute(
-        """SELECT s.props->>'segment_id', avg(r.v1), sum(r.v0)
+        """SELECT p.segment_id, avg(r.v1), sum(r.v0)
            FROM citypulse.raw r JOIN citypulse.sensors s ON s.id = r.sensor
+           JOIN citypulse.sensor_placement p ON p.sensor = s.id
            WHERE s.kind = 'traffic' AND r.time > %s AND r.time <= %s
            GROUP BY 1""", (at - STATE_WINDOW, at)).fetchall()
     out = {}
@@ -210,7 +245,7 @@ def segment_state(conn: psycopg.Connection, at: datetime) -> dict[str, dict]:
         if seg is None:
             continue
         ff = free.get(seg, 50.0)
-        cong = None if speed is None else max(0.0, min(1.0, 1.0 - speed / ff))
+        cong = None if speed is None else congestion_index(speed, ff)
         out[seg] = {"speed_kmh": speed, "vehicles": vehicles, "congestion": cong}
     return out
 
@@ -228,12 +263,15 @@ def zone_state(conn: psycopg.Connection, at: datetime) -> dict[str, dict]:
         return out
     rows = conn.execute(
         """SELECT zone, sum(people) FROM (
-               SELECT DISTINCT ON (r.sensor) s.props->>'zone_id' AS zone, r.v0 AS people
+               SELECT DISTINCT ON (r.sensor) p.zone_id AS zone, r.v0 AS people
                FROM citypulse.raw r JOIN citypulse.sensors s ON s.id = r.sensor
-               WHERE s.kind = 'people' AND r.time > %s AND r.time <= %s
+               JOIN citypulse.sensor_placement p ON p.sensor = s.id
+               WHERE s.kind = 'people' AND coalesce(p.role, 'zone') = 'zone'
+                 AND r.time > %s AND r.time <= %s
                ORDER BY r.sensor, r.time DESC) latest
            GROUP BY zone""", (at - STATE_WINDOW, at)).fetchall()
-    return {z: {"people": p, "density_per_ha": p / areas[z] * 1e4 if areas.get(z) else None}
+    return {z: {"people": p, "density_per_ha": density_per_1000m2(p, areas[z]) * 10
+                if areas.get(z) else None}
             for z, p in rows if z is not None}
 
 
@@ -286,6 +324,7 @@ def map_state(conn: psycopg.Connection, at: datetime | None = None,
     if alerts is None:
         alerts = list_alerts(conn, open_only=True) if at is None else alerts_open_at(conn, at)
     at = at or datetime.now(UTC)
+    follow_city(conn)
     model = city_model()
     bands = congestion_bands()
     segs = segment_state(conn, at) if segs is None else segs
@@ -321,7 +360,7 @@ def list_alerts(conn: psycopg.Connection, open_only: bool = True,
 
 def alerts_open_at(conn: psycopg.Connection, at: datetime, limit: int = 200) -> list[dict]:
     """Alerts open at time ``at`` (started by then, not resolved by then), as dicts."""
-    return [asdict(a) for a in _analytics().alerts_open_at(conn, at, limit=limit)]
+    return [asdict(a) for a in analytics.alerts_open_at(conn, at, limit=limit)]
 
 
 def get_alert(conn: psycopg.Connection, alert_id: int) -> dict | None:
@@ -358,7 +397,7 @@ def alert_evidence(conn: psycopg.Connection, alert: dict) -> tuple[dict[str, lis
     ``series`` maps ``metric`` (or ``sensor metric`` when several sensors) to
     [[time, value], ...]; ``trail`` is the alert's events, oldest first.
     """
-    ev = _analytics().evidence(conn, alert["id"], minutes=60)
+    ev = analytics.evidence(conn, alert["id"], minutes=60)
     several = len({r["sensor_id"] for r in ev["readings"]}) > 1
     out: dict[str, list] = {}
     for r in ev["readings"]:
@@ -383,13 +422,23 @@ def kpis(conn: psycopg.Connection, at: datetime | None = None,
     (n,) = conn.execute("SELECT count(*) FROM citypulse.raw WHERE time > %s AND time <= %s",
                         (at - timedelta(seconds=10), at)).fetchone()
     (total,) = conn.execute("SELECT count(*) FROM citypulse.sensors").fetchone()
+    from analytics import maintenance
+
+    incidents, upkeep = maintenance.split(list_alerts(conn, open_only=True)
+                                          if alerts is None else alerts)
+    # one count of silent sensors: their last will said offline, or an open upkeep alert
+    # names them (a sensor with an open offline alert is not "online")
+    silent = maintenance.silent_sensors(upkeep)
     (offline,) = conn.execute(
-        "SELECT count(*) FROM citypulse.sensor_status WHERE status = 'offline'").fetchone()
+        """SELECT count(*) FROM (SELECT sensor_id FROM citypulse.sensor_status
+                                 WHERE status = 'offline' UNION SELECT unnest(%s::text[])) s""",
+        (sorted(silent),)).fetchone()
     by_sev = dict.fromkeys(SEVERITIES, 0)
-    for a in list_alerts(conn, open_only=True) if alerts is None else alerts:
+    for a in incidents:
         by_sev[a["severity"]] = by_sev.get(a["severity"], 0) + 1
     return {"readings_per_s": n / 10.0, "sensors_total": total,
-            "sensors_online": total - offline, "alerts": by_sev}
+            "sensors_online": max(0, total - offline), "alerts": by_sev,
+            "upkeep_open": len(upkeep)}
 
 
 def worst_segments(conn: psycopg.Connection, at: datetime | None = None,
@@ -436,9 +485,11 @@ def congestion_by_hour_ring(conn: psycopg.Connection, since: datetime) -> list[d
 
 def ingest_health(conn: psycopg.Connection, since: datetime) -> dict[str, Any]:
     """Ingest health since ``since``: per-second readings, lag, dead letters, seq-gap loss."""
+    # device time never stands for "now": readings stamped ahead of the server's clock (a
+    # device clock running fast) are counted apart, not drawn minutes into the future
     rate = conn.execute(
         """SELECT date_trunc('second', time) t, count(*) FROM citypulse.raw
-           WHERE time >= %s GROUP BY 1 ORDER BY 1""", (since,)).fetchall()
+           WHERE time >= %s AND time <= now() GROUP BY 1 ORDER BY 1""", (since,)).fetchall()
     dead = conn.execute(
         """SELECT reason, count(*), (array_agg(left(encode(payload, 'escape'), 160)
                                       ORDER BY received_at DESC))[1:3]
@@ -455,18 +506,21 @@ def ingest_health(conn: psycopg.Connection, since: datetime) -> dict[str, Any]:
     (gw_off,) = conn.execute(
         """SELECT count(*) FROM citypulse.alerts
            WHERE entity_kind = 'gateway' AND status <> 'resolved'""").fetchone()
-    (latest,) = conn.execute("SELECT max(time) FROM citypulse.raw WHERE time >= %s",
-                             (since,)).fetchone()
-    lag = (datetime.now(UTC) - latest).total_seconds() if latest else None
+    latest, ahead, ahead_sensors = conn.execute(
+        """SELECT max(time) FILTER (WHERE time <= now()), count(*) FILTER (WHERE time > now()),
+                  count(DISTINCT sensor) FILTER (WHERE time > now())
+           FROM citypulse.raw WHERE time >= %s""", (since,)).fetchone()
+    lag = max(0.0, (datetime.now(UTC) - latest).total_seconds()) if latest else None
     return {"rate": [{"t": t, "n": n} for t, n in rate],
             "dead_letters": [{"reason": r, "count": n, "samples": s or []} for r, n, s in dead],
             "lost": int(loss), "sensors_offline": offline, "gateways_offline": gw_off,
-            "lag_s": lag}
+            "lag_s": lag, "ahead_readings": ahead, "ahead_sensors": ahead_sensors}
 
 
 def history_range(conn: psycopg.Connection) -> tuple[datetime, datetime] | None:
     """(first, last) time of stored readings, or None when the store is empty."""
-    row = conn.execute("SELECT min(time), max(time) FROM citypulse.raw").fetchone()
+    # capped at the server's now: a device clock running fast cannot stretch the range
+    row = conn.execute("SELECT min(time), least(max(time), now()) FROM citypulse.raw").fetchone()
     return None if row[0] is None else (row[0], row[1])
 
 

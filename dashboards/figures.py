@@ -7,8 +7,11 @@ dashboards' dark theme.  No I/O, so unit tests call them directly.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 import plotly.graph_objects as go
+
+from dashboards.data import LOCAL_TZ
 
 BG = "#0b1220"
 FG = "#e6edf3"
@@ -19,6 +22,42 @@ def _layout(fig: go.Figure, title: str, height: int = 300) -> go.Figure:
     fig.update_layout(title={"text": title, "font": {"size": 16}}, template="plotly_dark",
                       paper_bgcolor=BG, plot_bgcolor=BG, font={"color": FG}, height=height,
                       margin={"l": 50, "r": 20, "t": 40, "b": 40}, showlegend=True)
+    return fig
+
+
+def local_times(times: Sequence) -> list:
+    """Times in the city's local zone (plotly draws a datetime's wall time, not its zone)."""
+    return [t.astimezone(LOCAL_TZ) if isinstance(t, datetime) and t.tzinfo else t for t in times]
+
+
+def with_gaps(times: Sequence, values: Sequence, step_s: float) -> tuple[list, list]:
+    """Break a line where readings are missing for more than two steps.
+
+    A None is inserted one step after the last point before the gap, so plotly draws no
+    straight line across the hole.
+    """
+    xs, ys = [], []
+    for i, (t, v) in enumerate(zip(times, values, strict=True)):
+        if i and isinstance(t, datetime) and (t - times[i - 1]).total_seconds() > 2 * step_s:
+            xs.append(times[i - 1] + timedelta(seconds=step_s))
+            ys.append(None)
+        xs.append(t)
+        ys.append(v)
+    return xs, ys
+
+
+def time_axis(fig: go.Figure, times: Sequence, step_s: float) -> go.Figure:
+    """Local-time x axis with minute ticks.
+
+    One point (or one instant) gets a window of ten steps around it instead of an axis
+    spanning a millisecond.
+    """
+    fig.update_xaxes(title="time (Shanghai)", tickformat="%H:%M", hoverformat="%H:%M:%S",
+                     type="date")
+    distinct = sorted(set(times))
+    if len(distinct) == 1:
+        pad = timedelta(seconds=5 * step_s)
+        fig.update_xaxes(range=[distinct[0] - pad, distinct[0] + pad])
     return fig
 
 
@@ -36,10 +75,13 @@ def evidence(series: dict[str, Sequence]) -> go.Figure:
     if not series:
         return empty("Evidence", "no readings behind this alert")
     fig = go.Figure()
+    times = []
     for metric, points in sorted(series.items()):
-        fig.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points],
-                                 mode="lines+markers", name=metric))
-    return _layout(fig, "Evidence: readings behind the alert")
+        xs, ys = with_gaps(local_times([p[0] for p in points]), [p[1] for p in points], 60)
+        times += [x for x, y in zip(xs, ys, strict=True) if y is not None]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=metric))
+    fig.update_yaxes(title="reading (unit of each metric, see legend)")
+    return time_axis(_layout(fig, "Evidence: readings behind the alert"), times, 15)
 
 
 def slowest_segments(rows: Sequence[dict]) -> go.Figure:
@@ -53,7 +95,7 @@ def slowest_segments(rows: Sequence[dict]) -> go.Figure:
                                  "colorscale": "RdYlGn_r", "cmin": 0, "cmax": 1},
         text=[f"{r['speed_kmh']:.0f} km/h" if r.get("speed_kmh") is not None else ""
               for r in rows], textposition="inside", textfont={"color": "#0b1220"}))
-    fig.update_xaxes(range=[0, 1], title="congestion index")
+    fig.update_xaxes(range=[0, 1], title="congestion index (0 free flow, 1 standstill)")
     return _layout(fig, "Slowest segments now", height=360).update_layout(showlegend=False)
 
 
@@ -62,12 +104,16 @@ def segment_flow_speed(series: Sequence[dict], segment: str) -> go.Figure:
     if not series:
         return empty(f"Flow and speed: {segment}")
     fig = go.Figure()
-    fig.add_trace(go.Bar(x=[r["t"] for r in series], y=[r["vehicles"] for r in series],
+    times = local_times([r["t"] for r in series])
+    fig.add_trace(go.Bar(x=times, y=[r["vehicles"] for r in series],
                          name="vehicles/min", marker={"color": "#3a86ff"}))
-    fig.add_trace(go.Scatter(x=[r["t"] for r in series], y=[r["speed"] for r in series],
-                             name="speed km/h", yaxis="y2", line={"color": "#ffbe0b"}))
-    fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "title": "km/h"})
-    return _layout(fig, f"Flow and speed: {segment}")
+    xs, ys = with_gaps(times, [r["speed"] for r in series], 60)
+    fig.add_trace(go.Scatter(x=xs, y=ys, name="speed km/h", yaxis="y2", mode="lines+markers",
+                             line={"color": "#ffbe0b"}))
+    fig.update_layout(yaxis={"title": "vehicles/min", "rangemode": "tozero"},
+                      yaxis2={"overlaying": "y", "side": "right", "title": "speed (km/h)",
+                              "rangemode": "tozero"})
+    return time_axis(_layout(fig, f"Flow and speed: {segment}"), times, 60)
 
 
 def congestion_heatmap(rows: Sequence[dict]) -> go.Figure:
@@ -82,6 +128,7 @@ def congestion_heatmap(rows: Sequence[dict]) -> go.Figure:
     fig = go.Figure(go.Heatmap(z=z, x=hours, y=rings, colorscale="RdYlGn_r", zmin=0, zmax=1,
                                colorbar={"title": "congestion"}))
     fig.update_xaxes(title="hour of day (Shanghai)")
+    fig.update_yaxes(title="ring road")
     return _layout(fig, "Congestion by hour and ring")
 
 
@@ -105,10 +152,12 @@ def ingest_rate(rate: Sequence[dict]) -> go.Figure:
     """Readings stored per second ([{t, n}])."""
     if not rate:
         return empty("Readings per second")
-    fig = go.Figure(go.Scatter(x=[r["t"] for r in rate], y=[r["n"] for r in rate],
-                               mode="lines", fill="tozeroy", line={"color": ACCENT},
-                               name="readings/s"))
-    return _layout(fig, "Readings stored per second")
+    times = local_times([r["t"] for r in rate])
+    xs, ys = with_gaps(times, [r["n"] for r in rate], 1)
+    fig = go.Figure(go.Scatter(x=xs, y=ys, mode="lines+markers" if len(xs) < 3 else "lines",
+                               fill="tozeroy", line={"color": ACCENT}, name="readings/s"))
+    fig.update_yaxes(title="readings/s", rangemode="tozero")
+    return time_axis(_layout(fig, "Readings stored per second"), times, 1)
 
 
 def dead_letters(rows: Sequence[dict]) -> go.Figure:
@@ -117,4 +166,6 @@ def dead_letters(rows: Sequence[dict]) -> go.Figure:
         return empty("Dead letters by reason", "no dead letters")
     fig = go.Figure(go.Bar(x=[r["reason"] for r in rows], y=[r["count"] for r in rows],
                            marker={"color": "#ef476f"}, name="dead letters"))
+    fig.update_xaxes(title="reason")
+    fig.update_yaxes(title="dead letters (count)", rangemode="tozero")
     return _layout(fig, "Dead letters by reason")

@@ -1,5 +1,9 @@
 """Run the dashboards in a background thread and drive them with headless Chromium.
 
+A test and benchmark helper only: production serves through gunicorn
+(:mod:`dashboards.server`); both serve the same Flask app, so headers, CSP, sessions and
+the Origin check are the same here.
+
 Used by the browser tests and ``citypulse bench dashboard``.  ``serve(app)`` starts a
 threaded WSGI server on a free loopback port and returns it (``.url``, ``.stop()``).
 ``launch(playwright)`` starts Debian's Chromium (never a downloaded one) with every

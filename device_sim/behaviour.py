@@ -261,9 +261,9 @@ class Fleet:
         return fleet
 
     def _routes(self, d: pl.DataFrame, city: Any) -> None:
-        from device_sim.city import load_city
+        from device_sim.city import city_of
 
-        city = load_city() if city is None else city  # the canonical city (seed 0)
+        city = city_of(d) if city is None else city  # the deployment's city
         g = city.graph
         depots = dict(getattr(city, "depots", {}) or {})
         pos = {}

@@ -1,4 +1,4 @@
-"""Simulator commands: ``citypulse sim deploy|run|replay|expected|check`` and ``bench sim``."""
+"""Simulator commands: ``citypulse sim deploy|run|replay|expected|check``."""
 
 from __future__ import annotations
 
@@ -29,12 +29,20 @@ def sim_deploy(
     sensors: int = typer.Option(20_000, help="Number of sensors."),
     seed: int = typer.Option(0, help="Same seed, same deployment."),
     out: Path = typer.Option(Path("deployment.parquet"), help="Output file (.parquet or .csv)."),
+    city: str = typer.Option(None, help="dishui (default), active (the database's active "
+                             "city), NAME[@VERSION] (stored) or a city file to import."),
 ) -> None:
     """Place SENSORS sensors of every kind on the city model and write the deployment."""
     from device_sim import deploy
+    from device_sim.city import city_from_spec, city_spec
 
     t = time.perf_counter()
-    df = deploy.deploy(sensors, seed)
+    model = city_from_spec(city)
+    df = deploy.deploy(sensors, seed, model)
+    if city:
+        import polars as pl
+
+        df = df.with_columns(pl.lit(city_spec(model, city)).alias("city"))
     gen = time.perf_counter() - t
     deploy.write(df, out)
     kinds = dict(df.group_by("kind").len().sort("kind").iter_rows())
@@ -48,11 +56,20 @@ def sim_deploy(
 def _ensure_demo_deployment(settings) -> Path:
     """Create the demo deployment (CITYPULSE_DEMO_SENSORS) and load it into the registry."""
     from device_sim import deploy
+    from device_sim.city import city_from_spec, city_spec
 
     n = int(os.environ.get("CITYPULSE_DEMO_SENSORS", "20000"))
-    path = Path(settings.data_dir) / f"demo-deployment-{n}.parquet"
+    city = city_from_spec("active", settings.database_url)  # `citypulse up --city FILE`
+    key = city_spec(city, None)
+    suffix = "" if key == "dishui@0" else "-" + key.replace("@", "-v")
+    path = Path(settings.data_dir) / f"demo-deployment-{n}{suffix}.parquet"
     if not path.exists():
-        deploy.write(deploy.deploy(n, 0), path)
+        import polars as pl
+
+        df = deploy.deploy(n, 0, city)
+        if suffix:
+            df = df.with_columns(pl.lit(key).alias("city"))
+        deploy.write(df, path)
     for attempt in range(30):  # the registry may still be migrating
         r = subprocess.run([sys.executable, "-m", "citypulse", "registry", "load", str(path)],
                            capture_output=True, text=True, env=dict(os.environ))
@@ -88,11 +105,21 @@ def sim_run(
     prefix: str = typer.Option(None, help="Topic prefix (CITYPULSE_TOPIC_PREFIX)."),
     demo: bool = typer.Option(False, help="Demo: create + register a deployment, incidents."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON only."),
+    dialect: str = typer.Option("native", help="Speak as: native | thingsboard | chirpstack | "
+                                               "ttn | http (collectors need CITYPULSE_SOURCES)."),
+    http_url: str = typer.Option(None, help="--dialect http: the dashboards' base URL."),
+    api_key: str = typer.Option(None, help="--dialect http: an API key with scope ingest:http."),
 ) -> None:
     """Publish the deployment's readings over MQTT; ends with offered vs achieved rates."""
     from dataclasses import replace
 
     from device_sim.behaviour import Faults
+    from device_sim.dialects import DIALECTS
+
+    if dialect not in DIALECTS:
+        raise typer.BadParameter(f"--dialect: one of {', '.join(DIALECTS)}")
+    if dialect == "http" and not api_key:
+        raise typer.BadParameter("--dialect http needs --api-key (scope ingest:http)")
     from device_sim.run import RunConfig, resolve_scenario, run
 
     settings = load_settings(mqtt_url=mqtt_url, topic_prefix=prefix)
@@ -120,7 +147,8 @@ def sim_run(
                     duration=duration, start=start_ts, scenario_start=start == "scenario",
                     scenario=resolve_scenario(scenario), record=record, qos=qos,
                     gateway=gateway, processes=processes, tick=tick, faults=f,
-                    max_inflight=max_inflight, ca_file=settings.mqtt_ca_file)
+                    max_inflight=max_inflight, ca_file=settings.mqtt_ca_file,
+                    dialect=dialect, http_url=http_url, api_key=api_key)
     summary = run(cfg, progress=None if as_json else _progress_printer(duration))
     print(json.dumps(summary.as_dict(), indent=None if as_json else 2))
 
@@ -213,24 +241,10 @@ def sim_expected(
                       for a in alerts], indent=1))
 
 
-def bench_sim(
-    mqtt_url: str = typer.Option(None, help="Broker to measure (default: a private Mosquitto)."),
-    seconds: float = typer.Option(3.0, help="Seconds per measurement."),
-    processes: int = typer.Option(None, help="Processes for the total (default: cores)."),
-    batch: int = typer.Option(100, help="Readings per batched (gateway) message."),
-    as_json: bool = typer.Option(True, "--json/--no-json", help="Print JSON (always)."),
-) -> None:
-    """Maximum publish rate per process and in total, single and batched, QoS 0 and 1."""
-    from device_sim.bench import bench
-
-    print(json.dumps(bench(mqtt_url, seconds, processes, batch), indent=1))
-
-
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    """Add ``sim`` commands and ``bench sim``; the demo service runs ``sim run --demo``."""
+    """Add ``sim`` commands; the demo service runs ``sim run --demo``."""
     from citypulse import commands
 
     app.add_typer(sim_app, name="sim")
-    bench_app.command("sim")(bench_sim)
     if not any(name == "sim" for name, _ in commands.UP_SERVICES):
         commands.UP_SERVICES.append(("sim", ["sim", "run", "--demo"]))

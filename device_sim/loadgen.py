@@ -24,6 +24,7 @@ import orjson
 import paho.mqtt.client as mqtt
 
 from citypulse.wire import topics as wt
+from device_sim.dialects import translate
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class LoadSpec:
     qos: int = 1
     workers: int = 1
     max_inflight: int = 200
+    dialect: str = "native"        # or thingsboard | chirpstack | ttn (device_sim.dialects)
 
 
 @dataclass(frozen=True)
@@ -118,10 +120,16 @@ def _worker(spec: LoadSpec, part: int, out: mp.Queue) -> None:
                     doc[sid] = [{"ts": t, "seq": seq[sid],
                                  "values": {"vehicle_count": 7, "speed_kmh": 42.5}}]
                     seq[sid] += 1
-            c.publish(topic, orjson.dumps(doc), qos=spec.qos)
+            if spec.dialect == "native":
+                c.publish(topic, orjson.dumps(doc), qos=spec.qos)
+                inflight += 1 if spec.qos else 0
+            else:
+                for t_, p_, _n in translate(spec.dialect, [(topic, orjson.dumps(doc), len(chunk))],
+                                            spec.prefix):
+                    c.publish(t_, p_, qos=spec.qos)
+                    inflight += 1 if spec.qos else 0
             messages += 1
             readings += len(chunk)
-            inflight += 1 if spec.qos else 0
             if spec.qos and inflight >= spec.max_inflight:
                 break
         c.loop(0)

@@ -31,6 +31,7 @@ import polars as pl
 from citypulse.catalogue import KINDS
 from citypulse.wire import topics
 from device_sim import deploy as deploy_mod
+from device_sim import dialects
 from device_sim import scenario as scenario_mod
 from device_sim.behaviour import (
     BAD_JSON,
@@ -78,6 +79,9 @@ class RunConfig:
     device_connections: int = 4  # direct sensors per worker with their own connection + will
     ca_file: Path | None = None
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    dialect: str = "native"  # or thingsboard | chirpstack | ttn | http (device_sim.dialects)
+    http_url: str | None = None  # http dialect: the dashboards' base URL
+    api_key: str | None = None  # http dialect: a key with scope ingest:http
 
 
 @dataclass(frozen=True)
@@ -315,15 +319,18 @@ def worker(cfg: RunConfig, wid: int, nworkers: int, counters: Any, stop: Any,
     rec = None
     if cfg.record is not None:
         rec = Recorder(Path(f"{cfg.record}.part{wid}"), worker=wid)
-    pub = Publisher(cfg.mqtt_url, f"citypulse-sim-{cfg.run_id}-{wid}", max_inflight=cfg.max_inflight,
-                    ca_file=cfg.ca_file, recorder=rec)
+    if cfg.dialect == "http":
+        pub = dialects.HttpPublisher(cfg.http_url or "http://127.0.0.1:8050", cfg.api_key or "")
+    else:
+        pub = Publisher(cfg.mqtt_url, f"citypulse-sim-{cfg.run_id}-{wid}",
+                        max_inflight=cfg.max_inflight, ca_file=cfg.ca_file, recorder=rec)
     pub.connect()
     # directly connected sensors: retained "online"; a few get their own connection with a
     # last will (retained "offline") as real devices do
     direct = [s for s, g in zip(fleet.sensor_id.tolist(), fleet.gateway_id.tolist(),
                                 strict=True) if g is None]
     own: dict[str, Publisher] = {}
-    for sid in direct[: cfg.device_connections]:
+    for sid in direct[: cfg.device_connections if cfg.dialect != "http" else 0]:
         dev = Publisher(cfg.mqtt_url, f"{sid}-{cfg.run_id}", will=(
             topics.status(sid, cfg.prefix), b"offline"), max_inflight=cfg.max_inflight,
             ca_file=cfg.ca_file)
@@ -344,7 +351,8 @@ def worker(cfg: RunConfig, wid: int, nworkers: int, counters: Any, stop: Any,
     t0 = start_at.value
     for p in (pub, *own.values()):
         p.t0 = t0
-    beats = Heartbeats(fleet, cfg.prefix, scen) if cfg.gateway else None
+    beats = Heartbeats(fleet, cfg.prefix, scen) if cfg.gateway and cfg.dialect == "native" \
+        else None
     for sid in direct:
         (own.get(sid) or pub).publish(topics.status(sid, cfg.prefix), b"online", qos=1,
                                       retain=True)
@@ -368,7 +376,9 @@ def worker(cfg: RunConfig, wid: int, nworkers: int, counters: Any, stop: Any,
                 idx, k, t = due(fleet, a, b, scen)
                 batch = readings(fleet, idx, k, t, scenario=scen, faults=cfg.faults)
                 offered += len(idx)
-                for topic, payload, nr in encode_batch(fleet, batch, cfg.prefix, cfg.gateway):
+                for topic, payload, nr in dialects.translate(
+                        cfg.dialect, encode_batch(fleet, batch, cfg.prefix, cfg.gateway),
+                        cfg.prefix):
                     sid = topic.rsplit("/", 1)[-1]
                     p = own.get(sid, pub) if own else pub
                     if p.publish(topic, payload, qos=cfg.qos):

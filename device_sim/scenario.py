@@ -308,8 +308,8 @@ def _resolve(inc: Any, dep: pl.DataFrame, t0: float, city: Any, seed: int) -> Bo
                 raise ScenarioError("traffic_accident: the deployment has no traffic sensors")
             seg = row["segment_id"]
         if city is None:
-            from device_sim.city import load_city
-            city = load_city()
+            from device_sim.city import city_of
+            city = city_of(dep)
         queue = _upstream(city, seg, inc.queue_hops)
         return Bound(inc, start, end, "segment", (seg,), segments=frozenset([seg]),
                      queue=frozenset(queue))

@@ -1,4 +1,4 @@
-"""Ingest commands: ``citypulse ingest``, ``citypulse registry load``, ``citypulse bench ingest``."""
+"""Ingest commands: ``citypulse ingest``, ``citypulse registry load``."""
 
 from __future__ import annotations
 
@@ -20,8 +20,13 @@ def registry_load(
                                 help="CSV (sensor_id,kind,lon,lat[,gateway_id]), Parquet or GeoJSON"),
     database_url: str = typer.Option(None, help="postgresql:// URL (CITYPULSE_DATABASE_URL)"),
 ) -> None:
-    """Load sensors from FILE into citypulse.sensors (idempotent upsert)."""
+    """Load sensors from FILE into citypulse.sensors (idempotent upsert), then place them.
+
+    Placement on the active city (segment, zone, gate, direction, role, coverage) is stored
+    at once; sensors that could not be placed are reported with the reason (also on /ingest).
+    """
     from citypulse import schema
+    from citypulse.city.placement import place_sensors
     from ingest import registry
 
     settings = load_settings(database_url=database_url)
@@ -33,8 +38,13 @@ def registry_load(
     with schema.connect(settings, autocommit=True) as conn:
         schema.migrate(conn, settings)
         inserted, updated = registry.upsert(conn, records)
+        placed = place_sensors(conn, tolerance_m=settings.twin_place_tolerance_m)
     print(json.dumps({"file": str(file), "sensors": len(records), "inserted": inserted,
-                      "updated": updated, "unchanged": len(records) - inserted - updated}))
+                      "updated": updated, "unchanged": len(records) - inserted - updated,
+                      "placed": placed.examined - len(placed.unplaceable),
+                      "unplaceable": len(placed.unplaceable),
+                      "unplaceable_sensors": [{"sensor_id": i, "kind": k, "reason": r}
+                                              for i, k, r in placed.unplaceable[:100]]}))
 
 
 def ingest(
@@ -53,38 +63,11 @@ def ingest(
     run_collector(settings)
 
 
-def bench_ingest(
-    sensors: int = typer.Option(1000, help="Sensors registered and publishing."),
-    rate: float = typer.Option(5000.0, help="Offered readings per second."),
-    duration: float = typer.Option(20.0, help="Seconds of load."),
-    per_message: int = typer.Option(1, help="Readings per MQTT message (>1: gateway payloads)."),
-    qos: int = typer.Option(1, help="MQTT QoS of the load."),
-    workers: int = typer.Option(1, help="Load generator processes."),
-    writers: int = typer.Option(2, help="Collector writer connections."),
-    collectors: int = typer.Option(1, help="Collector processes (>1: one --share group)."),
-    mqtt_url: str = typer.Option(None, help="Use this broker instead of a private one."),
-    database_url: str = typer.Option(None, help="Use this database instead of a private one."),
-    as_json: bool = typer.Option(True, "--json/--no-json", help="Print JSON only."),
-) -> None:
-    """Drive a load through the real broker into the real database; print JSON figures."""
-    from rich.console import Console
-
-    from ingest.bench import BenchSpec, run_bench
-
-    console = Console(stderr=True)
-    spec = BenchSpec(sensors, rate, duration, per_message, qos, workers, mqtt_url,
-                     database_url, writers, collectors)
-    with console.status("bench ingest") as status:
-        result = run_bench(spec, progress=lambda m: status.update(f"bench ingest: {m}"))
-    print(json.dumps(result) if as_json else json.dumps(result, indent=2))
-
-
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     """Add the ingest commands and the collector service of `citypulse up`."""
     from citypulse.commands import UP_SERVICES
 
     app.add_typer(registry_app, name="registry")
     app.command("ingest")(ingest)
-    bench_app.command("ingest")(bench_ingest)
     if ("ingest", ["ingest"]) not in UP_SERVICES:
         UP_SERVICES.append(("ingest", ["ingest"]))

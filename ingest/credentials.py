@@ -19,6 +19,12 @@ directory (see :func:`write_credentials`):
 - ``services.env``: ``MQTT_<SERVICE>_PASSWORD=...`` lines for the compose ``.env``;
 - ``conf.d/tls.conf`` when TLS files are given (a TLS listener on 8883).
 
+Source accounts (``source:username[=scope]``, see :mod:`ingest.sources`): a LoRaWAN network
+server's integration user may publish only its application's uplink/status/join topics
+(``chirpstack:cs-ns=<application id>``, ``ttn:tts=<app>@<tenant>``), a ThingsBoard gateway
+account only the gateway API topics (``thingsboard:gw-north``); ``collector`` reads every
+source's topics and ``simulator`` writes them (dialect load tests).
+
 Nobody connects anonymously (``allow_anonymous false`` in ``deploy/mosquitto/mosquitto.conf``).
 Running it again keeps the passwords already in ``credentials.csv`` and adds new devices.
 Pure functions plus file writes; raises :class:`CredentialsError` on a bad deployment.
@@ -54,6 +60,35 @@ class Device:
 
     username: str
     role: str  # "sensor" | "gateway"
+
+
+@dataclass(frozen=True)
+class SourceAccount:
+    """A broker account of a foreign source: who publishes, for which source, what scope."""
+
+    username: str
+    source: str
+    scope: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> SourceAccount:
+        """``source:username[=scope]``; raises CredentialsError naming the fix."""
+        from ingest import sources
+
+        src, _, rest = text.partition(":")
+        user, _, scope = rest.partition("=")
+        try:
+            adapter = sources.get(src)
+        except KeyError as exc:
+            raise CredentialsError(f"source account {text!r}: {exc.args[0]}") from None
+        if adapter.transport != "mqtt":
+            raise CredentialsError(f"source account {text!r}: {src} is not an MQTT source")
+        if not user or _FORBIDDEN & set(user):
+            raise CredentialsError(f"source account {text!r}: need source:username[=scope]")
+        if adapter.scope_help and (not scope or set("+#/\x00") & set(scope)):
+            raise CredentialsError(f"source account {text!r}: {src} needs =SCOPE, "
+                                   f"{adapter.scope_help}")
+        return cls(user, src, scope or None)
 
 
 @dataclass(frozen=True)
@@ -123,9 +158,15 @@ def read_deployment(path: Path) -> list[Device]:
     return devices
 
 
-def acl_text(gateways: Iterable[str], prefix: str = "city") -> str:
+def acl_text(gateways: Iterable[str], prefix: str = "city",
+             accounts: Iterable[SourceAccount] = ()) -> str:
     """The Mosquitto ACL: patterns for sensors, one block per gateway, the service users."""
+    from ingest import sources
+
     p = f"{prefix}/{topics.VERSION}"
+    accounts = list(accounts)
+    src_read = [f"topic read {t}" for s in sources.available() for t in s.subscriptions()]
+    src_write = [f"topic write {t}" for s in sources.available() for t in s.subscriptions()]
     lines = [
         "# citypulse broker ACL (written by `citypulse devices credentials`; do not edit)",
         "# Anything not granted here is denied.",
@@ -143,6 +184,7 @@ def acl_text(gateways: Iterable[str], prefix: str = "city") -> str:
         f"topic read {p}/telemetry/+",
         f"topic read {p}/gateway/+/telemetry",
         f"topic read {p}/status/+",
+        *src_read,
         "",
         "user alerts",
         f"topic readwrite {p}/alerts/#",
@@ -167,6 +209,7 @@ def acl_text(gateways: Iterable[str], prefix: str = "city") -> str:
         f"topic write {p}/commands/+/response",
         f"topic read {p}/shadow/+/desired",
         f"topic write {p}/shadow/+/reported",
+        *src_write,
         "",
         "user healthcheck",
         "topic read $SYS/#",
@@ -175,6 +218,11 @@ def acl_text(gateways: Iterable[str], prefix: str = "city") -> str:
     ]
     for g in gateways:
         lines += [f"user {g}", f"topic write {p}/gateway/{g}/telemetry", ""]
+    if accounts:
+        lines += ["# foreign sources: each account only its source's topics (its scope's)"]
+    for a in accounts:
+        lines += [f"user {a.username}",
+                  *(f"topic write {t}" for t in sources.get(a.source).acl_topics(a.scope)), ""]
     return "\n".join(lines) + "\n"
 
 
@@ -241,7 +289,8 @@ def _private_write(path: Path, text: str) -> None:
 def write_credentials(deployment: Path, out: Path, prefix: str = "city",
                       tls_dir: Path | None = None, mount_dir: str = "/mosquitto/auth",
                       iterations: int = PBKDF2_ITERATIONS,
-                      broker_readable: bool = True) -> CredentialsSummary:
+                      broker_readable: bool = True,
+                      accounts: Iterable[SourceAccount] = ()) -> CredentialsSummary:
     """Write passwd, acl, credentials.csv, services.env (and conf.d/tls.conf) into ``out``.
 
     ``tls_dir`` holds ``ca.crt``, ``server.crt`` and ``server.key``; they are copied to
@@ -249,13 +298,21 @@ def write_credentials(deployment: Path, out: Path, prefix: str = "city",
     ``out``).  ``broker_readable`` leaves ``passwd``/``acl`` readable by the broker's user.
     """
     devices = read_deployment(deployment)
+    accounts = list(accounts)
+    taken = {d.username for d in devices} | set(SERVICE_USERS)
+    for a in accounts:
+        if a.username in taken:
+            raise CredentialsError(f"source account {a.username!r} is already a device or "
+                                   "service user: ACL blocks need unique usernames")
+        taken.add(a.username)
     out = Path(out)
     (out / "conf.d").mkdir(parents=True, exist_ok=True)
     old = _read_existing(out / "credentials.csv")
     rows: list[tuple[str, str, str]] = []
     new = 0
     for username, role in [(u, "service") for u in SERVICE_USERS] + [
-            (d.username, d.role) for d in devices]:
+            (d.username, d.role) for d in devices] + [
+            (a.username, f"source:{a.source}") for a in accounts]:
         pw = old.get(username)
         if not pw:
             pw = secrets.token_urlsafe(18)
@@ -264,7 +321,7 @@ def write_credentials(deployment: Path, out: Path, prefix: str = "city",
 
     passwd = "".join(f"{u}:{hash_password(pw, iterations=iterations)}\n" for u, _, pw in rows)
     gateways = [d.username for d in devices if d.role == "gateway"]
-    acl = acl_text(gateways, prefix)
+    acl = acl_text(gateways, prefix, accounts)
     mode = 0o644 if broker_readable else 0o600
     for name, text in (("passwd", passwd), ("acl", acl)):
         _private_write(out / name, text)

@@ -25,15 +25,20 @@ def credentials(
                                             "adds a TLS listener on 8883."),
     mount_dir: str = typer.Option("/mosquitto/auth", help="Where the broker sees --out."),
     topic_prefix: str = typer.Option(None, help="Topic prefix (CITYPULSE_TOPIC_PREFIX)."),
+    source_account: list[str] = typer.Option(
+        [], help="A foreign source's broker account, source:username[=scope]: "
+                 "thingsboard:gw-north, chirpstack:cs-ns=<application id>, "
+                 "ttn:tts=<app>@<tenant> (repeatable)."),
 ) -> None:
     """Write the Mosquitto password file and ACL for every sensor and gateway of a deployment."""
     from citypulse.settings import load_settings
-    from ingest.credentials import CredentialsError, write_credentials
+    from ingest.credentials import CredentialsError, SourceAccount, write_credentials
 
     settings = load_settings(topic_prefix=topic_prefix)
     try:
+        accounts = [SourceAccount.parse(a) for a in source_account]
         summary = write_credentials(deployment, out, prefix=settings.topic_prefix,
-                                    tls_dir=tls_dir, mount_dir=mount_dir)
+                                    tls_dir=tls_dir, mount_dir=mount_dir, accounts=accounts)
     except CredentialsError as exc:
         typer.echo(f"citypulse devices credentials: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -58,12 +63,5 @@ def tls(
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    """Add ``citypulse devices`` (and ``citypulse bench soak`` when available)."""
+    """Add ``citypulse devices``."""
     app.add_typer(devices_app, name="devices")
-    try:
-        from ingest.soak import soak
-    except ModuleNotFoundError as exc:
-        if exc.name != "ingest.soak":
-            raise
-        return
-    bench_app.command("soak")(soak)

@@ -49,6 +49,12 @@ def fresh_database(server: PrivatePostgres, backend: str | None = None) -> str:
     return url
 
 
+@pytest.fixture(scope="session")
+def store_backend(pytestconfig) -> str:
+    """The store path this run tests (``--store-backend``)."""
+    return pytestconfig.getoption("--store-backend")
+
+
 @pytest.fixture
 def db_url(pg) -> str:
     return fresh_database(pg)
@@ -84,17 +90,28 @@ def settings(db_url, broker, topic_prefix, tmp_path) -> Settings:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests under tests/integration get the integration marker."""
+    """Tests under tests/integration get the integration marker; one-path tests follow the path."""
+    backend = config.getoption("--store-backend")
     for item in items:
         if "integration" in Path(str(item.fspath)).parts:
             item.add_marker(pytest.mark.integration)
+        for path in ("postgres", "timescale"):
+            if path != backend and item.get_closest_marker(f"{path}_path"):
+                item.add_marker(pytest.mark.skip(reason=f"about the {path} store path only "
+                                                        f"(--store-backend {path})"))
 
 
 def pytest_addoption(parser):
     parser.addoption("--run-slow", action="store_true", help="also run tests marked slow")
+    parser.addoption(
+        "--store-backend", choices=("postgres", "timescale"), default="postgres",
+        help="store path every test runs on (timescale: private servers preload TimescaleDB "
+             "and the run fails when it is not installed; CITYPULSE_PG_BINDIR picks the server)")
 
 
 def pytest_configure(config):
+    # every Settings() (tests, fixtures, subprocesses) follows the chosen store path
+    os.environ["CITYPULSE_STORE_BACKEND"] = config.getoption("--store-backend")
     if not config.getoption("--run-slow"):
         config.option.markexpr = (
             f"({config.option.markexpr}) and not slow" if config.option.markexpr else "not slow")

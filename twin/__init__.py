@@ -1,28 +1,8 @@
-"""The geospatial twin of the Dishui Lake city: city model, placement, flows, state.
+"""The geospatial twin: placement of sensors on the city model, flows, state.
 
-Entry point: :func:`twin.citymodel.build_city` (``seed`` -> cached, read-only
-:class:`~twin.citymodel.City`).  Stable attribute names, relied on by device_sim and
-dashboards (GeoDataFrames in EPSG:4326; metric copies in EPSG:32651 via ``city.metric(name)``):
-
-- ``city.lake``: name, area_m2, radius_m, geometry (Polygon).
-- ``city.segments``: one row per DIRECTED road segment: segment_id (``"N1.00>N1.02"``),
-  from_node, to_node, road (name), road_class (ring|radial|access), ring (1-4 or NA),
-  radial (0-11 or NA), direction (cw|ccw|out|in), lanes, free_flow_kmh, capacity_veh_h,
-  length_m, geometry (LineString offset 5 m to the right of the centre line).
-- ``city.zones``: zone_id, name, zone_type (lake, lakeside, commercial, residential,
-  education, industrial, logistics, port, green, plaza, metro_station), band, sector,
-  area_m2, people_capacity, density_limit_per_1000m2, depot_node (port/logistics/industrial
-  zones), geometry (Polygon).  Zones tile the city disc without overlap.
-- ``city.nodes``: node_id, kind (junction|access|depot), ring, lon, lat, zone_id, geometry.
-- ``city.gates``: gate_id, zone_id, name, lon, lat, geometry (metro station gates).
-- ``city.graph``: networkx.DiGraph, edge attributes segment_id, length_m, free_flow_kmh,
-  travel_time_s, lanes, capacity_veh_h.
-- ``city.depots`` (zone_id -> depot node), ``city.zone_neighbours`` ((a, b) pairs).
-- Helpers: ``zone_of(lon, lat)``, ``zones_of(lons, lats)``, ``nearest_segment(lon, lat,
-  max_m)``, ``nearest_segments``, ``shortest_path(a, b)``, ``path_segments(a, b)``,
-  ``point_along(segment_id, fraction)``, ``layers()``.
-
-Command: ``citypulse twin export --format geojson|geoparquet --out FILE``.
+The city model itself (lake, segments, zones, graph) is a foundation every stage may
+import: :mod:`citypulse.city` (``build_city``, ``City``), re-exported here for callers of
+the twin.
 """
 
 from typing import Any
@@ -33,7 +13,7 @@ __all__ = ["City", "build_city"]
 def __getattr__(name: str) -> Any:
     # lazy, so `citypulse --help` does not pay for importing geopandas
     if name in __all__:
-        from twin import citymodel
+        import citypulse.city
 
-        return getattr(citymodel, name)
+        return getattr(citypulse.city, name)
     raise AttributeError(name)

@@ -11,7 +11,7 @@ In: the settings (database URL) or a ready ``psycopg_pool.ConnectionPool``.  Out
     /api/twin/city.geojson                                 the city model, every layer
 
 ``T`` is ISO-8601 (``Z`` or an offset; a naive time means UTC) or epoch milliseconds;
-omitted means now.  A bad parameter answers 400 with ``{"error": ...}``.  Mount with
+omitted means now.  A bad parameter answers 400 with ``{"error": ..., "parameter": name}``.  Mount with
 ``server.register_blueprint(twin.api.create_blueprint(settings))``.
 """
 
@@ -24,9 +24,10 @@ import orjson
 import shapely
 from flask import Blueprint, Response, request
 
+from citypulse.city import active as active_city
+from citypulse.city.store import model_key
 from citypulse.settings import Settings
 from twin import state
-from twin.citymodel import build_city
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -40,34 +41,63 @@ def parse_time(text: str | None) -> datetime | None:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
+class BadParameter(ValueError):
+    """A query parameter is wrong; ``name`` says which."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"parameter {name!r}: {problem}")
+        self.name = name
+
+
+def time_param(name: str) -> datetime | None:
+    """The request's ``name`` parameter as a time (see :func:`parse_time`); BadParameter."""
+    text = request.args.get(name)
+    try:
+        return parse_time(text)
+    except (ValueError, OverflowError, OSError):
+        raise BadParameter(name, f"{text!r} is not an ISO-8601 time or epoch "
+                                 "milliseconds") from None
+
+
+def _bad(exc: BadParameter) -> Response:
+    return _json({"error": str(exc), "parameter": exc.name}, 400)
+
+
 def _json(obj: object, status: int = 200) -> Response:
     return Response(orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS), status=status,
                     mimetype="application/json")
 
 
-@cache
-def _geometries(layer: str) -> dict[str, dict]:
-    city = build_city()
-    frame, key = (city.segments, "segment_id") if layer == "segments" else (city.zones, "zone_id")
-    return {k: shapely.geometry.mapping(g) for k, g in zip(frame[key], frame.geometry,
-                                                          strict=True)}
+_GEOMS: dict[tuple[str, str], dict] = {}
+
+
+def _geometries(city, layer: str) -> dict[str, dict]:
+    key = (model_key(city), layer)
+    if key in _GEOMS:
+        return _GEOMS[key]
+    frame, fid = (city.segments, "segment_id") if layer == "segments" else (city.zones, "zone_id")
+    if len(_GEOMS) > 8:
+        _GEOMS.clear()
+    _GEOMS[key] = {k: shapely.geometry.mapping(g) for k, g in zip(frame[fid], frame.geometry,
+                                                                 strict=True)}
+    return _GEOMS[key]
 
 
 @cache
-def _city_geojson() -> bytes:
+def _city_geojson(key: str, city) -> bytes:
     import tempfile
     from pathlib import Path
 
-    from twin.citymodel import export
+    from citypulse.city import export
 
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "city.geojson"
-        export(build_city(), str(path), "geojson")
+        export(city, str(path), "geojson")
         return path.read_bytes()
 
 
-def _feature_collection(st: state.State, layer: str, key: str) -> dict:
-    geoms = _geometries(layer)
+def _feature_collection(city, st: state.State, layer: str, key: str) -> dict:
+    geoms = _geometries(city, layer)
     body = st.as_dict()
     rows = body.pop("rows")
     return {"type": "FeatureCollection", **body,
@@ -92,23 +122,25 @@ def create_blueprint(settings: Settings | None = None, pool: object | None = Non
         return holder["pool"]
 
     def window() -> int:
-        w = int(request.args.get("window", state.DEFAULT_WINDOW_MIN))
-        if not 1 <= w <= 60:
-            raise ValueError("window must be 1..60 minutes")
-        return w
+        text = request.args.get("window", str(state.DEFAULT_WINDOW_MIN))
+        if not text.isdigit() or not 1 <= int(text) <= 60:
+            raise BadParameter("window", f"{text!r}: use 1..60 minutes")
+        return int(text)
 
     def layer_state(fn, layer: str, key: str) -> Response:
         try:
-            at = parse_time(request.args.get("at"))
+            at = time_param("at")
             w = window()
             fmt = request.args.get("format", "json")
             if fmt not in ("json", "geojson"):
-                raise ValueError("format must be json or geojson")
-        except ValueError as exc:
-            return _json({"error": str(exc)}, 400)
+                raise BadParameter("format", f"{fmt!r}: use json or geojson")
+        except BadParameter as exc:
+            return _bad(exc)
         with get_pool().connection() as conn:
             st = fn(conn, at, w)
-        return _json(_feature_collection(st, layer, key) if fmt == "geojson" else st.as_dict())
+            city = active_city(conn) if fmt == "geojson" else None
+        return _json(_feature_collection(city, st, layer, key) if fmt == "geojson"
+                     else st.as_dict())
 
     @bp.get("/segments")
     def segments() -> Response:
@@ -121,9 +153,9 @@ def create_blueprint(settings: Settings | None = None, pool: object | None = Non
     @bp.get("/od")
     def od() -> Response:
         try:
-            hour = parse_time(request.args.get("hour"))
-        except ValueError as exc:
-            return _json({"error": str(exc)}, 400)
+            hour = time_param("hour")
+        except BadParameter as exc:
+            return _bad(exc)
         with get_pool().connection() as conn:
             return _json(state.od(conn, hour).as_dict())
 
@@ -149,6 +181,8 @@ def create_blueprint(settings: Settings | None = None, pool: object | None = Non
 
     @bp.get("/city.geojson")
     def city_geojson() -> Response:
-        return Response(_city_geojson(), mimetype="application/geo+json")
+        with get_pool().connection() as conn:
+            city = active_city(conn)
+        return Response(_city_geojson(model_key(city), city), mimetype="application/geo+json")
 
     return bp

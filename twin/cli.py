@@ -1,4 +1,4 @@
-"""The twin's commands: ``citypulse twin export|place|run|state`` and ``citypulse bench twin``."""
+"""The twin's commands: ``citypulse twin export|place|run|state``."""
 
 from __future__ import annotations
 
@@ -19,15 +19,38 @@ twin_app = typer.Typer(no_args_is_help=True, help="The geospatial twin of the Di
 def export_cmd(
     out: Path = typer.Option(..., "--out", help="File to write."),
     fmt: str = typer.Option("geojson", "--format", help="geojson|geoparquet"),
-    seed: int = typer.Option(0, help="City model seed (0 = canonical)."),
+    seed: int = typer.Option(None, help="The generated city with this seed instead of the "
+                             "active city (0 = canonical Dishui Lake)."),
+    database_url: str = typer.Option(None, help="postgresql:// URL (CITYPULSE_DATABASE_URL)"),
 ) -> None:
-    """Write the city model (lake, zones, road segments, nodes, gates) with a `layer` property."""
-    from twin.citymodel import build_city, export
+    """Write the active city model (water, zones, road segments, nodes, gates).
+
+    Each feature has a `layer` property; without a database, the generated Dishui Lake city.
+    """
+    from citypulse.city import build_city, export
 
     if fmt not in ("geojson", "geoparquet"):
         raise typer.BadParameter("use geojson or geoparquet", param_hint="--format")
-    n = export(build_city(seed), str(out), fmt)
+    city = build_city(seed) if seed is not None else _active_or_generated(database_url)
+    n = export(city, str(out), fmt)
     print(f"wrote {n} features to {out}")
+
+
+def _active_or_generated(database_url: str | None):
+    """The active city of the configured database, else (none reachable) the generated one."""
+    import psycopg
+
+    from citypulse import schema
+    from citypulse.city import active, build_city
+    from citypulse.settings import load_settings
+
+    s = load_settings(database_url=database_url)
+    try:
+        with schema.connect(s, autocommit=True) as conn:
+            return active(conn)
+    except psycopg.Error as exc:
+        log.warning("no database (%s): exporting the generated Dishui Lake city", exc)
+        return build_city(0)
 
 
 @twin_app.command("place")
@@ -77,11 +100,9 @@ def run_cmd(
 
     from citypulse import schema
     from citypulse.settings import load_settings
-    from twin.citymodel import build_city
     from twin.flows import run_pass
 
     s = load_settings(database_url=database_url, twin_interval_s=interval)
-    city = build_city()
     stop = {"now": False}
 
     def _stop(*_: object) -> None:
@@ -90,8 +111,12 @@ def run_cmd(
     if not once:
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
+    from citypulse.city import active as active_city
+    from citypulse.city.store import model_key
+
     backoff = 1.0
     last_place = 0.0
+    placed_on = ""
     while not stop["now"]:
         try:
             with schema.connect(s, autocommit=True) as conn:
@@ -101,6 +126,9 @@ def run_cmd(
                 while not stop["now"]:
                     t = time.monotonic()
                     place = t - last_place > 30  # also: recompute the trailing window
+                    city = active_city(conn)  # a switched city is picked up here
+                    if model_key(city) != placed_on:
+                        place, placed_on = True, model_key(city)
                     out = run_pass(conn, store, s, place=place, city=city, recompute=place)
                     if place:
                         last_place = t
@@ -126,30 +154,10 @@ def _sleep(seconds: float, stop: dict) -> None:
         time.sleep(max(0.0, min(0.2, end - time.monotonic())))
 
 
-def bench_cmd(
-    sensors: int = typer.Option(20_000, help="Registered sensors (full scale: 200000)."),
-    hours: float = typer.Option(2.0, help="Hours of history in the twin (full scale: 24)."),
-    history_sensors: int = typer.Option(
-        2_000, help="Sensors reporting over the history (the rest report only live minutes)."),
-    live_minutes: int = typer.Option(3, help="Minutes of readings from every sensor."),
-    repeat: int = typer.Option(30, help="Timed runs of each state query."),
-    database_url: str = typer.Option(None, help="Use this database (default: a private one)."),
-    as_json: bool = typer.Option(False, "--json", help="Print only the JSON result."),
-) -> None:
-    """Benchmark the twin: state query p50/p95, aggregation throughput and lag (JSON)."""
-    from twin.bench import run_bench
-
-    result = run_bench(sensors=sensors, hours=hours, history_sensors=history_sensors,
-                       live_minutes=live_minutes, repeat=repeat, database_url=database_url,
-                       quiet=as_json)
-    print(json.dumps(result, indent=None if as_json else 2))
-
-
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    """Add ``citypulse twin ...``, ``citypulse bench twin`` and the worker to ``citypulse up``."""
+    """Add ``citypulse twin ...`` and the worker to ``citypulse up``."""
     from citypulse.commands import UP_SERVICES
 
     app.add_typer(twin_app, name="twin")
-    bench_app.command("twin")(bench_cmd)
     if ("twin", ["twin", "run"]) not in UP_SERVICES:
         UP_SERVICES.append(("twin", ["twin", "run"]))

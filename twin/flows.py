@@ -37,9 +37,10 @@ import numpy as np
 import polars as pl
 import psycopg
 
+from citypulse.city.model import DEPOT_TYPES, City
+from citypulse.city.store import active as active_city
 from citypulse.schema import Store
 from citypulse.settings import Settings
-from twin.citymodel import DEPOT_TYPES, City, build_city
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ ON CONFLICT (segment_id, bucket) DO UPDATE SET sensors = EXCLUDED.sensors,
     vehicles = EXCLUDED.vehicles, flow_veh_h = EXCLUDED.flow_veh_h,
     speed_kmh = EXCLUDED.speed_kmh, occupancy_pct = EXCLUDED.occupancy_pct,
     congestion = EXCLUDED.congestion
-"""
+"""  # congestion: citypulse.formulas.CONGESTION_SQL (tests/city/test_formulas.py holds it)
 
 _TRUCK_MINUTES = """
 SELECT r.bucket, r.sensor, r.s0 / r.c0 AS lon, r.s1 / r.c1 AS lat,
@@ -117,7 +118,7 @@ ON CONFLICT (zone_id, bucket) DO UPDATE SET counters = EXCLUDED.counters,
     people = EXCLUDED.people, density_per_1000m2 = EXCLUDED.density_per_1000m2,
     entries = EXCLUDED.entries, exits = EXCLUDED.exits, trucks = EXCLUDED.trucks,
     vehicles = EXCLUDED.vehicles
-"""
+"""  # density: citypulse.formulas.DENSITY_SQL
 
 _GATES = """
 INSERT INTO citypulse.twin_gate_1m (bucket, gate_id, zone_id, counters, entries, exits)
@@ -168,7 +169,7 @@ def _minute(t: datetime) -> datetime:
 def aggregate(conn: psycopg.Connection, lo: datetime, hi: datetime,
               city: City | None = None) -> AggregateResult:
     """Aggregate the minute buckets in ``[lo, hi)`` into the twin's per-minute tables."""
-    city = city or build_city()
+    city = city or active_city(conn)
     lo, hi = _minute(lo), _minute(hi)
     segs = zones = trucks = flows = 0
     t = lo
@@ -370,7 +371,7 @@ def run_pass(conn: psycopg.Connection, store: Store, settings: Settings,
     """
     from twin.placement import place_sensors
 
-    city = city or build_city()
+    city = city or active_city(conn)
     now = now or datetime.now(UTC)
     out: dict = {}
     store.refresh_rollups(conn, settle_s)

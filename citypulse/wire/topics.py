@@ -143,3 +143,8 @@ def ingest_subscriptions(prefix: str = "city") -> list[str]:
         f"{prefix}/{VERSION}/gateway/+/telemetry",
         f"{prefix}/{VERSION}/status/+",
     ]
+
+
+def shared(group: str, topic_filter: str) -> str:
+    """An MQTT 5 shared subscription: ``$share/{group}/{filter}`` (collectors split the load)."""
+    return f"$share/{group}/{topic_filter}"

@@ -100,7 +100,8 @@
         updateTriggers: { getFillColor: st.at },
       }),
       new deck.PolygonLayer({
-        id: "lake", data: [{ polygon: city.lake }], getPolygon: function (d) { return d.polygon; },
+        id: "lake", data: (city.water || [city.lake]).map(function (p) { return { polygon: p }; }),
+        getPolygon: function (d) { return d.polygon; },
         getFillColor: [22, 78, 140, 255], getLineColor: [90, 170, 230, 255],
         lineWidthUnits: "pixels", getLineWidth: 2, stroked: true,
       }),
@@ -172,6 +173,16 @@
     loadStatic().then(function (city) {
       index(city);
       m.city = city;
+      if (!m.fitted && city.centre && !(opts || {}).zoom) {
+        // centre on the city and fit its extent (12.35 fits the 10.4 km demo city on 850 px)
+        var h = Math.max(200, m.el.clientHeight || 850);
+        var zoom = 12.35 + Math.log2(10400 / Math.max(500, city.extent_m || 10400)) +
+          Math.log2(h / 850);
+        m.view = Object.assign({}, m.view, { longitude: city.centre[0],
+          latitude: city.centre[1], zoom: zoom });
+        m.deck.setProps({ initialViewState: m.view });
+      }
+      m.fitted = true;
       if (m.state !== state) return; // a newer state arrived meanwhile
       m.deck.setProps({ layers: layers(m) });
     }).catch(function (e) {

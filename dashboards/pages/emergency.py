@@ -17,6 +17,7 @@ from dash import (
     ctx as dash_ctx,
 )
 
+from analytics import maintenance
 from dashboards import auth, commands_panel, data, figures
 from dashboards.app import ctx, now
 
@@ -77,7 +78,7 @@ def queue_table(alerts: list[dict], selected: int | None) -> html.Table:
                Input("em-selected", "data"))
 def _queue(_n, _v, selected):
     with ctx().pool.connection() as conn:
-        alerts = data.list_alerts(conn, open_only=True)
+        alerts = maintenance.split(data.list_alerts(conn, open_only=True))[0]  # incidents
         state = data.map_state(conn, with_offline=False)
     if not alerts:
         return html.P("No open alerts."), state

@@ -7,6 +7,7 @@ import time
 import dash
 from dash import ClientsideFunction, Input, Output, State, clientside_callback, dcc, html
 
+from analytics import maintenance
 from dashboards import data
 from dashboards.app import ctx, now, tile
 
@@ -56,7 +57,7 @@ def refresh() -> tuple:
         state = data.map_state(conn, at, segs=segs, alerts=alerts)
         k = data.kpis(conn, at, alerts=alerts)
         worst = data.worst_segments(conn, at, n=12, state=segs)
-        alerts = alerts[:30]
+        alerts = maintenance.split(alerts)[0][:30]  # the wall shows city incidents only
     tiles = [tile("readings / s", f"{k['readings_per_s']:,.0f}"),
              tile("sensors online", f"{k['sensors_online']:,}",
                   f"of {k['sensors_total']:,}")]

@@ -20,7 +20,7 @@ def dash_db(pg) -> str:
     url = fresh_database(pg)
     settings = Settings(database_url=url)
     with psycopg.connect(url, autocommit=True) as conn:
-        from dashboards.seed import seed
+        from bench.seed import seed
 
         seed(conn, settings, sensors=3000, minutes=40, alerts=4)
     return url
@@ -34,7 +34,7 @@ def collector_metrics():
     from ingest.collector import Metrics
 
     m = Metrics()
-    m.messages.labels(kind="gateway").inc(10)
+    m.messages.labels(kind="gateway", source="native").inc(10)
     m.stored.inc(1000)
     server, _thread = start_http_server(0, addr="127.0.0.1", registry=m.registry)
     yield m, f"http://127.0.0.1:{server.server_port}/metrics"
@@ -81,6 +81,10 @@ class PageLog:
         page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
         page.on("pageerror", lambda e: self.errors.append(str(e)))
         page.on("request", lambda r: self.requests.append(r.url))
+        # every Content-Security-Policy violation becomes a console error (pages must have none)
+        page.add_init_script("document.addEventListener('securitypolicyviolation', e => "
+                             "console.error('CSP violation: ' + e.violatedDirective + ' ' + "
+                             "e.blockedURI + ' ' + e.sourceFile + ':' + e.lineNumber))")
 
     def foreign(self) -> list[str]:
         return [u for u in self.requests

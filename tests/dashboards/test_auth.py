@@ -34,3 +34,20 @@ def test_role_order():
     assert not auth.allowed("viewer", "operator")
     assert not auth.allowed(None, "viewer")
     assert not auth.allowed("root", "viewer")
+
+
+def test_broken_users_files_name_the_file_and_fix(tmp_path):
+    from citypulse.settings import ConfigError
+
+    f = tmp_path / "users.yaml"
+    f.write_text("users:\n  - {name: ana, role: admin, password_hash: [\n")
+    with pytest.raises(ConfigError, match=r"users.yaml: line \d+: not valid YAML"):
+        auth.load_users(f)
+    f.write_text("users:\n  - {name: ana, role: admin, password_hash: s3cret}\n")
+    with pytest.raises(ConfigError, match="not a werkzeug hash"):
+        auth.load_users(f)
+    f.write_text("users:\n  - {role: admin}\n")
+    with pytest.raises(ConfigError, match="user #1 needs name"):
+        auth.load_users(f)
+    with pytest.raises(ConfigError, match="cannot read"):
+        auth.load_users(tmp_path / "missing.yaml")

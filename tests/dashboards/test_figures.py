@@ -122,3 +122,48 @@ def test_severity_colours_come_from_analytics_not_css():
     assert len(rules) >= 6
     for _selector, body in rules:
         assert "var(--sev-" in body and not re.search(r"#[0-9a-fA-F]{3,8}\b|rgb\(", body)
+
+
+def _many(n: int, step_s: int = 60, start: datetime | None = None) -> list[datetime]:
+    start = start or datetime(2026, 1, 1, 21, 33, tzinfo=UTC)
+    return [start + timedelta(seconds=i * step_s) for i in range(n)]
+
+
+def _time_charts(times: list[datetime]) -> list:
+    return [figures.segment_flow_speed([{"t": t, "vehicles": 10 + i, "speed": 40.0}
+                                        for i, t in enumerate(times)], "ring-1"),
+            figures.ingest_rate([{"t": t, "n": 100 + i} for i, t in enumerate(times)]),
+            figures.evidence({"speed_kmh": [[t, 30.0] for t in times]})]
+
+
+def test_time_charts_with_one_point_get_a_readable_window():
+    t0 = datetime(2026, 1, 1, 21, 33, tzinfo=UTC)
+    for fig in _time_charts([t0]):
+        lo, hi = (datetime.fromisoformat(str(x)) for x in fig.layout.xaxis.range)
+        assert (hi - lo).total_seconds() >= 10, fig.layout.title.text  # not tenths of a ms
+        assert lo < t0 < hi
+        assert fig.layout.xaxis.title.text == "time (Shanghai)"
+
+
+def test_time_charts_in_local_time_with_units_on_every_axis():
+    times = _many(30)
+    for fig in _time_charts(times):
+        assert fig.layout.xaxis.tickformat == "%H:%M"
+        assert fig.layout.yaxis.title.text, fig.layout.title.text
+        first = [x for x in fig.data[0].x if x is not None][0]
+        assert first.utcoffset() == timedelta(hours=8)  # 21:33 UTC drawn as 05:33 Shanghai
+        assert first.hour == 5
+        assert fig.layout.xaxis.range is None  # many points: plotly picks the ticks
+    flow = _time_charts(times)[0]
+    assert flow.layout.yaxis.title.text == "vehicles/min"
+    assert flow.layout.yaxis2.title.text == "speed (km/h)"
+    assert figures.dead_letters([{"reason": "bad json", "count": 3}]).layout.yaxis.title.text
+
+
+def test_a_gap_breaks_the_line():
+    times = _many(5) + _many(5, start=datetime(2026, 1, 1, 23, 0, tzinfo=UTC))
+    flow, rate, ev = _time_charts(times)
+    speed = flow.data[1]
+    assert list(speed.y).count(None) == 1 and speed.y[5] is None
+    assert None in list(ev.data[0].y)
+    assert None not in list(figures.evidence({"x": [[t, 1.0] for t in _many(5)]}).data[0].y)

@@ -3,7 +3,7 @@
 import pytest
 import typer
 
-from ingest.soak import parse_duration, slope_per_hour
+from bench.soak import parse_duration, slope_per_hour
 
 
 def test_parse_duration():

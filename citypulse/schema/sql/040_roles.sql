@@ -5,7 +5,8 @@
 --
 --   citypulse_migrator   owns the schema: DDL, migrations, registry loads
 --   citypulse_collector  inserts readings, dead letters, status; reads sensors/catalogue;
---                        may fill in a missing metric of a stored reading (dedup merge);
+--                        fills in a missing metric of a stored reading only through
+--                        citypulse.merge_raw() (042_store_merge);
 --                        runs the store upkeep functions; never deletes or reads alerts
 --   citypulse_worker     twin and alerts workers: reads everything, writes derived tables
 --   citypulse_dashboard  reads everything, updates alerts (ack/resolve), writes its audit
@@ -52,9 +53,11 @@ DECLARE
     -- tables no worker writes (raw data, registry, other services' records)
     worker_readonly  text[] := ARRAY['raw', 'dead_letters', 'sensors', 'metric_catalogue',
                                      'schema_migrations', 'sensor_status', 'dashboard_audit',
-                                     'gateway_seen'];
+                                     'gateway_seen', 'login_throttle'];
     dashboard_insert text[] := ARRAY['alert_events', 'dashboard_audit'];
     dashboard_update text[] := ARRAY['alerts'];
+    -- credentials (050_api_keys): only the dashboards read them, set by that migration
+    private_tables   text[] := ARRAY['api_keys'];
 BEGIN
     EXECUTE format('GRANT CONNECT, TEMPORARY ON DATABASE %I TO citypulse_collector, '
                    'citypulse_worker, citypulse_dashboard', current_database());
@@ -73,6 +76,7 @@ BEGIN
           AND NOT c.relispartition
     LOOP
         tables_all := format('citypulse.%I', t.relname);
+        CONTINUE WHEN t.relname = ANY (private_tables);
         EXECUTE format('GRANT SELECT ON %s TO citypulse_worker, citypulse_dashboard', tables_all);
         IF t.relname = ANY (collector_read) THEN
             EXECUTE format('GRANT SELECT ON %s TO citypulse_collector', tables_all);
@@ -86,10 +90,8 @@ BEGIN
         IF t.relname = ANY (collector_delete) AND t.relkind IN ('r', 'p') THEN
             EXECUTE format('GRANT DELETE ON %s TO citypulse_collector', tables_all);
         END IF;
-        IF t.relname = 'raw' THEN  -- the dedup merge fills in metrics still NULL
-            EXECUTE format('GRANT UPDATE (v0, v1, v2, v3, v4, v5, v6, v7) ON %s '
-                           'TO citypulse_collector', tables_all);
-        END IF;
+        -- no UPDATE on raw for anyone: the dedup merge (filling in metrics still NULL) runs
+        -- in citypulse.merge_raw(), SECURITY DEFINER (042_store_merge)
         IF NOT t.relname = ANY (worker_readonly) AND t.relkind IN ('r', 'p') THEN
             EXECUTE format('GRANT INSERT, UPDATE, DELETE ON %s TO citypulse_worker', tables_all);
         END IF;

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from analytics.bench import BUSY_START, Sim, Subscriber, score_quiet, score_scenario
 from analytics.delivery import Delivery
+from bench.alerts import BUSY_START, Sim, Subscriber, score_quiet, score_scenario
 
 SCENARIOS = Path(__file__).resolve().parents[3] / "device_sim" / "scenarios"
 

@@ -41,16 +41,15 @@ rules:
 """)
     feed.sensor("trf-a", "traffic", segment_id="x")
     feed.sensor("trf-b", "traffic", segment_id="y")
-    rows = []
-    for d in range(1, 8):
+    rows = []  # a week of history at this time of day, one reading a minute, rolled up
+    for d in range(1, 7):
         for m in range(-10, 11, 2):
             b = (feed.at(0) - timedelta(days=d, minutes=m)).replace(second=0)
             for sid, mean in (("trf-a", 50.0), ("trf-b", 30.0)):
                 x = mean + ((d * 7 + m) % 5 - 2)  # 48..52 / 28..32
-                rows.append((b, feed.ids[sid], 1, 1, x, x, x))
-    with db.cursor() as cur:
-        cur.executemany("INSERT INTO citypulse.rollup_1m (bucket, sensor, n, c1, s1, lo1, hi1) "
-                        "VALUES (%s, %s, %s, %s, %s, %s, %s)", rows)
+                rows.append((b, feed.ids[sid], None, None, x, *[None] * 6))
+    feed.store.write_rows(db, rows)
+    feed.store.refresh_rollups(db, settle_s=-3600)
     eng = Engine(db, rules, city=city_model)
     feed.write(0, {"trf-a": {"speed_kmh": 8.0}, "trf-b": {"speed_kmh": 31.0}})
     eng.tick(feed.at(1))

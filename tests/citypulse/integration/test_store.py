@@ -67,6 +67,7 @@ def test_rollups_follow_dirty_minutes_including_late_data(db, store):
     assert mean == pytest.approx(50.0 / 21)
 
 
+@pytest.mark.postgres_path
 def test_partitions_are_created_ahead_and_dropped_after_retention(db, db_url):
     s = Settings(database_url=db_url, raw_retention_days=3, partitions_ahead_days=2)
     store = schema.Store.open(db, s, migrate_now=False)
@@ -83,18 +84,18 @@ def test_partitions_are_created_ahead_and_dropped_after_retention(db, db_url):
         store.write_rows(db, [_row(datetime(2001, 1, 1, tzinfo=UTC), 1, 1, 1.0)])
 
 
-def test_migrations_are_idempotent_and_postgres_path_issues_its_plan(pg):
+def test_migrations_are_idempotent_and_each_path_issues_its_plan(pg, store_backend):
     from tests.conftest import fresh_database
 
     url = fresh_database(pg)
     s = Settings(database_url=url)
     with psycopg.connect(url, autocommit=True) as conn:
         assert schema.migrate(conn, s) == []
-        assert schema.current_backend(conn) == schema.POSTGRES
+        assert schema.current_backend(conn) == store_backend
         versions = {v for (v,) in conn.execute("SELECT version FROM citypulse.schema_migrations")}
-    planned = schema.plan(schema.POSTGRES)
+    planned = schema.plan(store_backend)
     assert {st.version for st in planned} == versions
-    assert schema.migrate(None, s, backend=schema.POSTGRES, dry_run=True) == [
+    assert schema.migrate(None, s, backend=store_backend, dry_run=True) == [
         stmt for st in planned for stmt in st.statements]
 
 
@@ -110,3 +111,46 @@ def test_timescale_path_issues_hypertable_aggregate_compression_retention():
     # every timescale step runs outside a transaction (continuous aggregates require it)
     assert all(not st.transactional for st in schema.plan(schema.TIMESCALE)
                if st.backend == schema.TIMESCALE)
+
+
+@pytest.mark.timescale_path
+def test_redelivery_into_a_compressed_chunk_is_deduplicated_and_merged(db, store):
+    first = [_row(NOW + timedelta(seconds=i), 1, i, 10.0, 40.0) for i in range(50)]
+    store.write_rows(db, first)
+    compressed = db.execute("SELECT count(compress_chunk(c)) FROM "
+                            "show_chunks('citypulse.raw') c").fetchone()[0]
+    assert compressed >= 1
+    again = [_row(NOW + timedelta(seconds=i), 1, i, 99.0, 99.0) for i in range(10)]
+    again += [_row(NOW + timedelta(seconds=i), 1, i, 77.0, None, 12.5) for i in range(20, 25)]
+    again += [_row(NOW + timedelta(seconds=200), 1, 200, 1.0)]
+    assert store.write_rows(db, again) == schema.WriteResult(1, 5, 10)
+    assert db.execute("SELECT count(*), max(v0), count(v2) FROM citypulse.raw").fetchone() == (
+        51, 10.0, 5)
+
+
+@pytest.mark.timescale_path
+def test_maintain_drops_chunks_past_retention_with_the_same_keys(db, db_url):
+    s = Settings(database_url=db_url, raw_retention_days=3)
+    store = schema.Store.open(db, s, migrate_now=False)
+    old = NOW - timedelta(days=6)
+    store.write_rows(db, [_row(old + timedelta(seconds=i), 1, i, 1.0) for i in range(5)])
+    store.write_rows(db, [_row(NOW, 1, 99, 2.0)])
+    did = store.maintain(db, settle_s=-3600)
+    assert set(did) == {"partitions_created", "partitions_dropped", "rollups_expired",
+                        "minutes_rolled_up"}
+    assert did["partitions_dropped"] >= 1 and did["minutes_rolled_up"] >= 1
+    assert db.execute("SELECT count(*) FROM citypulse.raw").fetchone()[0] == 1
+
+
+@pytest.mark.timescale_path
+def test_auto_falls_back_when_timescaledb_is_installed_but_not_preloaded(tmp_path, caplog):
+    from citypulse.settings import ConfigError
+    from citypulse.stack import PrivatePostgres
+
+    with PrivatePostgres(tmp_path / "pg", preload_timescale=False) as server:
+        with psycopg.connect(server.url, autocommit=True) as conn:
+            with caplog.at_level("WARNING"):
+                assert schema.detect_backend(conn, "auto") == schema.POSTGRES
+            assert "shared_preload_libraries = 'timescaledb'" in caplog.text
+            with pytest.raises(ConfigError, match="CITYPULSE_STORE_BACKEND"):
+                schema.detect_backend(conn, "timescale")

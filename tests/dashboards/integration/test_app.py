@@ -13,6 +13,7 @@ def _login(url: str, user: str):
     import requests
 
     s = requests.Session()
+    s.headers["Origin"] = url  # a browser sends it; cross-origin POSTs are refused
     r = s.post(url + "/login", data={"username": user, "password": user},
                allow_redirects=False)
     assert r.status_code == 302
@@ -27,7 +28,8 @@ def test_everything_needs_a_login(dash_server):
     assert requests.get(dash_server.url + "/dash-static/city.json").status_code == 401
     assert requests.post(dash_server.url + "/api/alerts/1/acknowledge").status_code == 401
     r = requests.post(dash_server.url + "/login", data={"username": "viewer",
-                                                       "password": "nope"})
+                                                       "password": "nope"},
+                      headers={"Origin": dash_server.url})
     assert r.status_code == 401
 
 

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.browser
 
 PAGES = {"/wall": "#wall-map canvas", "/emergency": "table.queue",
          "/traffic": "#tr-slowest .main-svg", "/ingest": "#in-rate .main-svg",
-         "/replay": "#rp-map canvas"}
+         "/maintenance": "#mt-table #mt-rows, #mt-table #mt-empty", "/replay": "#rp-map canvas"}
 BG = np.array([11, 18, 32])
 
 
@@ -38,7 +38,8 @@ def _pixels(page, png: bytes, scale: int = 4) -> np.ndarray:
 
 def _rendered(page, map_id: str, timeout: float = 60_000) -> None:
     page.wait_for_function(
-        f"window.citypulse && window.citypulse.rendered && window.citypulse.rendered['{map_id}']",
+        f"() => window.citypulse && window.citypulse.rendered && "
+        f"window.citypulse.rendered['{map_id}']",
         timeout=timeout)
 
 
@@ -79,14 +80,33 @@ def test_ingest_page_reads_the_collectors_metrics(dash_server, collector_metrics
     metrics, _url = collector_metrics
     login(page, dash_server.url, "viewer", "viewer")
     page.goto(dash_server.url + "/ingest")
-    page.wait_for_function("document.querySelector('#in-tiles') && "
+    page.wait_for_function("() => document.querySelector('#in-tiles') && "
                            "document.querySelector('#in-tiles').innerText.includes('MESSAGES')")
-    metrics.messages.labels(kind="gateway").inc(50_000)
+    metrics.messages.labels(kind="gateway", source="native").inc(50_000)
     # the next refresh (5 s) shows a non-zero message rate
     page.wait_for_function(
-        "/MESSAGES \\/ S\\s+[1-9]/.test(document.querySelector('#in-tiles').innerText)",
+        "() => /MESSAGES \\/ S\\s+[1-9]/.test(document.querySelector('#in-tiles').innerText)",
         timeout=15_000)
     assert "DEAD LETTERS" in page.inner_text("#in-tiles")
+
+
+def test_ingest_page_shows_each_source(dash_server, collector_metrics, page):
+    from citypulse.settings import Settings
+    from ingest.sources.hub import SourceHub
+
+    metrics, _url = collector_metrics
+    hub = SourceHub(Settings(sources=["chirpstack"]), metrics.registry)
+    metrics.messages.labels(kind="chirpstack", source="chirpstack").inc(12)
+    hub.m_readings.labels("chirpstack").inc(11)
+    hub.m_dead.labels("chirpstack", "unknown_metric").inc(1)
+    hub.m_gaps.labels("chirpstack").inc(3)
+    hub.m_late.labels("chirpstack").inc(1)
+    login(page, dash_server.url, "viewer", "viewer")
+    page.goto(dash_server.url + "/ingest")
+    page.wait_for_selector("#src-chirpstack", timeout=30_000)
+    cells = page.inner_text("#src-chirpstack").split()
+    assert cells == ["chirpstack", "12", "11", "1", "2"]  # messages, readings, dead, lost
+    assert page.query_selector("#src-native") is not None
 
 
 def test_kiosk_token_required(dash_server, page):
@@ -112,7 +132,7 @@ def _select(page, alert_id: int) -> None:
     page.wait_for_selector("table.queue")
     page.locator(f'tr[id*=\'"index":{alert_id}\']').click()
     page.wait_for_function(
-        f"document.querySelector('#em-detail') && "
+        f"() => document.querySelector('#em-detail') && "
         f"document.querySelector('#em-detail').innerText.includes('#{alert_id} ')")
 
 
@@ -143,10 +163,11 @@ def test_viewer_cannot_acknowledge(dash_server, dash_db, page):
     page.goto(dash_server.url + "/emergency")
     _select(page, alert_id)
     page.click("#em-ack")
-    page.wait_for_function("document.querySelector('#em-msg').innerText.includes('Not allowed')")
+    page.wait_for_function(
+        "() => document.querySelector('#em-msg').innerText.includes('Not allowed')")
     assert _status(dash_db, alert_id) == ("open", None)
     resp = page.request.post(f"{dash_server.url}/api/alerts/{alert_id}/acknowledge",
-                             data={"note": "x"})
+                             data={"note": "x"}, headers={"Origin": dash_server.url})
     assert resp.status == 403
     assert _status(dash_db, alert_id) == ("open", None)
 
@@ -159,7 +180,8 @@ def test_acknowledge_updates_database_and_queue(dash_server, dash_db, page, arti
     _rendered(page, "em-map")
     page.fill("#em-note", "crew on the way")
     page.click("#em-ack")
-    page.wait_for_function("document.querySelector('#em-msg').innerText.includes('acknowledged')")
+    page.wait_for_function(
+        "() => document.querySelector('#em-msg').innerText.includes('acknowledged')")
     assert _status(dash_db, alert_id) == ("acknowledged", "operator")
     row = page.locator(f'tr[id*=\'"index":{alert_id}\']')
     row.get_by_text("acknowledged by operator").wait_for()
@@ -168,7 +190,7 @@ def test_acknowledge_updates_database_and_queue(dash_server, dash_db, page, arti
         lon, lat = conn.execute("SELECT lon, lat FROM citypulse.alerts WHERE id = %s",
                                 (alert_id,)).fetchone()
     page.wait_for_function(
-        f"Math.abs(window.citypulse.maps['em-map'].view.longitude - {lon}) < 1e-3",
+        f"() => Math.abs(window.citypulse.maps['em-map'].view.longitude - {lon}) < 1e-3",
         timeout=10_000)
     # the audit trail and the evidence chart (readings of the alert's sensor) are shown
     page.get_by_text("acknowledge by operator: crew on the way").wait_for()
@@ -222,7 +244,7 @@ def test_replay_slider_changes_map_state(dash_server, dash_db, page, artifacts):
     box = slider.bounding_box()
     page.mouse.click(box["x"] + box["width"] * 0.15, box["y"] + box["height"] / 2)
     page.wait_for_function(
-        f"window.citypulse.lastState['rp-map'].at !== {before['at']!r}", timeout=15_000)
+        f"() => window.citypulse.lastState['rp-map'].at !== {before['at']!r}", timeout=15_000)
     after = page.evaluate("window.citypulse.lastState['rp-map']")
     assert after["at"] < before["at"]
     assert after["seg"] != before["seg"], "congestion should differ between the two times"
@@ -231,12 +253,12 @@ def test_replay_slider_changes_map_state(dash_server, dash_db, page, artifacts):
     at = datetime.fromisoformat(after["at"])
     assert at > first + timedelta(minutes=1)
     assert _marker_ids(after) == {open_id}
-    page.wait_for_function("document.querySelectorAll('#rp-map .cp-pulse').length === 1")
+    page.wait_for_function("() => document.querySelectorAll('#rp-map .cp-pulse').length === 1")
     assert page.get_attribute("#rp-map .cp-pulse", "title") == f"alert {open_id}"
     page.wait_for_timeout(800)
     page.screenshot(path=str(artifacts / "replay-moved.png"))
     # play (10x by default): the replayed time moves forward by itself
     page.click("#rp-play")
     page.wait_for_function(
-        f"window.citypulse.lastState['rp-map'].at > {after['at']!r}", timeout=15_000)
+        f"() => window.citypulse.lastState['rp-map'].at > {after['at']!r}", timeout=15_000)
     assert page.inner_text("#rp-play") == "Pause"

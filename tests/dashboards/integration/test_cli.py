@@ -23,7 +23,8 @@ def test_dashboard_command_serves_and_stops(dash_db):
         assert r.status_code == 302 and "/login" in r.headers["Location"]
         s = requests.Session()
         s.post(f"http://127.0.0.1:{port}/login", data={"username": "viewer",
-                                                      "password": "viewer"}, timeout=10)
+                                                      "password": "viewer"}, timeout=10,
+               headers={"Origin": f"http://127.0.0.1:{port}"})
         assert s.get(f"http://127.0.0.1:{port}/assets/00_deckgl.min.js",
                      timeout=10).status_code == 200
     finally:

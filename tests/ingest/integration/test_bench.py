@@ -1,4 +1,4 @@
-from ingest.bench import BenchSpec, quantile, run_bench
+from bench.ingest import BenchSpec, quantile, run_bench
 
 
 def test_quantile_interpolates_buckets():

@@ -142,7 +142,8 @@ def test_two_collectors_share_the_load(settings, broker, start_collector):
     pub.close(sent=sent)
     assert wait_until(lambda: _stored(cfg.database_url, "s") == n * N_SENSORS, 30)
     assert a.wait_idle(10) and b.wait_idle(10)
-    got = [x.metrics.value("citypulse_ingest_messages_total", kind="telemetry") for x in (a, b)]
+    got = [x.metrics.value("citypulse_ingest_messages_total", kind="telemetry",
+                             source="native") for x in (a, b)]
     assert sum(got) == n * N_SENSORS
     assert min(got) > 0.2 * sum(got), f"load not split: {got}"
     assert_exactly_once(cfg.database_url, "s", sensors, n)

@@ -114,7 +114,7 @@ def _drive(city, a, b, start, db, truck, speed=60.0):
     line = shapely.LineString([c for s in city.path_segments(a, b) for c in geoms[s].coords])
     n = int(line.length // 1000) + 1
     items = []
-    from twin.citymodel import _TO_WGS
+    from citypulse.city.dishui import _TO_WGS
     for i in range(n):
         p = line.interpolate(i * 1000.0)
         lon, lat = _TO_WGS.transform(p.x, p.y)

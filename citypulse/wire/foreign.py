@@ -1,0 +1,48 @@
+"""Topics of the foreign ecosystems citypulse takes in (their vendors' fixed layouts).
+
+In: topic strings, or the ids to build one.  Out: parsed parts or topic strings; never
+raises.  Read by the source adapters (``ingest/sources``) and the simulator's dialects, so
+each layout is written once:
+
+    v1/gateway/{connect|disconnect|telemetry|attributes}            ThingsBoard gateway API
+    application/{application id}/device/{devEui}/event/{event}     ChirpStack v4 integration
+    v3/{application id}@{tenant id}/devices/{device id}/{event}    The Things Stack v3
+"""
+
+from __future__ import annotations
+
+TB_ROOT = "v1/gateway/"
+TB_CONNECT, TB_DISCONNECT, TB_TELEMETRY, TB_ATTRIBUTES = (
+    TB_ROOT + t for t in ("connect", "disconnect", "telemetry", "attributes"))
+TB_TOPICS = (TB_CONNECT, TB_DISCONNECT, TB_TELEMETRY, TB_ATTRIBUTES)
+
+CHIRPSTACK_EVENTS = ("up", "status", "join")
+TTN_EVENTS = ("up", "join")
+
+
+def chirpstack(application: str, dev_eui: str, event: str = "up") -> str:
+    """A ChirpStack v4 integration event topic (``+`` wildcards allowed)."""
+    return f"application/{application}/device/{dev_eui}/event/{event}"
+
+
+def parse_chirpstack(topic: str) -> tuple[str, str, str] | None:
+    """(application, devEui, event) of a ChirpStack event topic we take, else None."""
+    parts = topic.split("/")
+    if (len(parts) == 6 and parts[0] == "application" and parts[2] == "device"
+            and parts[4] == "event" and parts[5] in CHIRPSTACK_EVENTS and parts[1] and parts[3]):
+        return parts[1], parts[3], parts[5]
+    return None
+
+
+def ttn(application: str, device: str, event: str = "up") -> str:
+    """A The Things Stack v3 topic; ``application`` is ``{app id}@{tenant id}``."""
+    return f"v3/{application}/devices/{device}/{event}"
+
+
+def parse_ttn(topic: str) -> tuple[str, str, str] | None:
+    """(application@tenant, device id, event) of a v3 topic we take, else None."""
+    parts = topic.split("/")
+    if (len(parts) == 5 and parts[0] == "v3" and parts[2] == "devices"
+            and parts[4] in TTN_EVENTS and parts[1] and parts[3]):
+        return parts[1], parts[3], parts[4]
+    return None

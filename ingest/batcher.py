@@ -1,0 +1,196 @@
+"""The collector's batcher: received messages -> one batch of rows, dead letters, status.
+
+In: :class:`Message` records taken from the session's inbox (:func:`take`, bounded by
+``batch_max_ms`` and ``batch_max_readings``), the registry snapshot.  Out: a :class:`Batch`
+(rows unique by (sensor, time), dead letters with reasons, device status, gateway
+heartbeats).  :meth:`Batcher.build` never raises for any input; unknown sensors get one
+registry refresh before they are dead-lettered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+
+from citypulse.settings import Settings
+from citypulse.wire import payload as wp
+from citypulse.wire import topics as wt
+from ingest import fastdecode
+from ingest import registry as reg
+from ingest.metrics import Metrics
+from ingest.sources.hub import SourceHub
+from ingest.validate import DeadLetter, Window, dead_letter, merge_rows, to_time, validate
+
+log = logging.getLogger("citypulse.ingest")
+
+TEMPORARY = (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One received MQTT message, as queued for a writer."""
+
+    gen: int          # connection generation: acks only go to the connection it came on
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    received_ms: int
+    content_type: str | None
+    rate_limited: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What a writer commits at once (and spools when the database is down)."""
+
+    rows: tuple[tuple, ...]
+    dead: tuple[DeadLetter, ...]
+    status: tuple[tuple[str, str, datetime], ...]
+    duplicates: int = 0
+    gateways: tuple[tuple[str, datetime, int], ...] = ()  # heartbeats: id, last seen, messages
+    side: tuple[tuple, ...] = ()     # source adapters' side records (SourceHub.write_side)
+    foreign: tuple = ()              # (source, Handled) per source message: metrics, not spooled
+
+
+def take(inbox: queue.SimpleQueue, settings: Settings) -> list[Message]:
+    """The next messages to batch: wait 0.1 s for one, then up to the batch bounds."""
+    try:
+        first = inbox.get(timeout=0.1)
+    except queue.Empty:
+        return []
+    msgs = [first]
+    deadline = time.monotonic() + settings.batch_max_ms / 1000
+    approx = 1
+    while approx < settings.batch_max_readings:
+        left = deadline - time.monotonic()
+        try:
+            m = inbox.get_nowait() if left <= 0 else inbox.get(timeout=left)
+        except queue.Empty:
+            break
+        msgs.append(m)
+        approx += max(1, len(m.payload) // 80)
+        if left <= 0 and approx >= 64:
+            break
+    return msgs
+
+
+class Batcher:
+    """Decodes and validates messages against the registry snapshot it keeps fresh."""
+
+    def __init__(self, settings: Settings, metrics: Metrics,
+                 connect_db: Callable[[], psycopg.Connection],
+                 db_down: threading.Event, sources: SourceHub | None = None) -> None:
+        self.settings = settings
+        self.sources = sources
+        self.metrics = metrics
+        self._connect_db = connect_db
+        self._db_down = db_down
+        self.registry: dict[str, reg.Registered] = {}
+        self.registry_at = 0.0
+        self._registry_lock = threading.Lock()
+
+    def refresh_registry(self, conn: psycopg.Connection, force: bool = False) -> bool:
+        """Reload the registry snapshot (at most every 5 s unless forced)."""
+        with self._registry_lock:
+            if not force and time.monotonic() - self.registry_at < 5.0:
+                return False
+            self.registry = reg.snapshot(conn)
+            if self.sources is not None and self.sources.active:
+                self.sources.refresh(conn)
+            self.registry_at = time.monotonic()
+        log.debug("event=registry_refreshed sensors=%d", len(self.registry))
+        return True
+
+    def build(self, msgs: list[Message], conn: psycopg.Connection | None) -> Batch:
+        """Messages -> one batch (see module docstring); ``conn`` serves a registry refresh."""
+        s = self.settings
+        now_ms = int(time.time() * 1000)
+        window = Window.around(now_ms, s.raw_retention_days, s.max_future_s)
+        rows: list[tuple] = []
+        dead: list[DeadLetter] = []
+        status: list[tuple[str, str, datetime]] = []
+        dups = 0
+        retry: list[tuple[Message, wt.Topic, wp.Decoded]] = []
+        kinds: dict[str, int] = {}
+        seen: dict[str, list[int]] = {}  # gateway heartbeats: id -> [latest ms, messages]
+        foreign: list[tuple[str, object]] = []  # (source, Handled)
+        src_retry: list = []
+        hub = self.sources if self.sources is not None and self.sources.active else None
+        for m in msgs:
+            topic = wt.parse(m.topic, s.topic_prefix)
+            src = hub.claim(m.topic) if hub is not None and topic.kind == wt.UNKNOWN else None
+            if src is not None:  # a foreign source's message: its adapter decodes it
+                kinds[(src.name, src.name)] = kinds.get((src.name, src.name), 0) + 1
+                h = hub.handle(src, m.topic, m.payload, m.received_ms, m.rate_limited,
+                               self.registry, window)
+                if h.unknown:  # maybe registered since the last snapshot: retry after refresh
+                    src_retry.append((src, m))
+                else:
+                    foreign.append((src.name, h))
+                continue
+            kinds[(topic.kind, "native")] = kinds.get((topic.kind, "native"), 0) + 1
+            if topic.kind == wt.GATEWAY:  # any message, even one we reject, shows it is up
+                hb = seen.setdefault(topic.ident, [m.received_ms, 0])
+                hb[0] = max(hb[0], m.received_ms)
+                hb[1] += 1
+            if topic.kind == wt.STATUS:
+                text = m.payload[:64].decode("utf-8", "replace").strip().lower()
+                if text in ("online", "offline"):
+                    status.append((topic.ident, text, to_time(m.received_ms)))
+                else:
+                    dead.append(dead_letter(m.received_ms, m.topic, wp.MALFORMED, m.payload,
+                                            "status must be 'online' or 'offline'", topic.ident))
+                continue
+            if m.rate_limited:
+                dead.append(dead_letter(m.received_ms, m.topic, wp.RATE_LIMITED, m.payload,
+                                        f"over {s.device_rate_limit:g} messages/s",
+                                        topic.ident or None))
+                continue
+            decoded = fastdecode.decode(m.payload, topic, m.received_ms,
+                                        max_bytes=s.max_payload_bytes,
+                                        content_type=m.content_type)
+            v = validate(decoded, topic, m.topic, m.payload, m.received_ms, self.registry, window)
+            if v.unknown_sensors:
+                retry.append((m, topic, decoded))
+                continue
+            rows.extend(v.rows)
+            dead.extend(v.dead)
+            dups += v.duplicates
+        if (retry or src_retry) and not self._db_down.is_set():
+            with contextlib.suppress(*TEMPORARY):
+                if conn is None or conn.closed:
+                    with self._connect_db() as c:
+                        self.refresh_registry(c)
+                else:
+                    self.refresh_registry(conn)
+            for m, topic, decoded in retry:
+                v = validate(decoded, topic, m.topic, m.payload, m.received_ms, self.registry,
+                             window)
+                rows.extend(v.rows)
+                dead.extend(v.dead)
+                dups += v.duplicates
+        for src, m in src_retry:
+            foreign.append((src.name, hub.handle(src, m.topic, m.payload, m.received_ms,
+                                                 m.rate_limited, self.registry, window)))
+        side: list[tuple] = []
+        for _name, h in foreign:
+            rows.extend(h.rows)
+            dead.extend(h.dead)
+            status.extend(h.status)
+            side.extend(h.side)
+            dups += h.duplicates
+        for (k, source), n in kinds.items():
+            self.metrics.messages.labels(k, source).inc(n)
+        unique, more = merge_rows(rows)
+        return Batch(tuple(unique), tuple(dead), tuple(status), dups + more,
+                     tuple((g, to_time(t), n) for g, (t, n) in seen.items()), tuple(side),
+                     tuple(foreign))

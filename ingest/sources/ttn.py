@@ -1,0 +1,70 @@
+"""The Things Stack v3 MQTT uplinks: ``v3/{application id}@{tenant id}/devices/{device id}/up``.
+
+In: the application uplink JSON (``end_device_ids``, ``received_at``, ``uplink_message`` with
+``f_cnt``, ``decoded_payload``, ``rx_metadata``); also ``.../join`` (device online).  Out:
+readings keyed by device id: ``decoded_payload`` fields mapped to catalogue metrics,
+``f_cnt`` as seq, the earliest gateway ``rx_metadata[].time`` (else the uplink's
+``received_at``) as reading time, the best RSSI as ``rssi_dbm``, SNR as device health.
+
+Trust: ``network_server`` (the stack checked the MIC; its MQTT user is the application).
+"""
+
+from __future__ import annotations
+
+from citypulse.wire import foreign as wf
+from citypulse.wire import payload as wp
+from ingest.sources.base import (
+    NETWORK_SERVER,
+    DeviceEvent,
+    DeviceTopicSource,
+    Foreign,
+    frame_counter,
+    lorawan_uplink,
+)
+from ingest.sources.mapping import Mapping
+
+
+class TheThingsStack(DeviceTopicSource):
+    """The Things Stack v3 MQTT adapter."""
+
+    name = "ttn"
+    title = "The Things Stack v3 MQTT (v3/{app}@{tenant}/devices/+/up|join)"
+    trust = NETWORK_SERVER
+    scope_help = "the application as {application id}@{tenant id}"
+    events = wf.TTN_EVENTS
+    topic = staticmethod(wf.ttn)
+    parse = staticmethod(wf.parse_ttn)
+
+    def event(self, dev: str, event: str, doc: dict, payload: bytes, received_ms: int,
+              mapping: Mapping) -> Foreign:
+        """See :class:`~ingest.sources.base.DeviceTopicSource`."""
+        ids = doc.get("end_device_ids")
+        named = ids.get("device_id") if isinstance(ids, dict) else None
+        if named is not None and named != dev:
+            return Foreign((), (wp.Rejected(wp.MALFORMED, f"topic names device {dev}, payload "
+                                            f"{named}", payload, dev),))
+        if event == "join":
+            ts = wp.parse_ts(doc.get("received_at"), received_ms)
+            return Foreign((), (), (DeviceEvent(dev, ts or received_ms, status="online"),))
+        up = doc.get("uplink_message")
+        if not isinstance(up, dict):
+            return Foreign((), (wp.Rejected(wp.MALFORMED, "no uplink_message", payload, dev),))
+        fcnt = frame_counter(up.get("f_cnt"), "f_cnt", payload, dev)
+        if isinstance(fcnt, wp.Rejected):
+            return Foreign((), (fcnt,))
+        obj = up.get("decoded_payload")
+        if not isinstance(obj, dict) or not obj:
+            return Foreign((), (wp.Rejected(wp.MALFORMED, "no decoded_payload (set a payload "
+                                            "formatter)", payload, dev),))
+        rx = [m for m in up.get("rx_metadata") or () if isinstance(m, dict)]
+        times = [t for t in (wp.parse_ts(m.get("time"), -1) for m in rx if m.get("time"))
+                 if t is not None and t >= 0]
+        raw_t = up.get("received_at", doc.get("received_at"))
+        ts = min(times) if times else wp.parse_ts(raw_t, received_ms)
+        if ts is None:
+            return Foreign((), (wp.Rejected(wp.BAD_TIMESTAMP, f"unparseable received_at "
+                                            f"{raw_t!r:.80}", payload, dev),))
+        return lorawan_uplink(dev, ts, fcnt, obj, rx, mapping, ("rssi", "channel_rssi"))
+
+
+SOURCE = TheThingsStack()
