@@ -284,6 +284,28 @@ Rule = Annotated[
 ]
 
 
+class SuggestedAction(BaseModel):
+    """A command /emergency offers for an alert of a rule: a fleet command to its scope."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str
+    method: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    label: str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> SuggestedAction:
+        from citypulse.actuators import method
+
+        try:
+            m = method(self.kind, self.method)
+        except KeyError as exc:
+            raise ValueError(exc.args[0]) from None
+        m.validate(self.params)  # ParamsError (a ValueError) names the field
+        return self
+
+
 class RuleSet(BaseModel):
     """The whole rules file."""
 
@@ -294,6 +316,8 @@ class RuleSet(BaseModel):
                                     description="open critical alert unacknowledged this long")
     update_every_s: float = Field(30.0, gt=0, description="refresh an open alert's evidence")
     rules: list[Rule]
+    actions: dict[str, list[SuggestedAction]] = Field(
+        default_factory=dict, description="rule id -> commands offered for its alerts")
 
     @model_validator(mode="after")
     def _unique(self) -> RuleSet:
@@ -302,6 +326,9 @@ class RuleSet(BaseModel):
             if r.id in seen:
                 raise ValueError(f"duplicate rule id {r.id!r}")
             seen.add(r.id)
+        for rid in self.actions:
+            if rid not in seen:
+                raise ValueError(f"actions.{rid}: unknown rule id {rid!r}")
         problem = supersede_problem(self.rules)
         if problem:
             raise ValueError(problem)

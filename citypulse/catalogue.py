@@ -8,6 +8,10 @@ nominal reporting interval and its typical placement.  Device-health metrics
 A metric's position in ``Kind.metrics`` is its *slot*: the store keeps one row per reading
 with one column per slot (``v0`` .. ``v7``), so the order here is part of the schema.
 Append new metrics at the end of a kind, before the health metrics, never reorder.
+
+Actuator kinds (pumps, signs, signal controllers, sirens) and their command catalogue are in
+:mod:`citypulse.actuators`: :data:`ACTUATORS` (kind name -> Kind) and :data:`DEVICE_KINDS`
+(sensors and actuators); :data:`KINDS` holds the sensing kinds only.
 """
 
 from __future__ import annotations
@@ -126,11 +130,16 @@ def kind(name: str) -> Kind:
         raise KeyError(f"unknown sensor kind {name!r}; known: {', '.join(KINDS)}") from None
 
 
+def device_kind(name: str) -> Kind | None:
+    """The sensor or actuator kind called ``name`` (None when neither exists)."""
+    return KINDS.get(name) or ACTUATORS.get(name)
+
+
 def metric_rows() -> list[tuple[str, int, str, str, float, float, str]]:
     """Rows ``(kind, slot, metric, unit, min, max, description)`` for the store's catalogue."""
     return [
         (k.name, i, m.name, m.unit, m.min, m.max, m.description)
-        for k in _ALL
+        for k in (*_ALL, *ACTUATORS.values())
         for i, m in enumerate(k.metrics)
     ]
 
@@ -143,3 +152,8 @@ def columns(kind: str, prefix: str = "v") -> dict[str, str]:
     instead of typing slot columns (``v1``, ``s0``...) by hand.
     """
     return {m: f"{prefix}{i}" for m, i in KINDS[kind].slot_of.items()}
+
+
+# Actuators (devices citypulse can command) live in citypulse.actuators; imported last
+# because they are built from Kind and Metric above.
+from citypulse.actuators import ACTUATORS, DEVICE_KINDS  # noqa: E402, F401 - re-exported

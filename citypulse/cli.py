@@ -19,7 +19,9 @@ import bench.cli
 import citypulse.city.cli
 import citypulse.commands
 import citypulse.keys_cli
+import control.cli
 import dashboards.cli
+import device_sim.actuators_cli
 import device_sim.cli
 import ingest.cli
 import ingest.credentials_cli
@@ -45,6 +47,8 @@ _COMMAND_MODULES = (
     twin.cli,
     analytics.cli,
     dashboards.cli,
+    control.cli,
+    device_sim.actuators_cli,
     sharing.cli,
     bench.cli,
 )

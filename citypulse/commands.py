@@ -124,7 +124,7 @@ def up(
         _say(f"database {settings.database_url}\nbroker   {settings.mqtt_url}")
         env["CITYPULSE_DEMO_SENSORS"] = str(sensors)  # settings.demo_sensors of `sim run --demo`
         for name, argv in UP_SERVICES:
-            if name == "sim" and not demo:
+            if name.startswith("sim") and not demo:
                 continue
             p = subprocess.Popen([sys.executable, "-m", "citypulse", *argv], env=env)
             procs.append((name, p))

@@ -223,6 +223,24 @@ class Settings(BaseSettings):
     share_rate_limit_per_min: int = Field(
         60, ge=1, description="Share API requests one recipient key may make per minute.")
 
+    # --- commands (remote control) -----------------------------------------------------
+    commands_expires_s: float = Field(
+        300.0, gt=0, description="A command not answered this long after its request expires.")
+    commands_max_attempts: int = Field(
+        3, ge=1, description="Sends of one command (first + re-sends) before it fails.")
+    commands_retry_after_s: float = Field(
+        10.0, gt=0, description="Re-send a sent command with no answer after this long.")
+    commands_fleet_rate: float = Field(
+        200.0, gt=0, description="Fleet commands: devices sent to per second at most.")
+    commands_abort_pct: float = Field(
+        20.0, ge=0, le=100, description="Fleet commands: stop when more than this % fail.")
+    commands_tick_s: float = Field(
+        0.2, gt=0, description="Commands worker: longest wait between passes.")
+    commands_sump_min_m: float = Field(
+        0.3, description="Precondition: no pump start below this sump level (m).")
+    commands_telemetry_max_age_s: float = Field(
+        900.0, gt=0, description="Preconditions trust telemetry at most this old.")
+
     @field_validator("mqtt_url")
     @classmethod
     def _check_mqtt_url(cls, v: str) -> str:

@@ -22,7 +22,7 @@ from psycopg_pool import ConnectionPool
 
 from citypulse import apikeys
 from citypulse.settings import Settings
-from dashboards import auth, data, http_api, ingest_api, security
+from dashboards import auth, commands_api, data, http_api, ingest_api, security
 from dashboards.throttle import Throttle
 from sharing import http as sharing_http
 
@@ -33,7 +33,7 @@ ASSETS = HERE / "assets"
 DECK_ASSET = ASSETS / "00_deckgl.min.js"
 PAGES = (("/wall", "Wall"), ("/emergency", "Emergency"), ("/traffic", "Traffic"),
          ("/ingest", "Ingest"), ("/maintenance", "Maintenance"), ("/replay", "Replay"),
-         ("/sharing", "Sharing"))
+         ("/sharing", "Sharing"), ("/commands", "Commands"))
 
 
 class AssetsMissing(RuntimeError):
@@ -110,6 +110,7 @@ def create_app(settings: Settings) -> dash.Dash:
     http_api.install(server, settings, pool)
     server.register_blueprint(sharing_http.create_blueprint(
         settings, pool, auth.require, auth.require_scope, data.audit))
+    commands_api.install(server, context)
     app = dash.Dash(
         __name__, server=server, use_pages=True, pages_folder=str(HERE / "pages"),
         assets_folder=str(ASSETS), serve_locally=True, title="citypulse",

@@ -7,7 +7,10 @@ directory (see :func:`write_credentials`):
 - ``passwd``: Mosquitto 2 password file, PBKDF2-SHA512 (``$7$`` format) hashes only;
 - ``acl``: a sensor may publish only ``{prefix}/v1/telemetry/<itself>`` and
   ``{prefix}/v1/status/<itself>``, a gateway only ``{prefix}/v1/gateway/<itself>/telemetry``
-  (and its own status); ``collector`` may read telemetry, gateway and status topics (also
+  (and its own status); a directly connected device reads only its own
+  ``commands/<itself>`` and ``shadow/<itself>/desired`` and writes only its own
+  ``commands/<itself>/response`` and ``shadow/<itself>/reported``; ``commands`` (the
+  commands worker) sends commands and desired shadows and reads answers; ``collector`` may read telemetry, gateway and status topics (also
   through ``$share/...``), ``alerts`` publishes alerts, ``dashboard`` reads alerts and status,
   ``healthcheck`` reads ``$SYS``, ``simulator`` (load tests only) publishes any device topic.
   Sensors are covered by two ``pattern`` lines with ``%u``, so the ACL stays small at 200,000
@@ -42,7 +45,7 @@ from pathlib import Path
 
 from citypulse.wire import topics
 
-SERVICE_USERS = ("collector", "alerts", "dashboard", "simulator", "healthcheck")
+SERVICE_USERS = ("collector", "alerts", "dashboard", "simulator", "healthcheck", "commands")
 PBKDF2_ITERATIONS = 101  # what mosquitto_passwd 2.0 writes; the broker hashes once per CONNECT
 _FORBIDDEN = set("+#/\x00:\n\r ")
 
@@ -171,6 +174,11 @@ def acl_text(gateways: Iterable[str], prefix: str = "city",
         "# directly connected sensors: only their own telemetry and status (username = sensor_id)",
         f"pattern write {p}/telemetry/%u",
         f"pattern write {p}/status/%u",
+        "# ... and they read only their own commands and desired shadow, answer only for themselves",
+        f"pattern read {p}/commands/%u",
+        f"pattern write {p}/commands/%u/response",
+        f"pattern read {p}/shadow/%u/desired",
+        f"pattern write {p}/shadow/%u/reported",
         "",
         "user collector",
         f"topic read {p}/telemetry/+",
@@ -184,12 +192,23 @@ def acl_text(gateways: Iterable[str], prefix: str = "city",
         "user dashboard",
         f"topic read {p}/alerts/#",
         f"topic read {p}/status/+",
+        f"topic read {p}/commands/events",
+        "",
+        "# the commands worker: sends commands and desired shadows, reads the answers",
+        "user commands",
+        f"topic write {p}/commands/+",
+        f"topic read {p}/commands/+/response",
+        f"topic readwrite {p}/shadow/#",
         "",
         "# load tests only: the simulator speaks for every device",
         "user simulator",
         f"topic write {p}/telemetry/+",
         f"topic write {p}/gateway/+/telemetry",
         f"topic write {p}/status/+",
+        f"topic read {p}/commands/+",
+        f"topic write {p}/commands/+/response",
+        f"topic read {p}/shadow/+/desired",
+        f"topic write {p}/shadow/+/reported",
         *src_write,
         "",
         "user healthcheck",

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psycopg
 
-from citypulse.catalogue import KINDS
+from citypulse.catalogue import DEVICE_KINDS as KINDS
 
 REQUIRED = ("sensor_id", "kind", "lon", "lat")
 

@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 
 import orjson
 
-from citypulse.catalogue import KINDS, MAX_SLOTS
+from citypulse.catalogue import DEVICE_KINDS as KINDS
+from citypulse.catalogue import MAX_SLOTS
 from citypulse.wire import payload as wp
 from citypulse.wire.topics import GATEWAY, Topic
 

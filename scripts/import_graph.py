@@ -14,8 +14,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 # bottom to top: an arrow may only point to a package earlier in this list
-LAYERS = ("citypulse", "device_sim", "ingest", "twin", "analytics", "sharing", "standards",
-          "dashboards", "bench")  # sharing and standards are served by the dashboards' web app
+LAYERS = ("citypulse", "device_sim", "ingest", "twin", "analytics", "control", "sharing", "standards",
+          "dashboards", "bench")  # control, sharing, standards: served by the web app
 # the program's entry assembles every stage's commands: not a foundation's arrow
 ENTRY_MODULES = {"citypulse.cli"}
 

@@ -31,7 +31,7 @@ import numpy as np
 import psycopg
 import shapely
 
-from citypulse.catalogue import KINDS
+from citypulse.catalogue import DEVICE_KINDS as KINDS
 from citypulse.city.model import City
 
 GATE_RADIUS_M = 15.0

@@ -9,6 +9,11 @@ sensor or gateway id).  Never raises: a topic outside the contract parses as ``u
                                               when no sensor has a reading due)
     city/v1/status/{sensor_id}
     city/v1/alerts/{severity}/{zone}
+    city/v1/commands/{device_id}              (QoS 1, never retained: commands to a device)
+    city/v1/commands/{device_id}/response     (the device's answers)
+    city/v1/commands/events                   (citypulse: every command's status changes)
+    city/v1/shadow/{device_id}/desired        (retained, versioned desired state)
+    city/v1/shadow/{device_id}/reported       (the device's reported state)
 """
 
 from __future__ import annotations
@@ -20,6 +25,11 @@ TELEMETRY = "telemetry"
 GATEWAY = "gateway"
 STATUS = "status"
 ALERT = "alert"
+COMMAND = "command"
+COMMAND_RESPONSE = "command_response"
+COMMAND_EVENTS = "command_events"
+SHADOW_DESIRED = "shadow_desired"
+SHADOW_REPORTED = "shadow_reported"
 UNKNOWN = "unknown"
 
 # A gateway publishes on its topic at least this often (seconds), an empty object ``{}`` when
@@ -58,6 +68,16 @@ def parse(topic: str, prefix: str = "city") -> Topic:
             return Topic(STATUS, sid)
         case ["alerts", severity, zone] if _valid_id(severity) and _valid_id(zone):
             return Topic(ALERT, severity, zone)
+        case ["commands", "events"]:
+            return Topic(COMMAND_EVENTS)
+        case ["commands", did] if _valid_id(did):
+            return Topic(COMMAND, did)
+        case ["commands", did, "response"] if _valid_id(did):
+            return Topic(COMMAND_RESPONSE, did)
+        case ["shadow", did, "desired"] if _valid_id(did):
+            return Topic(SHADOW_DESIRED, did)
+        case ["shadow", did, "reported"] if _valid_id(did):
+            return Topic(SHADOW_REPORTED, did)
     return Topic(UNKNOWN)
 
 
@@ -79,6 +99,41 @@ def status(sensor_id: str, prefix: str = "city") -> str:
 def alert(severity: str, zone: str, prefix: str = "city") -> str:
     """Topic citypulse publishes an alert on."""
     return f"{prefix}/{VERSION}/alerts/{severity}/{zone}"
+
+
+def command(device_id: str, prefix: str = "city") -> str:
+    """Topic citypulse sends a device's commands on (QoS 1, never retained)."""
+    return f"{prefix}/{VERSION}/commands/{device_id}"
+
+
+def command_response(device_id: str, prefix: str = "city") -> str:
+    """Topic a device answers its commands on (also the MQTT 5 response topic)."""
+    return f"{prefix}/{VERSION}/commands/{device_id}/response"
+
+
+def command_events(prefix: str = "city") -> str:
+    """Topic citypulse publishes every command status change on."""
+    return f"{prefix}/{VERSION}/commands/events"
+
+
+def shadow_desired(device_id: str, prefix: str = "city") -> str:
+    """Retained desired state of a device's shadow ``{"version": n, "state": {...}}``."""
+    return f"{prefix}/{VERSION}/shadow/{device_id}/desired"
+
+
+def shadow_reported(device_id: str, prefix: str = "city") -> str:
+    """State a device reports back for its shadow."""
+    return f"{prefix}/{VERSION}/shadow/{device_id}/reported"
+
+
+def command_subscriptions(prefix: str = "city") -> list[str]:
+    """Topic filters the commands worker subscribes to (answers and reported shadows)."""
+    return [f"{prefix}/{VERSION}/commands/+/response", f"{prefix}/{VERSION}/shadow/+/reported"]
+
+
+def device_subscriptions(device_id: str, prefix: str = "city") -> list[str]:
+    """Topics a commandable device subscribes to: its commands and its desired shadow."""
+    return [command(device_id, prefix), shadow_desired(device_id, prefix)]
 
 
 def ingest_subscriptions(prefix: str = "city") -> list[str]:

@@ -18,7 +18,7 @@ from dash import (
 )
 
 from analytics import maintenance
-from dashboards import auth, data, figures
+from dashboards import auth, commands_panel, data, figures
 from dashboards.app import ctx, now
 
 dash.register_page(__name__, path="/emergency", title="citypulse emergency desk")
@@ -40,6 +40,7 @@ def layout(**_query) -> html.Div:
                           html.Button("Escalate", id="em-escalate", className="warn"),
                           html.Button("Resolve", id="em-resolve")]),
                 html.Div(id="em-msg", className="msg"),
+                commands_panel.panel(),
                 dcc.Graph(id="em-evidence", figure=figures.empty("Evidence",
                                                                  "select an alert")),
             ], className="col", style={"flex": "3 1 0"}),

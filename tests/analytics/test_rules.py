@@ -88,3 +88,15 @@ def test_bad_supersedes_is_refused_naming_line_and_rule(extra, words):
     with pytest.raises(RulesError) as exc:
         parse_rules(text, "bad.yaml")
     assert f"bad.yaml line 5 (rules.0.supersedes): {words}" in str(exc.value)
+
+
+def test_suggested_actions_are_checked_against_the_command_catalogue():
+    rules = load_rules()
+    assert [a.method for a in rules.actions["flood_risk"]][0] == "start"
+    text = ("rules:\n  - {id: heavy, type: threshold, severity: warning, kind: water,\n"
+            "     metric: rain_mm_h, above: 30}\nactions:\n  heavy:\n"
+            "    - {kind: pump, method: explode}\n")
+    with pytest.raises(RulesError, match=r"line 6 .*has no method 'explode'"):
+        parse_rules(text)
+    with pytest.raises(RulesError, match="unknown rule id 'nope'"):
+        parse_rules(text.replace("  heavy:\n", "  nope:\n").replace("explode", "stop"))

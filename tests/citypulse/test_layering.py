@@ -33,5 +33,5 @@ def test_every_stage_command_module_is_imported_explicitly():
             "bench.cli"} <= names
     bench_cmds = {c.name for c in cli.bench_app.registered_commands}
     assert bench_cmds == {"sim", "ingest", "soak", "twin", "alerts", "dashboard", "web",
-                          "share", "share-verify",
+                          "share", "share-verify", "commands",
                           "city"}

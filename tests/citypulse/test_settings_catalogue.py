@@ -1,6 +1,6 @@
 import pytest
 
-from citypulse.catalogue import KINDS, MAX_SLOTS, kind, metric_rows
+from citypulse.catalogue import DEVICE_KINDS, KINDS, MAX_SLOTS, kind, metric_rows
 from citypulse.settings import ConfigError, load_settings
 
 
@@ -34,7 +34,8 @@ def test_mqtt_url_parts():
 def test_catalogue_sanity():
     required = {"traffic", "people", "logistics", "air", "water", "fire", "noise"}
     assert required <= set(KINDS)
-    for k in KINDS.values():
+    assert {"pump", "sign", "signal", "siren"} <= set(DEVICE_KINDS) - set(KINDS)
+    for k in DEVICE_KINDS.values():
         assert 0 < len(k.metrics) <= MAX_SLOTS
         assert k.interval_s > 0
         names = [m.name for m in k.metrics]
@@ -46,4 +47,22 @@ def test_catalogue_sanity():
     assert kind("traffic").slot_of["speed_kmh"] == 1
     with pytest.raises(KeyError, match="known"):
         kind("volcano")
-    assert len(metric_rows()) == sum(len(k.metrics) for k in KINDS.values())
+    assert len(metric_rows()) == sum(len(k.metrics) for k in DEVICE_KINDS.values())
+
+
+def test_command_catalogue():
+    from citypulse.actuators import METHODS, ParamsError, method
+
+    assert set(METHODS) == set(DEVICE_KINDS)
+    assert all("set_interval" in ms and ms["set_interval"].shadow for ms in METHODS.values())
+    start = method("pump", "start")
+    assert start.risk == "medium" and start.precondition == "sump_not_dry"
+    assert start.schema["properties"]["flow_m3_h"]["maximum"] == 2000
+    assert start.validate(None) == {"flow_m3_h": 600.0}
+    assert method("siren", "sound").risk == method("signal", "set_plan").risk == "high"
+    with pytest.raises(ParamsError, match="text"):
+        method("sign", "show").validate({"priority": "info"})
+    with pytest.raises(ParamsError, match="force: Extra inputs"):
+        method("pump", "stop").validate({"force": True})  # Extra inputs are not permitted
+    with pytest.raises(KeyError, match="start, stop, set_interval"):
+        method("pump", "explode")

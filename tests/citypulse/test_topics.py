@@ -41,3 +41,14 @@ def test_ingest_subscriptions_cover_contract_topics():
     subs = wt.ingest_subscriptions("city")
     assert subs == ["city/v1/telemetry/+", "city/v1/gateway/+/telemetry", "city/v1/status/+"]
     assert wt.alert("warn", "z1") == "city/v1/alerts/warn/z1"
+
+
+def test_command_topics_round_trip():
+    for build, kind in ((wt.command, wt.COMMAND), (wt.command_response, wt.COMMAND_RESPONSE),
+                        (wt.shadow_desired, wt.SHADOW_DESIRED),
+                        (wt.shadow_reported, wt.SHADOW_REPORTED)):
+        assert wt.parse(build("pmp-1", "c"), "c") == wt.Topic(kind, "pmp-1")
+    assert wt.parse(wt.command_events("c"), "c") == wt.Topic(wt.COMMAND_EVENTS)
+    assert wt.parse("c/v1/commands/pmp-1/other", "c").kind == wt.UNKNOWN
+    assert wt.command_subscriptions("c") == ["c/v1/commands/+/response",
+                                             "c/v1/shadow/+/reported"]

@@ -28,7 +28,8 @@ CITYPULSE_SERVICES = sorted(n for n, s in SERVICES.items()
 # which module registers the first word of a command (every stage is built)
 OWNER = {"db": "citypulse.commands", "ingest": "ingest.cli", "registry": "ingest.cli",
          "twin": "twin.cli", "alerts": "analytics.cli", "dashboard": "dashboards.cli",
-         "sim": "device_sim.cli", "devices": "ingest.credentials_cli"}
+         "sim": "device_sim.cli", "devices": "ingest.credentials_cli",
+         "commands": "control.cli"}
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 

@@ -21,7 +21,8 @@ def test_registry_load_csv_is_idempotent(db_url, tmp_path):
     assert json.loads(out.strip().splitlines()[-1])["inserted"] == 2
     rc, out, _ = _load(db_url, p)
     assert json.loads(out.strip().splitlines()[-1]) | {"file": ""} == {
-        "file": "", "sensors": 2, "inserted": 0, "updated": 0, "unchanged": 2}
+        "file": "", "sensors": 2, "inserted": 0, "updated": 0, "unchanged": 2,
+        "placed": 0, "unplaceable": 0, "unplaceable_sensors": []}
     p.write_text("sensor_id,kind,lon,lat,gateway_id,zone\ns1,traffic,121.9,30.9,gw2,z1\n")
     rc, out, _ = _load(db_url, p)
     assert json.loads(out.strip().splitlines()[-1])["updated"] == 1

@@ -40,8 +40,11 @@ def dead(db_url: str, like: str) -> dict[str, int]:
 
 @pytest.fixture
 def lora(settings, start_collector, broker):
+    # one writer connection: "the first delivery wins" is about commit order, which parallel
+    # writers do not keep between batches
     cfg = settings.model_copy(update={"sources": ["chirpstack", "ttn", "thingsboard"],
-                                      "device_rate_limit": 5.0, "max_payload_bytes": 4096})
+                                      "device_rate_limit": 5.0, "max_payload_bytes": 4096,
+                                      "writer_connections": 1})
     register(cfg.database_url, [("w-1", "water", {"chirpstack_device": EUI}),
                                 ("a-1", "air", {"ttn_device": "dev1"}),
                                 ("Pump A", "water", {}), ("t-9", "traffic",
