@@ -138,6 +138,17 @@ def bench_web(
                          workers=workers, threads=threads)))
 
 
+def bench_commands(
+    singles: int = typer.Option(50, help="single commands timed one after another"),
+    fleet: int = typer.Option(1000, help="actuators in the fleet command"),
+    sensors: int = typer.Option(2000, help="simulated sensors reporting meanwhile (0: none)"),
+) -> None:
+    """Latency request -> succeeded (p50/p95) and fleet fan-out time; prints JSON."""
+    from bench.commands import run
+
+    print(json.dumps(run(singles=singles, fleet=fleet, sensors=sensors)))
+
+
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     """Add ``citypulse bench sim|ingest|soak|twin|alerts|dashboard|web|share|share-verify``."""
     from bench import share
@@ -149,5 +160,6 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     bench_app.command("twin")(bench_twin)
     bench_app.command("alerts")(bench_alerts)
     bench_app.command("dashboard")(bench_dashboard)
+    bench_app.command("commands")(bench_commands)
     bench_app.command("city")(bench_city)
     bench_app.command("web")(bench_web)

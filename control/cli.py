@@ -183,22 +183,10 @@ def run_cmd() -> None:
     print(json.dumps({"stopped": True, **w.stats}), file=sys.stderr)
 
 
-def bench_commands(
-    singles: int = typer.Option(50, help="single commands timed one after another"),
-    fleet: int = typer.Option(1000, help="actuators in the fleet command"),
-    sensors: int = typer.Option(2000, help="simulated sensors reporting meanwhile (0: none)"),
-) -> None:
-    """Latency request -> succeeded (p50/p95) and fleet fan-out time; prints JSON."""
-    from control.bench import run
-
-    print(json.dumps(run(singles=singles, fleet=fleet, sensors=sensors)))
-
-
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    """Add ``commands ...`` and ``bench commands``; ``citypulse up`` runs the worker."""
+    """Add ``commands ...``; ``citypulse up`` runs the worker."""
     from citypulse.commands import UP_SERVICES
 
     app.add_typer(commands_app, name="commands")
-    bench_app.command("commands")(bench_commands)
     if ("commands", ["commands", "run"]) not in UP_SERVICES:
         UP_SERVICES.append(("commands", ["commands", "run"]))
