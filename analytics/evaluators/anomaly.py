@@ -9,7 +9,7 @@ import polars as pl
 from psycopg import sql
 
 from analytics.findings import Evaluation, evaluator, select, sensor_findings, slot
-from analytics.rules import AnomalyRule
+from analytics.rule_types import AnomalyRule
 from citypulse.catalogue import KINDS
 
 

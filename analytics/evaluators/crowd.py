@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from analytics.findings import Evaluation, evaluator, select, slot, zone_finding
-from analytics.rules import CrowdRule
+from analytics.rule_types import CrowdRule
 from citypulse.formulas import DENSITY_AREA_M2, density_expr
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from analytics.findings import Evaluation, evaluator, select, slot, zone_finding
-from analytics.rules import FloodRule
+from analytics.rule_types import FloodRule
 
 
 @evaluator("flood")

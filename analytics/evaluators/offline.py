@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from analytics.findings import Evaluation, Finding, evaluator, select
-from analytics.rules import OfflineRule
+from analytics.rule_types import OfflineRule
 from citypulse.wire.topics import GATEWAY_HEARTBEAT_S
 
 

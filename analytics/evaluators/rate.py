@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from analytics.findings import RAW_SCHEMA, Evaluation, evaluator, select, sensor_findings, slot
-from analytics.rules import RateRule
+from analytics.rule_types import RateRule
 
 
 @evaluator("rate_of_change")

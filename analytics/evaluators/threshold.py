@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from analytics.findings import Evaluation, evaluator, select, sensor_findings, slot
-from analytics.rules import ConditionRule, ThresholdRule, op_func
+from analytics.rule_types import ConditionRule, ThresholdRule, op_func
 
 
 @evaluator("threshold")

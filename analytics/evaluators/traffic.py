@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from analytics.findings import Evaluation, Finding, evaluator, select, slot
-from analytics.rules import CongestionRule
+from analytics.rule_types import CongestionRule
 from citypulse.formulas import congestion_index_expr
 
 
