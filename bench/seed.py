@@ -99,7 +99,7 @@ def seed(conn: psycopg.Connection, settings: Settings, sensors: int = 2000,
     store.refresh_rollups(conn, settle_s=0)
     twin = None
     if aggregate:
-        from twin.flows import run_pass
+        from twin.incremental import run_pass
 
         twin = run_pass(conn, store, settings, now=now + timedelta(minutes=1), settle_s=0)
     opened = _alerts(conn, rows, ids, now, alerts)

@@ -29,8 +29,9 @@ from citypulse.city import build_city
 from citypulse.city.model import City
 from citypulse.settings import Settings
 from twin import state
-from twin.flows import aggregate, rebuild_trips
+from twin.flows import aggregate
 from twin.placement import place_sensors
+from twin.trips import rebuild_trips
 
 KIND_SHARES = (("traffic", 0.6), ("people", 0.25), ("logistics", 0.05), ("air", 0.10))
 

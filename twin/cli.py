@@ -100,7 +100,7 @@ def run_cmd(
 
     from citypulse import schema
     from citypulse.settings import load_settings
-    from twin.flows import run_pass
+    from twin.incremental import run_pass
 
     s = load_settings(database_url=database_url, twin_interval_s=interval)
     stop = {"now": False}

@@ -9,9 +9,11 @@ import pytest
 import shapely
 
 from twin import build_city
-from twin.flows import aggregate, rebuild_trips, run_pass
+from twin.flows import aggregate
+from twin.incremental import run_pass
 from twin.placement import place_sensors
 from twin.state import aggregation_lag_s, od, segments_at, zones_at
+from twin.trips import rebuild_trips
 
 S = timedelta(seconds=1)
 M = timedelta(minutes=1)
@@ -208,7 +210,7 @@ def test_run_pass_keeps_up(placed, t0):
 def test_expire_drops_old_truck_minutes(twin_db):
     from datetime import UTC, datetime
 
-    from twin.flows import expire
+    from twin.incremental import expire
 
     old = datetime.now(UTC) - timedelta(days=30)
     db = twin_db
