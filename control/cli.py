@@ -177,7 +177,14 @@ def run_cmd() -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    w = Worker(load_settings())
+    import psycopg
+
+    try:
+        w = Worker(load_settings(), stop=stop)
+    except psycopg.OperationalError:
+        if stop.is_set():  # stopped while waiting for the database
+            return
+        raise
     print("commands worker running", flush=True)
     w.run(stop)
     print(json.dumps({"stopped": True, **w.stats}), file=sys.stderr)

@@ -10,7 +10,9 @@ until the retry budget is spent, and every audit event published on
 
 Restart-safe: every decision is persisted before the message goes out, and on start (and
 on every reconnect to the broker) the worker re-sends what is ``sent``/``delivered`` -- a
-command is never left in ``sent``.  Fleet commands are sent at their rate limit and aborted
+command is never left in ``sent``.  The first connections are retried with capped backoff and
+logged: the database's here (up to 10 s between attempts), the broker's by
+:class:`~citypulse.wire.session.Session`.  Fleet commands are sent at their rate limit and aborted
 (the rest cancelled) once more than their ``abort_pct`` of devices failed.  One worker per
 database.  ``Worker(settings).run(stop_event)`` runs until the event is set.
 """
@@ -38,17 +40,34 @@ from control import records
 
 log = logging.getLogger(__name__)
 SEND_BATCH = 500
+DB_BACKOFF_CAP_S = 10.0
+
+
+def _first_db_connection(url: str, stop: threading.Event) -> psycopg.Connection:
+    """Connect to the database, retrying with capped backoff (logged) until it answers."""
+    delay = 0.5
+    while True:
+        try:
+            return psycopg.connect(url, autocommit=True)
+        except psycopg.OperationalError as exc:
+            if stop.is_set():
+                raise
+            log.warning("commands: database not reachable (%s); retrying in %.1f s",
+                        str(exc).strip().splitlines()[0] if str(exc).strip() else exc, delay)
+            stop.wait(delay)
+            delay = min(delay * 2, DB_BACKOFF_CAP_S)
 
 
 class Worker:
     """See the module doc."""
 
-    def __init__(self, settings: Settings, client_id: str | None = None) -> None:
+    def __init__(self, settings: Settings, client_id: str | None = None,
+                 stop: threading.Event | None = None) -> None:
         self.s = settings
         self.prefix = settings.topic_prefix
         self.q: queue.Queue = queue.Queue()
-        self.conn = psycopg.connect(settings.database_url, autocommit=True)
-        self.stop = threading.Event()
+        self.stop = stop or threading.Event()  # set while connecting: gives up (raises)
+        self.conn = _first_db_connection(settings.database_url, self.stop)
         self.resend_due = True  # on start: whatever is in flight goes out again
         self.next_at: dict[UUID, float] = {}  # fleet -> earliest next send (rate limit)
         row = self.conn.execute("SELECT coalesce(max(id), 0) FROM citypulse.command_events")

@@ -3,7 +3,9 @@
 In: a broker URL, a client id, the topics to (re)subscribe on every connect, a message
 callback.  Out: a started paho client (network thread running) whose session survives
 disconnects and broker restarts (clean start off, session expiry), so QoS 1 messages sent
-while it was away are delivered when it comes back::
+while it was away are delivered when it comes back.  A broker not reachable yet is retried
+by paho's network thread (the first connection too) with capped backoff (0.2 s doubling to
+:data:`MAX_BACKOFF_S`), each failed attempt logged::
 
     link = Session(url, "citypulse-commands", ["city/v1/commands/+/response"], on_message)
     link.wait_connected(10)
@@ -26,6 +28,7 @@ from citypulse.settings import MqttEndpoint
 log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 7 * 24 * 3600
+MAX_BACKOFF_S = 5
 
 
 class Session:
@@ -47,8 +50,11 @@ class Session:
             c.tls_set(ca_certs=str(ca_file) if ca_file else None)
         c.max_queued_messages_set(100_000)
         c.max_inflight_messages_set(100)
-        c.reconnect_delay_set(0.2, 5)
+        c.reconnect_delay_set(0.2, MAX_BACKOFF_S)
         c.on_connect = self._connected
+        c.on_connect_fail = lambda *_a: log.warning(
+            "mqtt: broker %s:%s not reachable; retrying (backoff up to %d s)",
+            self.endpoint.host, self.endpoint.port, MAX_BACKOFF_S)
         c.on_disconnect = lambda *_a: self.connected.clear()
         c.on_subscribe = self._ready  # subscribed: nothing published from now on is missed
         c.on_message = lambda _c, _u, msg: self._deliver(on_message, msg)
@@ -71,6 +77,7 @@ class Session:
         if reason.is_failure:
             log.error("mqtt: connection refused by %s: %s", self.endpoint, reason)
             return
+        log.info("mqtt: connected to %s:%s", self.endpoint.host, self.endpoint.port)
         if self.subscriptions:
             client.subscribe([(t, mqtt.SubscribeOptions(qos=1)) for t in self.subscriptions])
         else:

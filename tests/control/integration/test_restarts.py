@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 from control import api, records
 from control.worker import Worker
@@ -38,12 +39,36 @@ def test_redelivery_after_broker_restart_executes_once(db, ctl_settings, fleet, 
         t.join(10)
 
 
-def _worker_proc(settings) -> subprocess.Popen:
+def _worker_proc(settings, log: Path | None = None) -> subprocess.Popen:
     env = {**os.environ, "CITYPULSE_DATABASE_URL": settings.database_url,
            "CITYPULSE_MQTT_URL": settings.mqtt_url, "CITYPULSE_TOPIC_PREFIX": settings.topic_prefix,
            "CITYPULSE_COMMANDS_RETRY_AFTER_S": "3", "CITYPULSE_COMMANDS_TICK_S": "0.1"}
+    out = open(log, "wb") if log else subprocess.DEVNULL
     return subprocess.Popen([sys.executable, "-m", "citypulse", "commands", "run"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=out, stderr=subprocess.STDOUT if log else subprocess.DEVNULL)
+
+
+def test_worker_started_before_the_broker_waits_for_it(db, ctl_settings, fleet, sims,
+                                                        broker_own, tmp_path):
+    broker_own.stop()  # the worker starts first (compose starts everything at once)
+    s = ctl_settings.model_copy(update={"mqtt_url": broker_own.url})
+    log = tmp_path / "worker.log"
+    proc = _worker_proc(s, log)
+    try:
+        wait_for(lambda: log.read_text().count("not reachable") >= 2, 60,
+                 "the worker to log its connection retries")
+        assert proc.poll() is None, log.read_text()  # retrying, not dead
+        broker_own.start()  # same port
+        dev = fleet.add("pmp-late", "pump")
+        fleet.reading("pmp-late", sump_level_m=1.0)
+        sim = sims([dev], url=broker_own.url, client_id="sim-pmp-late")
+        rec = api.request(db, s, "pmp-late", "start", **OP)
+        wait_status(db, rec["id"], "succeeded", 60)
+        assert sim.executions() == {"pmp-late": 1}
+        assert "mqtt: connected to" in log.read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
 
 
 def test_worker_killed_mid_fanout_resumes_without_duplicates(db, ctl_settings, fleet, sims):
