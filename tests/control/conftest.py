@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime
 
 import psycopg
@@ -13,17 +12,12 @@ from psycopg.types.json import Jsonb
 from citypulse.catalogue import MAX_SLOTS, device_kind
 from citypulse.schema import Store
 from control import records
+from tests.support import wait_until
 
 
 def wait_for(fn, timeout: float = 30.0, what: str = "condition"):
     """Poll ``fn`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = fn()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+    return wait_until(fn, timeout, what)
 
 
 class Fleet:

@@ -82,7 +82,7 @@ def stream(pub: Publisher, prefix: str, sensors: list[str], n: int, rate: float,
                         {"ts": start_ms + 10 * seq, "seq": seq, "values": {"speed_kmh": seq % 200}})
             sent += 1
             ahead = sent / rate - (time.monotonic() - t0)
-            if ahead > 0:
+            if ahead > 0:  # the load's pace (devices send on a clock), not a wait for anything
                 time.sleep(ahead)
         if stop is not None and stop.is_set():
             break

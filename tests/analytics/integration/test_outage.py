@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime
 
 import psycopg
@@ -20,7 +19,7 @@ def _wait(pred, timeout):
     return wait_for(pred, timeout, every=0.3)
 
 
-def test_worker_carries_on_after_database_restart(pg_own, broker, topic_prefix, tmp_path):
+def test_worker_carries_on_after_database_restart(pg_own, broker, topic_prefix, tmp_path, caplog):
     url = fresh_database(pg_own)
     settings = Settings(database_url=url, mqtt_url=broker.url, topic_prefix=topic_prefix)
     conn = psycopg.connect(url, autocommit=True)
@@ -36,7 +35,7 @@ def test_worker_carries_on_after_database_restart(pg_own, broker, topic_prefix, 
         assert _wait(lambda: len(ticks) >= 2, 20)
         conn.close()
         pg_own.stop()
-        time.sleep(3)
+        assert _wait(lambda: "alerts: database unavailable" in caplog.text, 30)  # noticed
         pg_own.start()
         conn = psycopg.connect(url, autocommit=True)
         feed.conn = conn

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 
 import requests
@@ -14,6 +13,7 @@ import requests
 import analytics
 from citypulse.commands import UP_SERVICES
 from citypulse.stack import free_port
+from tests.support import wait_for
 
 
 def test_alerts_worker_process(db, db_url, broker, topic_prefix, feed):
@@ -28,13 +28,11 @@ def test_alerts_worker_process(db, db_url, broker, topic_prefix, feed):
                           "--metrics-port", str(port)], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 30
-        alerts = []
-        while time.monotonic() < deadline and not alerts:
+        def alerted() -> list:  # a reading a second (a gas sensor's pace) until it alerts
             feed.store.write_rows(db, [(datetime.now(UTC), feed.ids["gas-9"], None, 80.0, 9.0,
                                         *[None] * 6)])
-            time.sleep(1)
-            alerts = analytics.list_alerts(db)
+            return analytics.list_alerts(db)
+        alerts = wait_for(alerted, 30, every=1.0)
         assert [(a.rule, a.entity_id, a.zone_id) for a in alerts] == [
             ("gas_leak", "Z2-05", "Z2-05")]
         body = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import csv
-import time
 import uuid
 
 from citypulse.stack import PrivateMosquitto
 from citypulse.wire import topics
 from ingest.credentials import write_credentials
 from tests.production.integration.test_broker_acl import Client
+from tests.support import wait_for
 
 P = "city"
 
@@ -36,11 +36,8 @@ def test_device_reads_only_its_own_commands_and_answers_only_for_itself(tmp_path
         worker.publish(topics.command("pmp-1", P), b"own-" + marker)
         dev.publish(topics.command_response("pmp-2", P), b"spoofed-" + marker)
         dev.publish(topics.command_response("pmp-1", P), b"answer-" + marker)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not (
-                [p for _, p in dev.messages if p.startswith(b"own-")]
-                and [p for _, p in worker.messages if p.startswith(b"answer-")]):
-            time.sleep(0.02)
+        wait_for(lambda: [p for _, p in dev.messages if p.startswith(b"own-")]
+                 and [p for _, p in worker.messages if p.startswith(b"answer-")], 5, every=0.02)
         assert [p for _, p in dev.messages] == [b"own-" + marker]
         assert [p for _, p in worker.messages] == [b"answer-" + marker]
         dev.close()

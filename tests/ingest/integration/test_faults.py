@@ -14,6 +14,7 @@ from citypulse import schema
 from citypulse.settings import Settings
 from citypulse.stack import free_port
 from tests.ingest.conftest import Publisher, assert_exactly_once, register, stream, wait_until
+from tests.support import stays_false
 
 N_SENSORS = 10
 
@@ -40,6 +41,13 @@ def _background(pub, prefix, sensors, n, rate):
     return t, result
 
 
+def _scrape(port):
+    try:
+        return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return ""
+
+
 def _spawn_collector(settings, client_id, port):
     env = dict(os.environ, CITYPULSE_DATABASE_URL=settings.database_url, CITYPULSE_MQTT_URL=settings.mqtt_url,
                CITYPULSE_TOPIC_PREFIX=settings.topic_prefix, CITYPULSE_SPOOL_DIR=str(settings.spool_dir),
@@ -48,14 +56,8 @@ def _spawn_collector(settings, client_id, port):
                              "--metrics-port", str(port)], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
 
-    def connected():
-        try:
-            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
-        except OSError:
-            return False
-        return "citypulse_ingest_mqtt_connected 1.0" in text
-
-    assert wait_until(connected, 30), "collector did not come up"  # subscribed (SUBACK)
+    assert wait_until(lambda: "citypulse_ingest_mqtt_connected 1.0" in _scrape(port), 30), \
+        "collector did not come up"  # subscribed (SUBACK)
     return proc
 
 
@@ -71,13 +73,15 @@ def test_collector_sigkilled_mid_stream_and_restarted(settings, broker):
         assert wait_until(lambda: _stored(settings.database_url, "k") > 300, 20)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-        time.sleep(0.5)
+        acked = pub.acked  # the broker keeps taking load for the dead collector's session
+        assert wait_until(lambda: pub.acked > acked + 50, 20)
         proc = _spawn_collector(settings, "kill-me", port)
         t.join(60)
         pub.close(sent=result["sent"])
         assert result["sent"] == n * N_SENSORS
         assert wait_until(lambda: _stored(settings.database_url, "k") == n * N_SENSORS, 30)
-        time.sleep(0.5)
+        # redeliveries of what was stored before the kill: received and settled
+        assert wait_until(lambda: "citypulse_ingest_queue_messages 0.0" in _scrape(port), 30)
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0  # SIGTERM flushes and exits cleanly
@@ -95,9 +99,10 @@ def test_database_stopped_mid_stream(pg_own, broker, topic_prefix, tmp_path, sta
     pub = Publisher(_port(broker.url))
     n = 400
     t, result = _background(pub, topic_prefix, sensors, n, 300)
-    time.sleep(2)
+    assert wait_until(lambda: _stored(cfg.database_url, "d") > 300, 20)  # the load flows
     pg_own.stop()
-    time.sleep(10)
+    # the outage lasts until the collector has bridged it with its spool
+    wait_until(lambda: c.metrics.value("citypulse_ingest_spool_bytes") > 0, 60)
     spooled = c.metrics.value("citypulse_ingest_spool_bytes")
     pg_own.start()
     t.join(60)
@@ -120,7 +125,8 @@ def test_broker_restarted_mid_stream(broker_own, settings, start_collector):
     t, result = _background(pub, cfg.topic_prefix, sensors, n, 500)
     assert wait_until(lambda: _stored(cfg.database_url, "b") > 500, 20)
     broker_own.stop()
-    time.sleep(1.5)
+    assert wait_until(lambda: c.metrics.value("citypulse_ingest_mqtt_connected") == 0
+                      and not pub.c.is_connected(), 20), "the broker's clients did not notice"
     broker_own.start()
     t.join(60)
     pub.close(sent=result["sent"])
@@ -161,9 +167,9 @@ def test_full_spool_stops_acking_and_loses_nothing(pg_own, broker, topic_prefix,
     pub = Publisher(_port(broker.url))
     n = 50
     sent = stream(pub, topic_prefix, sensors, n, 1000, int(time.time() * 1000) - 60_000)
-    time.sleep(4)
     # nothing acknowledged beyond the receive maximum: the broker holds the rest
-    assert 0 < c._pending <= 100, c._pending
+    assert wait_until(lambda: c._pending >= 100, 30), c._pending
+    assert stays_false(lambda: c._pending > 100, within=1.0), c._pending
     assert c.metrics.value("citypulse_ingest_spool_bytes") == 0
     assert c.metrics.value("citypulse_ingest_readings_stored_total") == 0
     pg_own.start()
@@ -173,7 +179,8 @@ def test_full_spool_stops_acking_and_loses_nothing(pg_own, broker, topic_prefix,
     assert_exactly_once(cfg.database_url, "f", sensors, n)
 
 
-def test_collector_restarted_during_database_outage(pg_own, broker, topic_prefix, tmp_path, start_collector):
+def test_collector_restarted_during_database_outage(pg_own, broker, topic_prefix, tmp_path, start_collector,
+                                                   caplog):
     cfg = Settings(database_url=pg_own.url, mqtt_url=broker.url, topic_prefix=topic_prefix,
                    spool_dir=tmp_path / "spool", batch_max_ms=50, device_rate_limit=1e5)
     with psycopg.connect(pg_own.url, autocommit=True) as conn:
@@ -193,7 +200,7 @@ def test_collector_restarted_during_database_outage(pg_own, broker, topic_prefix
     starter = threading.Thread(target=second.start, daemon=True)
     starter.start()  # waits for the database before it takes messages
     try:
-        time.sleep(3)
+        assert wait_until(lambda: caplog.text.count("event=db_unreachable") >= 2, 30)
         assert starter.is_alive(), "start() should wait for the database"
         pg_own.start()
         starter.join(30)

@@ -9,6 +9,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 
+from tests.support import wait_for
 from twin import build_city
 
 SEG = "N3.00>N3.02"
@@ -23,22 +24,17 @@ def test_worker_process_aggregates_and_stops(twin_db, db_url):
     try:
         minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1)
         # within one pass, or at most the 30 s trailing recompute when a minute turns over
-        deadline = time.monotonic() + 60
-        placed = None
-        while placed is None and time.monotonic() < deadline:  # the worker places it
-            placed = twin_db.conn.execute(
-                "SELECT segment_id FROM citypulse.sensor_placement WHERE sensor = %s",
-                (sid,)).fetchone()
-            time.sleep(0.2)
+        deadline = time.monotonic() + 60  # both waits together
+        placed = wait_for(lambda: twin_db.conn.execute(  # the worker places it
+            "SELECT segment_id FROM citypulse.sensor_placement WHERE sensor = %s",
+            (sid,)).fetchone(), deadline - time.monotonic(), every=0.2)
         assert placed == (SEG,)
         twin_db.readings([(minute + timedelta(seconds=5), sid,
                            {"vehicle_count": 7, "speed_kmh": 33, "occupancy_pct": 9})])
-        row = None
-        while row is None and time.monotonic() < deadline:
-            row = twin_db.conn.execute(
-                "SELECT flow_veh_h, speed_kmh FROM citypulse.twin_segment_1m "
-                "WHERE segment_id = %s AND bucket = %s", (SEG, minute)).fetchone()
-            time.sleep(0.2)
+        row = wait_for(lambda: twin_db.conn.execute(
+            "SELECT flow_veh_h, speed_kmh FROM citypulse.twin_segment_1m "
+            "WHERE segment_id = %s AND bucket = %s", (SEG, minute)).fetchone(),
+            deadline - time.monotonic(), every=0.2)
         assert row == (420.0, 33.0)
     finally:
         proc.send_signal(signal.SIGTERM)
