@@ -37,6 +37,7 @@ from citypulse.settings import Settings
 from citypulse.stack import free_port
 from citypulse.wire import topics as wt
 from ingest import registry
+from tests.support import hold, wait_for, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -122,7 +123,7 @@ class Publisher:
                     if self.connected.is_set() and not self.resend_all:
                         self._send(key)
                 self._resend_if_reconnected()
-            time.sleep(0.01)
+            self._stop.wait(0.01)  # the load's pace (devices measure on a clock), not a wait
 
     def _resend_if_reconnected(self) -> None:
         if self.resend_all and self.connected.is_set():
@@ -136,20 +137,27 @@ class Publisher:
         """Stop measuring; wait until the broker has acknowledged everything."""
         self._stop.set()
         self._thread.join(10)
-        deadline = time.monotonic() + timeout
-        last_resend = time.monotonic()
-        while time.monotonic() < deadline:
+        last_resend = [time.monotonic()]
+
+        def all_acked() -> bool:
             with self.lock:
                 self._apply_acks()
                 if not self.unacked:
-                    break
+                    return True
                 self._resend_if_reconnected()
-                if time.monotonic() - last_resend > 15 and self.connected.is_set():
+                if time.monotonic() - last_resend[0] > 15 and self.connected.is_set():
                     self.resend_all = True  # acks lost in a reconnect: send again
-                    last_resend = time.monotonic()
-            time.sleep(0.05)
+                    last_resend[0] = time.monotonic()
+                return False
+        wait_for(all_acked, timeout)  # run_case asserts nothing is left unacknowledged
         self.c.disconnect()
         self.c.loop_stop()
+
+    def acked_through(self, n: int) -> bool:
+        """The broker has acknowledged every message before the ``n``-th and more after it."""
+        with self.lock:
+            self._apply_acks()
+            return self.messages > n + MSG_RATE / 10 and all(k >= n for k in self.unacked)
 
     def start(self) -> Publisher:
         """Start producing load."""
@@ -180,6 +188,7 @@ class Stack:
     client_id: str = field(default_factory=lambda: "fc-" + uuid.uuid4().hex[:6])
     share: str | None = None
     proc: subprocess.Popen | None = None
+    pub: Publisher | None = None  # the case's load, for faults that wait on it
     metrics_port: int = 0
     starts: int = 0
     t_back: float = 0.0  # set by a fault when the failed part is running again
@@ -218,20 +227,38 @@ class Stack:
             self.wait_connected()
 
     def wait_connected(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        """Until the collector is connected and subscribed (its gauge is set on SUBACK)."""
+        def ready() -> bool:
             assert self.proc.poll() is None, self.log_tail()
             with contextlib.suppress(OSError):
-                if self.metrics().get("citypulse_ingest_mqtt_connected") == 1:
-                    time.sleep(0.5)  # subscriptions settle
-                    return
-            time.sleep(0.2)
-        raise AssertionError("collector did not connect:\n" + self.log_tail())
+                return self.metrics().get("citypulse_ingest_mqtt_connected") == 1
+            return False
+        if not wait_for(ready, timeout, every=0.2):
+            raise AssertionError("collector did not connect:\n" + self.log_tail())
+
+    def wait_disconnected(self, timeout: float = 30.0) -> None:
+        """Until the collector reports its broker connection lost."""
+        def lost() -> bool:
+            with contextlib.suppress(OSError):
+                return self.metrics().get("citypulse_ingest_mqtt_connected") == 0
+            return False
+        assert wait_for(lost, timeout, every=0.1), "collector did not notice:\n" + self.log_tail()
 
     def metrics(self) -> dict[str, float]:
         m = scrape(self.metrics_port)
         self._last = m
         return m
+
+    def spooled(self) -> bool:
+        """The collector has readings in its on-disk spool."""
+        with contextlib.suppress(OSError):
+            return self.metrics().get("citypulse_ingest_spool_bytes", 0) > 0
+        return False
+
+    def logged(self, text: str) -> bool:
+        """The current collector's log has ``text``."""
+        return text in (self.tmp / f"collector-{self.client_id}-{self.starts - 1}.log").read_text(
+            errors="replace")
 
     def log_tail(self) -> str:
         logs = sorted(self.tmp.glob("collector-*.log"))
@@ -279,14 +306,17 @@ class Stack:
                 "JOIN citypulse.sensors s ON s.id = r.sensor WHERE s.sensor_id LIKE %s",
                 (self.prefix + "-%",)).fetchone()
 
+    def stored(self) -> int:
+        """Distinct readings stored (0 while the database is away)."""
+        with contextlib.suppress(psycopg.OperationalError):
+            return self.counts()[1]
+        return 0
+
     def wait_stored(self, target: int, timeout: float = 120.0) -> float:
         """Seconds until ``target`` distinct readings are stored (inf on timeout)."""
         t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout:
-            with contextlib.suppress(psycopg.OperationalError):
-                if self.counts()[1] >= target:
-                    return time.monotonic() - t0
-            time.sleep(0.25)
+        if wait_for(lambda: self.stored() >= target, timeout, every=0.25):
+            return time.monotonic() - t0
         return float("inf")
 
 
@@ -301,20 +331,27 @@ def stack(pg_own, broker_own, tmp_path):
 
 def run_case(name: str, stack: Stack, fault, warmup: float = 3.0, after: float = 4.0,
              extra: dict | None = None, before=None, drain_timeout: float = 120.0) -> dict:
-    """Load -> fault (returns when the failed part is back) -> load -> drain -> account."""
+    """Load -> fault (returns when the failed part is back) -> load -> drain -> account.
+
+    ``warmup`` and ``after``: seconds' worth of load (readings sent, and before the fault
+    some of them stored) around the fault, waited for as conditions.
+    """
     groups = stack.setup()
     if stack.proc is None:
         stack.start_collector()
     if before:
         before(stack)
-    pub = Publisher(stack.mq.port, stack.prefix, groups, MSG_RATE).start()
-    time.sleep(warmup)
+    pub = stack.pub = Publisher(stack.mq.port, stack.prefix, groups, MSG_RATE).start()
+    per_s = MSG_RATE * PER_GATEWAY  # readings per second of load
+    wait_until(lambda: pub.readings >= warmup * per_s and stack.stored() > 0, 120,
+               "the load to flow end to end before the fault", every=0.25)
     fault(stack)
     now = time.monotonic()
     back = stack.t_back or now  # when the failed part was running again
     sent_at_clear = pub.readings
     recovery = now - back + stack.wait_stored(sent_at_clear, timeout=120)
-    time.sleep(after)
+    wait_until(lambda: pub.readings >= sent_at_clear + after * per_s, 120,
+               "the load to go on after the fault", every=0.1)
     pub.stop()
     stored_wait = stack.wait_stored(pub.readings, timeout=drain_timeout)
     rows, distinct = stack.counts()
@@ -342,7 +379,10 @@ def run_case(name: str, stack: Stack, fault, warmup: float = 3.0, after: float =
 def test_broker_restart(stack):
     def fault(s: Stack) -> None:
         s.mq.stop()   # SIGTERM: the broker saves its sessions and queued messages
-        time.sleep(3)
+        m0 = s.pub.messages
+        s.wait_disconnected()
+        wait_until(lambda: not s.pub.connected.is_set() and s.pub.messages > m0 + MSG_RATE,
+                   30, "both ends to notice and a second of load to wait at the devices")
         s.mq.start()  # same port, same persistence file
         s.t_back = time.monotonic()
     run_case("broker_restart", stack, fault)
@@ -351,7 +391,7 @@ def test_broker_restart(stack):
 def test_database_outage_30s(stack):
     def fault(s: Stack) -> None:
         s.pg.stop()
-        time.sleep(30)
+        hold(30, "the database outage under test lasts 30 s")
         s.start_pg()
     r = run_case("database_outage_30s", stack, fault)
     assert r["sent"] >= 30 * MSG_RATE * PER_GATEWAY  # the load really ran through the outage
@@ -360,7 +400,9 @@ def test_database_outage_30s(stack):
 def test_collector_sigkill(stack):
     def fault(s: Stack) -> None:
         s.kill_collector()
-        time.sleep(1)
+        m0 = s.pub.messages
+        wait_until(lambda: s.pub.acked_through(m0), 30,
+                   "the broker to take load for the dead collector's session", every=0.02)
         s.start_collector(wait=False)  # same client id: the broker redelivers the unacked
         s.t_back = time.monotonic()
         s.wait_connected()
@@ -370,10 +412,11 @@ def test_collector_sigkill(stack):
 def test_collector_restart_during_database_outage(stack):
     def fault(s: Stack) -> None:
         s.pg.stop()
-        time.sleep(4)        # the collector spools to disk and acks
+        wait_until(s.spooled, 60, "the collector to spool to disk (and ack)", every=0.2)
         s.kill_collector()   # crash with a spool on disk
         s.start_collector(wait=False)  # comes back while the database is still down
-        time.sleep(6)
+        wait_until(lambda: s.logged("event=db_unreachable"), 60,
+                   "the restarted collector to wait for the database", every=0.2)
         s.start_pg()
         s.wait_connected()
     run_case("collector_restart_during_db_outage", stack, fault)
@@ -385,14 +428,17 @@ def test_full_spool_holds_at_broker(stack):
 
     def fault(s: Stack) -> None:
         s.pg.stop()
-        t_end = time.monotonic() + 15
-        while time.monotonic() < t_end:
+        m0 = s.pub.readings
+
+        def held_at_broker() -> bool:  # the spool is full and the broker holds the rest
             with contextlib.suppress(OSError):
                 m = s.metrics()
                 seen["spool_max"] = max(seen["spool_max"], m.get("citypulse_ingest_spool_bytes", 0))
                 seen["queue_max"] = max(seen["queue_max"],
                                         m.get("citypulse_ingest_queue_messages", 0))
-            time.sleep(0.5)
+            # 15 s of load came in while the database was away
+            return s.pub.readings >= m0 + 15 * MSG_RATE * PER_GATEWAY and seen["queue_max"] > 0
+        wait_for(held_at_broker, 120, every=0.5)
         s.start_pg()
     run_case("full_spool", stack, fault, extra=seen)  # seen is filled in during the fault
     assert seen["spool_max"] > 0
