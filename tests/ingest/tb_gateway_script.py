@@ -13,6 +13,8 @@ from tb_gateway_mqtt import TBGatewayMqttClient
 port, plan = int(sys.argv[1]), json.loads(sys.argv[2])
 gw = TBGatewayMqttClient("127.0.0.1", port, username="gateway-token", client_id="tb-gw-test")
 gw.connect()
+# a deadline poll on the condition (this runs in the vendor venv: no tests.support there;
+# the SDK's connect callback is set after its loop starts, so it can miss the CONNACK)
 deadline = time.monotonic() + 20
 while not gw.is_connected() and time.monotonic() < deadline:
     time.sleep(0.05)

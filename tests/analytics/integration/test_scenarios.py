@@ -47,8 +47,9 @@ def test_scenario_raises_exactly_the_expected_alert(rig, db, city_model, name, r
     assert score["false_alerts"] == 0, score
     kinds = {(m["rule"], m["entity"]["kind"]) for m in score["opened"]}
     assert (rule, entity_kind) in kinds, kinds
-    assert score["detect_p95_ms"] < 5000, score
-    assert score["p95_ms"] < goal_ms, score
+    # by the simulated clock: the rules' own delay (wall-clock latency: citypulse bench alerts)
+    assert score["detect_sim_p95_ms"] < 5000, score
+    assert score["sim_p95_ms"] < goal_ms, score
 
 
 # the busiest hours without an incident: a working day's evening peak (traffic) and the

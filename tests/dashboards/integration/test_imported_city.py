@@ -20,6 +20,7 @@ import pytest
 from citypulse.stack import free_port
 from tests.conftest import fresh_database
 from tests.dashboards.integration.test_browser import BG, _pixels, _rendered
+from tests.support import wait_for
 
 TOKEN = "kiosk-imported-city-1"
 
@@ -51,17 +52,15 @@ def helsinki_dashboard(pg, tmp_path):
                              "127.0.0.1", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
-    import time
 
-    deadline = time.monotonic() + 60
-    while True:
+    def serving() -> bool:
         try:
             urllib.request.urlopen(base + "/login", timeout=2)
-            break
+            return True
         except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(proc.stderr.read().decode()[-2000:]) from None
-            time.sleep(0.2)
+            return proc.poll() is not None  # died: stop waiting
+    if not wait_for(serving, 60, every=0.2) or proc.poll() is not None:
+        raise AssertionError(proc.stderr.read().decode()[-2000:])
     yield base, city
     proc.terminate()
     proc.wait(30)

@@ -9,13 +9,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from citypulse import apikeys
 from tests.dashboards.integration.conftest import USERS, base_env, users_file
+from tests.support import wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
 PAGES = {"/wall", "/emergency", "/traffic", "/ingest", "/maintenance", "/replay"}
@@ -152,9 +152,7 @@ def test_sigterm_stops_the_server_gracefully(dash_db, tmp_path):
                             stderr=subprocess.STDOUT, text=True)
     try:
         wait_port(port, timeout=90)
-        deadline = time.monotonic() + 60
-        while len(_children(proc.pid)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_for(lambda: len(_children(proc.pid)) >= 2, 60, every=0.1)
         assert len(_children(proc.pid)) == 2  # CITYPULSE_WEB_WORKERS from the settings
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)

@@ -13,7 +13,7 @@ from device_sim.deploy import write
 from device_sim.mqtt import Publisher
 from device_sim.replay import replay
 from device_sim.run import RunConfig, run
-from tests.support import wait_for
+from tests.support import hold, stays_false, wait_for
 
 
 class Subscriber:
@@ -32,7 +32,10 @@ class Subscriber:
 
     def settle(self, expect: int, timeout: float = 15) -> list[tuple[str, bytes]]:
         wait_for(lambda: len(self.got) >= expect, timeout)
-        time.sleep(0.3)  # a quiet moment: nothing more than expected arrives
+        def quiet() -> bool:  # 0.3 s in which nothing more arrives
+            n = len(self.got)
+            return stays_false(lambda: len(self.got) != n, within=0.3)
+        wait_for(quiet, timeout)
         return list(self.got)
 
     def close(self) -> None:
@@ -143,7 +146,7 @@ def test_run_survives_a_broker_restart(broker_own, dep_file):
     def chaos():  # the outage starts once the run publishes, whatever its start-up took
         wait_for(lambda: any(r > 0 for _, r in seen), 120)
         broker_own.kill()
-        time.sleep(1.0)  # the outage's length
+        hold(1.0, "the broker outage under test lasts 1 s")
         broker_own.start()
 
     threading.Thread(target=chaos, daemon=True).start()

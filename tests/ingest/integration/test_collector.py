@@ -7,6 +7,7 @@ import pytest
 from citypulse.wire import payload as wp
 from citypulse.wire import topics as wt
 from tests.ingest.conftest import Publisher, register, wait_until
+from tests.support import hold
 
 
 @pytest.fixture
@@ -110,7 +111,7 @@ def test_rate_limit_dead_letters_flooder_only(cfg, broker, start_collector):
         pub.publish(wt.telemetry("loud", p), {"ts": now + i, "seq": i, "values": {"laeq_db": 60}})
     for i in range(5):
         pub.publish(wt.telemetry("calm", p), {"ts": now + i, "seq": i, "values": {"laeq_db": 40}})
-        time.sleep(0.12)
+        hold(0.12, "calm sends at ~8/s, under the 10/s limit under test")
     pub.close(sent=205)
     assert c.wait_idle(15)
     got = dict(_rows(cfg.database_url, "SELECT s.sensor_id, count(*) FROM citypulse.raw r JOIN citypulse.sensors s ON s.id = r.sensor GROUP BY 1"))

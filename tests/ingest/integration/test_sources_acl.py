@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import time
 import uuid
 
 import pytest
@@ -12,6 +11,7 @@ from citypulse.stack import PrivateMosquitto
 from ingest import sources
 from ingest.credentials import CredentialsError, SourceAccount, write_credentials
 from tests.production.integration.test_broker_acl import Client
+from tests.support import wait_for
 
 
 def test_source_accounts_publish_only_their_topics(tmp_path):
@@ -49,9 +49,7 @@ def test_source_accounts_publish_only_their_topics(tmp_path):
         c = Client(mq.port, "gw-north", pw["gw-north"])
         assert c.wait_connect()
         c.publish("v1/gateway/attributes", marker.encode())
-        deadline = time.monotonic() + 5
-        while marker.encode() not in [p for _, p in col.messages] and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: marker.encode() in [p for _, p in col.messages], 5, every=0.02)
         c.close()
         got = {p.decode() for _, p in col.messages} - {marker}
         col.close()

@@ -26,6 +26,7 @@ import pytest
 from citypulse.stack import PrivateMosquitto, free_port
 from ingest import registry
 from ingest.credentials import make_self_signed, verify_password, write_credentials
+from tests.support import wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
 PREFIX = "city"
@@ -65,14 +66,9 @@ class Client:
         self.subscribed.set()
 
     def wait_connect(self, timeout: float = 5.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.connected.is_set():
-                return True
-            if self.done.is_set():
-                return False
-            time.sleep(0.02)
-        return False
+        """True once connected; False when refused (or no answer within ``timeout``)."""
+        wait_for(lambda: self.connected.is_set() or self.done.is_set(), timeout, every=0.02)
+        return self.connected.is_set()
 
     def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
         self.c.publish(topic, payload, qos=qos).wait_for_publish(5)
@@ -128,9 +124,7 @@ def _marker_roundtrip(mq, pw, col: Client) -> None:
     assert s.wait_connect()
     marker = uuid.uuid4().hex.encode()
     s.publish(f"{PREFIX}/v1/telemetry/s-direct-2", marker)
-    deadline = time.monotonic() + 5
-    while marker not in [p for _, p in col.messages] and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: marker in [p for _, p in col.messages], 5, every=0.02)
     s.close()
     assert marker in [p for _, p in col.messages]
 
@@ -298,24 +292,19 @@ def test_end_to_end_tls_collector_with_credentials(tmp_path, creds, db_url):
                                  "collectors", "--metrics-port", str(metrics)],
                                 env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    body = urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics",
-                                                  timeout=2).read().decode()
-                    if "citypulse_ingest_mqtt_connected 1.0" in body:
-                        break
-                except OSError:
-                    pass
+            def subscribed() -> bool:  # the gauge is set on the SUBACK
                 assert proc.poll() is None, (tmp_path / "collector.log").read_text()[-2000:]
-                time.sleep(0.2)
-            else:
+                try:
+                    return "citypulse_ingest_mqtt_connected 1.0" in urllib.request.urlopen(
+                        f"http://127.0.0.1:{metrics}/metrics", timeout=2).read().decode()
+                except OSError:
+                    return False
+            if not wait_for(subscribed, 30, every=0.2):
                 raise AssertionError((tmp_path / "collector.log").read_text()[-2000:])
-            time.sleep(0.5)
             now = int(time.time() * 1000)
 
             def reading(seq: int) -> bytes:
-                return json.dumps({"ts": now, "seq": seq,
+                return json.dumps({"ts": now + seq, "seq": seq,
                                    "values": {"vehicle_count": 7, "speed_kmh": 40.0}}).encode()
             s1 = Client(tls_port, "s-direct-1", pw["s-direct-1"], tls_ca=certs["ca"])
             gw = Client(tls_port, "gw-1", pw["gw-1"], tls_ca=certs["ca"])
@@ -326,19 +315,21 @@ def test_end_to_end_tls_collector_with_credentials(tmp_path, creds, db_url):
                        json.dumps({"s-behind-1": [json.loads(reading(2))]}).encode())
             gw.publish(f"{PREFIX}/v1/gateway/gw-2/telemetry",                  # spoof
                        json.dumps({"s-behind-3": [json.loads(reading(77))]}).encode())
+            # allowed markers last: once stored, anything each client sent before was routed
+            # (and committed by the one collector, in arrival order)
+            s1.publish(f"{PREFIX}/v1/telemetry/s-direct-1", reading(3))
+            gw.publish(f"{PREFIX}/v1/gateway/gw-1/telemetry",
+                       json.dumps({"s-behind-1": [json.loads(reading(4))]}).encode())
             s1.close()
             gw.close()
             q = ("SELECT s.sensor_id, r.seq FROM citypulse.raw r JOIN citypulse.sensors s "
                  "ON s.id = r.sensor ORDER BY 1")
             with psycopg.connect(db_url, autocommit=True) as conn:
-                rows = []
-                deadline = time.monotonic() + 20
-                while time.monotonic() < deadline and len(rows) < 2:
-                    rows = conn.execute(q).fetchall()
-                    time.sleep(0.2)
-                time.sleep(1.0)  # a spoof, had it passed, would have landed by now
-                rows = conn.execute(q).fetchall()
-            assert rows == [("s-behind-1", 2), ("s-direct-1", 1)]
+                wait_for(lambda: {("s-behind-1", 4), ("s-direct-1", 3)}
+                         <= set(conn.execute(q).fetchall()), 20, every=0.2)
+                rows = conn.execute(q + ", 2").fetchall()
+            assert rows == [("s-behind-1", 2), ("s-behind-1", 4), ("s-direct-1", 1),
+                            ("s-direct-1", 3)]
         finally:
             proc.terminate()
             proc.wait(30)

@@ -12,10 +12,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.support import wait_until
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -50,12 +51,7 @@ def _descendants(root: int) -> set[int]:
 
 
 def _wait(cond, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    wait_until(cond, timeout, what, every=0.2)
 
 
 @pytest.mark.parametrize("how", ["group-sigterm", "child-sigint", "group-sigint-while-starting"])
