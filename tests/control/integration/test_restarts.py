@@ -99,3 +99,22 @@ def test_worker_killed_mid_fanout_resumes_without_duplicates(db, ctl_settings, f
     status = db.execute("SELECT status FROM citypulse.command_fleets WHERE id = %s",
                         (out["fleet_id"],)).fetchone()[0]
     assert status == "done"
+
+
+def test_worker_started_before_the_database_waits_for_it(pg_own, ctl_settings, tmp_path):
+    from tests.conftest import fresh_database
+
+    s = ctl_settings.model_copy(update={"database_url": fresh_database(pg_own)})
+    pg_own.stop()  # the worker starts first
+    log = tmp_path / "worker.log"
+    proc = _worker_proc(s, log)
+    try:
+        wait_for(lambda: log.read_text().count("commands: database not reachable") >= 2, 60,
+                 "the worker to log its database connection retries")
+        assert proc.poll() is None, log.read_text()  # retrying, not dead
+        pg_own.start()
+        wait_for(lambda: "commands worker running" in log.read_text(), 60,
+                 "the worker to start once the database is up")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, log.read_text()
