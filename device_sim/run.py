@@ -63,6 +63,7 @@ class RunConfig:
     dialect: str = "native"  # or thingsboard | chirpstack | ttn | http (device_sim.dialects)
     http_url: str | None = None  # http dialect: the dashboards' base URL
     api_key: str | None = None  # http dialect: a key with scope ingest:http
+    actuators: Path | None = None  # actuators file: their reported states change readings
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from device_sim import deploy as deploy_mod
 from device_sim import dialects
 from device_sim import scenario as scenario_mod
 from device_sim.behaviour import Fleet, due, readings
+from device_sim.effects import ActuatorWatch, Effects, World, read_actuators
 from device_sim.encode import encode_batch
 from device_sim.mqtt import Publisher, Recorder
 
@@ -88,6 +89,12 @@ def worker(cfg: RunConfig, wid: int, nworkers: int, counters: Any, stop: Any,
     if cfg.scenario is not None:
         scen = scenario_mod.load(cfg.scenario).resolve(
             dep, start=datetime.fromtimestamp(sim_start, UTC), seed=cfg.seed)
+    effects, watch = None, None
+    if cfg.actuators is not None:  # the actuators' effects show in the readings
+        effects = Effects(read_actuators(cfg.actuators))
+        watch = ActuatorWatch(cfg.mqtt_url, cfg.prefix, effects.watched(),
+                              f"citypulse-sim-{cfg.run_id}-{wid}-fx", ca_file=cfg.ca_file)
+    world = scen if effects is None else World(scen, effects)
     rec = None
     if cfg.record is not None:
         rec = Recorder(Path(f"{cfg.record}.part{wid}"), worker=wid)
@@ -145,8 +152,11 @@ def worker(cfg: RunConfig, wid: int, nworkers: int, counters: Any, stop: Any,
             last = stop.is_set() or (sim_end is not None and b >= sim_end) or \
                 os.getppid() != parent
             if b > a:
-                idx, k, t = due(fleet, a, b, scen)
-                batch = readings(fleet, idx, k, t, scenario=scen, faults=cfg.faults)
+                if watch is not None:  # reports stamped with the simulated time they came
+                    for dev, state, wall in watch.take():
+                        effects.observe(dev, state, sim_start + (wall - wall0) * cfg.speedup)
+                idx, k, t = due(fleet, a, b, world)
+                batch = readings(fleet, idx, k, t, scenario=world, faults=cfg.faults)
                 offered += len(idx)
                 for topic, payload, nr in dialects.translate(
                         cfg.dialect, encode_batch(fleet, batch, cfg.prefix, cfg.gateway),
@@ -175,6 +185,8 @@ def worker(cfg: RunConfig, wid: int, nworkers: int, counters: Any, stop: Any,
                 pub.pump(min(sleep, 0.05))
                 sleep = cfg.tick - (time.monotonic() - now)
     finally:
+        if watch is not None:
+            watch.close()
         for d in own.values():
             d.recorder = None
             d.close()
