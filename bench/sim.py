@@ -21,8 +21,8 @@ import numpy as np
 
 from device_sim.behaviour import Fleet, due, readings
 from device_sim.deploy import deploy
+from device_sim.encode import encode_batch
 from device_sim.mqtt import Publisher
-from device_sim.run import encode_batch
 
 
 def _payloads(sensors: int, per_message: int, prefix: str) -> tuple[list, float, float]:

@@ -15,7 +15,10 @@ devices that fail every command).  Out: a running :class:`ActuatorSim` that
 - publishes each device's telemetry (pump: running, flow, sump level falling while it
   pumps; sign: showing; signal: plan, cycle; siren: sounding) at its shadow's interval;
 - exposes :meth:`effects`: the zones whose drains the running pumps lower (metres per
-  hour) and the segments whose speed a signal plan changes (factor), for the scenario.
+  hour) and the segments whose speed a signal plan changes (factor); a run's sensors
+  show them (:mod:`device_sim.effects`, following this telemetry on the broker);
+- a fault profile drops a share of commands on arrival (``drop_share`` for every device,
+  ``drops`` per device): never answered, never executed, counted in ``dropped``.
 
 Any device following the contract works with citypulse; this is one of them.
 """
@@ -33,16 +36,15 @@ from typing import Any
 
 import orjson
 
-from citypulse.actuators import ACTUATORS
+from citypulse.catalogue import ACTUATORS  # (citypulse.actuators first is a cycle)
 from citypulse.wire import topics
 from citypulse.wire.session import Session
+from device_sim.effects import plan_speed, pump_fall_m_h
 
 log = logging.getLogger(__name__)
 
 PLANS = {1: 90, 2: 120, 3: 150, 4: 60, 9: 0}   # installed timing plans -> cycle (s)
-PLAN_SPEED = {1: 1.0, 2: 1.15, 3: 1.3, 4: 0.8, 9: 0.2}  # segment speed factor under a plan
 SUMP_AREA_M2 = 40.0
-DRAIN_DROP_PER_M3 = 0.0005  # m/h drain level fall in the zone per m3/h pumped
 
 
 @dataclass
@@ -68,7 +70,8 @@ class ActuatorSim:
 
     def __init__(self, url: str, prefix: str, devices: list[tuple[str, str]] | list[dict], *,
                  client_id: str | None = None, delay_s: tuple[float, float] = (0.3, 1.2),
-                 drop_share: float = 0.0, faulty: set[str] | None = None, seed: int = 0,
+                 drop_share: float = 0.0, drops: dict[str, float] | None = None,
+                 faulty: set[str] | None = None, seed: int = 0,
                  sump_level_m: float = 1.5, inflow_m3_h: float = 150.0,
                  telemetry: bool = True, ca_file: Path | None = None) -> None:
         self.prefix = prefix
@@ -81,6 +84,7 @@ class ActuatorSim:
             self.devices[dev.device_id] = dev
         self.delay_s = delay_s
         self.drop_share = drop_share
+        self.drops = dict(drops or {})  # fault profile per device: share of commands lost
         self.faulty = set(faulty or ())
         self.rng = random.Random(seed)
         self.inflow_m3_h = inflow_m3_h
@@ -134,7 +138,8 @@ class ActuatorSim:
             if body.get("expires") and time.time() * 1000 > float(body["expires"]):
                 self.ignored_expired += 1
                 return
-            if self.drop_share and self.rng.random() < self.drop_share:
+            share = self.drops.get(dev.device_id, self.drop_share)
+            if share and self.rng.random() < share:
                 self.dropped += 1  # fault profile: lost on the device
                 return
             dev.pending.add(cid)
@@ -250,10 +255,9 @@ class ActuatorSim:
         with self.lock:
             for d in self.devices.values():
                 if d.kind == "pump" and d.zone_id and d.state["running"]:
-                    fall[d.zone_id] = fall.get(d.zone_id, 0.0) + (
-                        d.state["flow_m3_h"] * DRAIN_DROP_PER_M3)
+                    fall[d.zone_id] = fall.get(d.zone_id, 0.0) + pump_fall_m_h(d.state)
                 elif d.kind == "signal" and d.segment_id and d.state["plan"] != 1:
-                    speed[d.segment_id] = PLAN_SPEED.get(int(d.state["plan"]), 1.0)
+                    speed[d.segment_id] = plan_speed(d.state)
         return {"drain_fall_m_h": fall, "speed_factor": speed}
 
     def executions(self) -> dict[str, int]:

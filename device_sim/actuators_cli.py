@@ -65,11 +65,41 @@ def deploy_actuators(city: Any = None, seed: int = 0, pumps_per_zone: int = 2,
 
 
 def write_registry_csv(frame: pl.DataFrame, path: Path) -> Path:
-    """The deployment as a registry file (``citypulse registry load`` reads it)."""
+    """The deployment as a registry file (``citypulse registry load`` reads it).
+
+    Written whole or not at all (a temporary file renamed), so that ``sim run`` reading it
+    at the same time sees one or the other.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
     frame.rename({"device_id": "sensor_id"}).with_columns(
-        pl.lit("").alias("gateway_id")).write_csv(path)
+        pl.lit("").alias("gateway_id")).write_csv(tmp)
+    tmp.replace(path)
     return path
+
+
+def ensure_actuators_file(data_dir: Path, seed: int = 0, pumps_per_zone: int = 2) -> Path:
+    """``data_dir/actuators.csv`` (the registry file of the default deployment), made if absent."""
+    path = data_dir / "actuators.csv"
+    if not path.exists():
+        write_registry_csv(deploy_actuators(seed=seed, pumps_per_zone=pumps_per_zone), path)
+    return path
+
+
+def parse_drops(items: list[str]) -> dict[str, float]:
+    """``["pmp-000001=0.5", ...]`` -> ``{"pmp-000001": 0.5}``; a bad item says how to write it."""
+    out: dict[str, float] = {}
+    for item in items:
+        dev, _, share = item.partition("=")
+        try:
+            value = float(share)
+        except ValueError:
+            value = -1.0
+        if not dev or not 0 <= value <= 1:
+            raise typer.BadParameter(f"--drop {item!r}: write DEVICE=SHARE, a share in 0..1, "
+                                     "e.g. --drop pmp-000001=0.5")
+        out[dev] = value
+    return out
 
 
 def actuators(
@@ -77,11 +107,14 @@ def actuators(
     seed: int = typer.Option(0),
     register: bool = typer.Option(True, help="load them into the registry first"),
     drop_share: float = typer.Option(0.0, help="fault profile: share of commands lost"),
+    drop: list[str] = typer.Option([], help="fault profile of one device: DEVICE=SHARE of "
+                                            "its commands lost (repeatable)"),
     delay_min: float = typer.Option(0.3), delay_max: float = typer.Option(1.2),
 ) -> None:
     """Run simulated actuators (pumps, signs, signals, sirens) that obey commands."""
     from device_sim.actuators import ActuatorSim
 
+    drops = parse_drops(drop)
     settings = load_settings()
     frame = deploy_actuators(seed=seed, pumps_per_zone=pumps_per_zone)
     if register:
@@ -94,7 +127,7 @@ def actuators(
             time.sleep(2)
     sim = ActuatorSim(settings.mqtt_url, settings.topic_prefix, frame.to_dicts(),
                       client_id=f"sim-actuators-{settings.topic_prefix}",
-                      delay_s=(delay_min, delay_max), drop_share=drop_share, seed=seed,
+                      delay_s=(delay_min, delay_max), drop_share=drop_share, drops=drops, seed=seed,
                       ca_file=settings.mqtt_ca_file)
     print(json.dumps({"actuators": frame.height,
                       "by_kind": dict(frame.group_by("kind").len().iter_rows())}), flush=True)

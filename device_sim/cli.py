@@ -109,6 +109,8 @@ def sim_run(
                                                "ttn | http (collectors need CITYPULSE_SOURCES)."),
     http_url: str = typer.Option(None, help="--dialect http: the dashboards' base URL."),
     api_key: str = typer.Option(None, help="--dialect http: an API key with scope ingest:http."),
+    actuators: Path = typer.Option(None, help="Actuators file (`sim actuators` writes it): "
+                                              "their reported states change the readings."),
 ) -> None:
     """Publish the deployment's readings over MQTT; ends with offered vs achieved rates."""
     from dataclasses import replace
@@ -127,6 +129,10 @@ def sim_run(
         deployment = _ensure_demo_deployment(settings)
         scenario = scenario or DEMO_SCENARIO
         faults = "default"
+        if actuators is None:  # the demo's actuators (`sim actuators` with its defaults)
+            from device_sim.actuators_cli import ensure_actuators_file
+
+            actuators = ensure_actuators_file(Path(settings.data_dir))
     if deployment is None:
         raise typer.BadParameter("give --deployment (or --demo)")
     start_ts = None
@@ -148,7 +154,7 @@ def sim_run(
                     scenario=resolve_scenario(scenario), record=record, qos=qos,
                     gateway=gateway, processes=processes, tick=tick, faults=f,
                     max_inflight=max_inflight, ca_file=settings.mqtt_ca_file,
-                    dialect=dialect, http_url=http_url, api_key=api_key)
+                    dialect=dialect, http_url=http_url, api_key=api_key, actuators=actuators)
     summary = run(cfg, progress=None if as_json else _progress_printer(duration))
     print(json.dumps(summary.as_dict(), indent=None if as_json else 2))
 

@@ -1,6 +1,6 @@
 """Simulator dialects: the same readings as ThingsBoard gateways, ChirpStack, TTN or HTTP push.
 
-In: the wire-contract messages :func:`device_sim.run.encode_batch` builds (topic, payload,
+In: the wire-contract messages :func:`device_sim.encode.encode_batch` builds (topic, payload,
 readings) and a dialect name.  Out: the messages a foreign ecosystem would send for them
 (:func:`translate`), so stress tests and scenarios run through every source adapter; the
 ``http`` dialect's bodies are POSTed by :class:`HttpPublisher` instead of going to the broker.

@@ -8,7 +8,7 @@ import pytest
 
 from device_sim.behaviour import Faults, due, readings
 from device_sim.dialects import HTTP_TOPIC, translate
-from device_sim.run import encode_batch
+from device_sim.encode import encode_batch
 from ingest import sources
 from ingest.sources import mapping as mp
 from tests.device_sim.test_encode import decode_all

@@ -7,7 +7,8 @@ import numpy as np
 from citypulse.catalogue import KINDS
 from citypulse.wire import payload, topics
 from device_sim.behaviour import KIND_NAMES, Faults, due, readings
-from device_sim.run import encode_batch, partition
+from device_sim.encode import encode_batch
+from device_sim.worker import partition
 
 T0 = datetime.fromisoformat("2026-11-23T08:00:00+08:00").timestamp()
 
@@ -74,7 +75,7 @@ def test_partition_keeps_gateways_together(fleet):
 
 
 def test_fast_encoder_sends_what_the_reference_sends(fleet):
-    from device_sim.run import encode_batch_reference
+    from device_sim.encode import encode_batch_reference
 
     idx, k, t = due(fleet, T0, T0 + 120)
     batch = readings(fleet, idx, k, t, faults=Faults(bad=0.02))
