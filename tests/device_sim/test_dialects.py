@@ -49,8 +49,8 @@ def test_garbled_payloads_reach_the_adapter_as_malformed(fleet):
     batch = readings(fleet, idx, k, t, faults=Faults(bad=0.5))
     native = encode_batch(fleet, batch, "city", False)
     msgs = translate("chirpstack", native, "city")
-    src = sources.get("chirpstack")
+    src, m = sources.get("chirpstack"), mp.load("chirpstack")
     reasons = set()
     for topic, data, _n in msgs:
-        reasons |= {r.reason for r in src.decode(topic, data, 0, mp.load("chirpstack"), 1 << 20).rejected}
+        reasons |= {r.reason for r in src.decode(topic, data, 0, m, 1 << 20).rejected}
     assert "malformed" in reasons
