@@ -75,6 +75,11 @@ def test_helsinki_zones_tile_without_overlap_and_keep_water(helsinki):
     assert {"commercial", "residential", "green"} <= set(city.zones["zone_type"])
     assert len(city.lake) >= 1 and city.lake["area_m2"].sum() > 1000
     assert (city.zones["density_limit_per_1000m2"] > 0).sum() > 0.9 * len(city.zones)
+    # place=* areas are zones too: the squares of the extract are plazas, by their OSM name
+    places = city.zones[city.zones["zone_id"].str.startswith("Z-place:")]
+    assert {"Senaatintori", "Rautatientori"} <= set(places.loc[places["zone_type"] == "plaza",
+                                                               "name"])
+    assert "place=* polygons" in report["layers"]["zones"]
     # small land-use patches are reported, not silently lost
     assert report["dropped_total"] > 0
     assert all({"layer", "feature", "reason"} <= set(d) for d in report["dropped"])
