@@ -169,8 +169,15 @@ class City:
         return self.nearest_segments([lon], [lat], max_m)[0][0]
 
     def shortest_path(self, a: str, b: str, weight: str = "travel_time_s") -> list[str]:
-        """Node ids of the fastest (or ``weight='length_m'``: shortest) path from a to b."""
-        return nx.shortest_path(self.graph, a, b, weight=weight)
+        """Node ids of the fastest (or ``weight='length_m'``: shortest) path from a to b.
+
+        An imported extract is cut at its edge, so some nodes cannot reach others (one-way
+        streets leaving the extract): with no path from a to b the path is ``[a]``.
+        """
+        try:
+            return nx.shortest_path(self.graph, a, b, weight=weight)
+        except nx.NetworkXNoPath:
+            return [a]
 
     def path_segments(self, a: str, b: str, weight: str = "travel_time_s") -> list[str]:
         """Segment ids along :meth:`shortest_path` from a to b."""
