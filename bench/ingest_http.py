@@ -4,7 +4,7 @@ In: the benchmark's spec, a migrated database with the sensors registered, the s
 and a scratch directory.  Out: the same figures as the MQTT dialects (see
 :mod:`bench.ingest`), measured through the production web server (``citypulse dashboard``,
 gunicorn) with HTTP push enabled and an API key of scope ``ingest:http``: bodies in the
-gateway shape (``per_message`` readings each), sent by ``spec.workers`` x 4 client threads
+gateway shape (``per_message`` readings each), sent by ``spec.workers`` x 8 client threads
 on keep-alive connections, paced to ``spec.rate``.  A 202 comes only after the commit, so
 the latency percentiles are request -> committed.
 """
@@ -118,7 +118,7 @@ def bench_http(spec, db_url: str, prefix: str, ids: list[str], tmpd: Path, say) 
         say(f"posting {spec.rate:g} readings/s for {spec.duration:g}s "
             f"({spec.per_message}/request)")
         load, lat, failed = run_http_load(base, key, ids, spec.rate, spec.duration,
-                                          spec.per_message, 4 * max(1, spec.workers))
+                                          spec.per_message, 8 * max(1, spec.workers))
         rss = _rss_mb(proc.pid)
     finally:
         proc.terminate()
