@@ -19,7 +19,7 @@ import pytest
 
 from citypulse.stack import free_port
 from tests.ingest.conftest import wait_until
-from tests.production.integration.test_up_stop import _procs
+from tests.production.integration.test_up_stop import kill_leftovers
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -64,9 +64,5 @@ def test_up_runs_the_whole_service_on_an_imported_city(tmp_path, helsinki_pbf):
         up.wait(120)
         assert "citypulse stopped" in logf.read_text()
     finally:
-        if up.poll() is None:
-            os.killpg(up.pid, signal.SIGKILL)
-        for pid, (_p, cmd) in _procs().items():  # never leave a server behind a failed test
-            if str(data) in cmd:
-                os.kill(pid, signal.SIGKILL)
+        kill_leftovers(up, data)
         log.close()
