@@ -54,10 +54,13 @@ def ui_thresholds(rules: RuleSet | None = None) -> dict[str, Any]:
     """Colour bands and limits for the UI, from the rules (default: the configured file).
 
     Returns ``{"congestion_bands": [(lo, hi, "free"|"slow"|"congested"), ...],
-    "density_limits": {"default": x, zone_or_type: x, ...} (persons per 1,000 m2),
+    "density_limits": {"default": x, zone_type: x, ..., zone_id: x} (persons per 1,000 m2:
+    the catalogue's per zone type, the crowd rule's per zone id),
     "density_warn_ratio": r, "density_method": "per_counter"|"zone",
     "severity_colours": {...}, "escalate_after_s": s}``.
     """
+    from citypulse.city.model import ZONE_TYPES, density_limit
+
     if rules is None:
         from citypulse.settings import load_settings
 
@@ -76,7 +79,8 @@ def ui_thresholds(rules: RuleSet | None = None) -> dict[str, Any]:
                                        (r.clear_below, r.index_above, "slow"),
                                        (r.index_above, 1.0, "congested")]
         elif r.type == "crowd":
-            out["density_limits"] = {"default": r.default_limit, **r.limits}
+            out["density_limits"] = {"default": density_limit(None),
+                                     **{t: v[1] for t, v in ZONE_TYPES.items()}, **r.limits}
             out["density_warn_ratio"] = r.clear_ratio
             out["density_method"] = r.density
     return out

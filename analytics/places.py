@@ -62,6 +62,7 @@ class CityModel:
             c = row.geometry.centroid
             self.zones[row.zone_id] = {
                 "zone_type": row.zone_type, "area_m2": float(row.area_m2), "name": row.name,
+                "density_limit": float(row.density_limit_per_1000m2),
                 "lon": c.x, "lat": c.y, "geometry": mapping(row.geometry.simplify(1e-4)),
             }
         self.zone_lookup = city.zones_of

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from citypulse.catalogue import KINDS
 
@@ -204,22 +204,42 @@ class CrowdRule(_Rule):
 
     type: Literal["crowd"]
     target: Literal["zone"] = "zone"
-    default_limit: float = Field(gt=0, description="persons per 1,000 m2 (rules.yaml sets it)")
-    limits: dict[str, float] = Field(default_factory=dict,
-                                     description="per zone id or zone type")
+    default_limit: float | None = Field(
+        None, gt=0, description="persons per 1,000 m2 for a zone the city model does not know "
+        "(default: the catalogue's limit of its type, else of 'mixed')")
+    limits: dict[str, float] = Field(default_factory=dict, description="per zone id only: "
+                                     "the limits per zone type are the catalogue's "
+                                     "(citypulse.city.model.ZONE_TYPES)")
     clear_ratio: float = Field(0.85, gt=0, le=1)
     density: Literal["per_counter", "zone"] = Field(
         "per_counter", description="per_counter: mean over the zone's counters of count / "
         "covered area (props area_m2, else coverage_m2); zone: sum of counts / zone area")
     coverage_m2: float = Field(10_000.0, gt=0, description="area one counter covers")
 
-    def limit_for(self, zone_id: str, zone_type: str | None = None) -> float:
-        """The density limit of a zone (by id, then by type, then the default)."""
+    @field_validator("limits")
+    @classmethod
+    def _by_zone_id(cls, v: dict[str, float]) -> dict[str, float]:
+        from citypulse.city.model import ZONE_TYPES
+
+        typed = sorted(set(v) & set(ZONE_TYPES))
+        if typed:
+            raise ValueError(f"limits by zone type ({', '.join(typed)}) are set once, in the "
+                             "catalogue of zone types (citypulse.city.model.ZONE_TYPES); "
+                             "here name zone ids only")
+        return v
+
+    def limit_for(self, zone_id: str, zone_type: str | None = None,
+                  zone_limit: float | None = None) -> float:
+        """The density limit of a zone: by id here, else the city model's (its type's)."""
+        from citypulse.city.model import ZONE_TYPES, density_limit
+
         if zone_id in self.limits:
             return self.limits[zone_id]
-        if zone_type and zone_type in self.limits:
-            return self.limits[zone_type]
-        return self.default_limit
+        if zone_limit is not None and zone_limit > 0:
+            return zone_limit
+        if self.default_limit is not None and zone_type not in ZONE_TYPES:
+            return self.default_limit
+        return density_limit(zone_type)
 
 
 class FloodRule(_Rule):

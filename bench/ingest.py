@@ -46,7 +46,7 @@ class BenchSpec:
     database_url: str | None = None
     writer_connections: int = 2
     collectors: int = 1
-    dialect: str = "native"  # thingsboard | chirpstack | ttn: the same load through an adapter
+    dialect: str = "native"  # thingsboard | chirpstack | ttn | http: the same load, adapted
 
 
 def scrape(port: int) -> dict[str, list]:
@@ -107,6 +107,10 @@ def run_bench(spec: BenchSpec, progress=None) -> dict:
                 registry.SensorRecord(sid, "traffic", 121.93, 30.9,
                                       gateway_of(i, spec.per_message), "{}")
                 for i, sid in enumerate(ids)])
+        if spec.dialect == "http":
+            from bench.ingest_http import bench_http
+
+            return bench_http(spec, db_url, prefix, ids, tmpd, say)
         env = dict(os.environ, CITYPULSE_DATABASE_URL=db_url, CITYPULSE_MQTT_URL=mqtt_url,
                    CITYPULSE_TOPIC_PREFIX=prefix, CITYPULSE_DEVICE_RATE_LIMIT="1000000",
                    CITYPULSE_SPOOL_DIR=str(tmpd / "spool"),

@@ -14,7 +14,10 @@ array with ``?sensor_id=``; objects carrying ``sensor_id``; the gateway shape) o
   acknowledged, retry (duplicates are dropped by (sensor, time, metric)).
 
 The same adapter, mapping, validation and dead letters as the MQTT sources
-(:class:`~ingest.sources.hub.SourceHub`).  ``install(server, settings)`` adds it.
+(:class:`~ingest.sources.hub.SourceHub`).  Requests share one connection pool (psycopg_pool,
+``application_name`` ``citypulse-http-push``, the ingest role's URL): no connection is opened
+per request, and a connection the database dropped is replaced on the next request.
+``install(server, settings)`` adds it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import time
 import flask
 import psycopg
 from prometheus_client import CollectorRegistry, Counter
+from psycopg_pool import ConnectionPool
 
 from citypulse import schema
 from citypulse.settings import Settings
@@ -39,6 +43,7 @@ log = logging.getLogger(__name__)
 PATH = "/api/v1/ingest"
 SCOPE = "ingest:http"
 TOPIC = "http"  # dead letters' topic: http/<key name>
+APP_NAME = "citypulse-http-push"  # the pool's connections, as pg_stat_activity shows them
 bp = flask.Blueprint("ingest_api", __name__)
 
 
@@ -58,6 +63,24 @@ class Push:
         self._registry_at = 0.0
         self._lock = threading.Lock()
         self.store: schema.Store | None = None
+        self._pool: ConnectionPool | None = None
+
+    @property
+    def pool(self) -> ConnectionPool:
+        """The requests' connection pool, opened on first use (only when push is enabled)."""
+        with self._lock:
+            if self._pool is None:
+                self._pool = ConnectionPool(
+                    self.url, min_size=1, max_size=max(2, min(self.settings.web_threads, 8)),
+                    open=True, timeout=10.0, check=ConnectionPool.check_connection,
+                    kwargs={"autocommit": True, "connect_timeout": 5,
+                            "application_name": APP_NAME}, name="http-push")
+            return self._pool
+
+    def close(self) -> None:
+        """Close the pool (the app is shutting down)."""
+        if self._pool is not None:
+            self._pool.close()
 
     def _snapshot(self, conn: psycopg.Connection, force: bool = False) -> None:
         with self._lock:
@@ -74,7 +97,7 @@ class Push:
         s = self.settings
         now_ms = int(time.time() * 1000)
         window = Window.around(now_ms, s.raw_retention_days, s.max_future_s)
-        with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
+        with self.pool.connection() as conn:
             self._snapshot(conn)
             h = self.hub.handle(self.source, topic, body, now_ms, False, self.registry, window,
                                 content_type=content_type, sensor_id=sensor_id)

@@ -110,13 +110,18 @@ def actuators(
     drop: list[str] = typer.Option([], help="fault profile of one device: DEVICE=SHARE of "
                                             "its commands lost (repeatable)"),
     delay_min: float = typer.Option(0.3), delay_max: float = typer.Option(1.2),
+    city: str = typer.Option("active", help="active (the database's active city, as "
+                             "`citypulse up --city FILE` sets it), dishui, NAME[@VERSION] "
+                             "or a city file."),
 ) -> None:
     """Run simulated actuators (pumps, signs, signals, sirens) that obey commands."""
     from device_sim.actuators import ActuatorSim
+    from device_sim.city import city_from_spec
 
     drops = parse_drops(drop)
     settings = load_settings()
-    frame = deploy_actuators(seed=seed, pumps_per_zone=pumps_per_zone)
+    model = city_from_spec(city, settings.database_url)
+    frame = deploy_actuators(model, seed=seed, pumps_per_zone=pumps_per_zone)
     if register:
         path = write_registry_csv(frame, Path(settings.data_dir) / "actuators.csv")
         for _ in range(30):  # the registry may still be migrating

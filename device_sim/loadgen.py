@@ -60,6 +60,20 @@ def gateway_of(index: int, per_message: int) -> str | None:
     return None if per_message <= 1 else f"gw{index // per_message:06d}"
 
 
+def gateway_doc(chunk: list[str], ts: int, seq: dict[str, int], last_ts: dict[str, int]
+                ) -> dict[str, list[dict]]:
+    """A gateway payload with the next reading of each sensor of ``chunk``.
+
+    Seqs advance; per sensor ts strictly increases, since (sensor, time) is a key.
+    """
+    doc = {}
+    for sid in chunk:
+        t = last_ts[sid] = max(ts, last_ts[sid] + 1)
+        doc[sid] = [{"ts": t, "seq": seq[sid], "values": {"vehicle_count": 7, "speed_kmh": 42.5}}]
+        seq[sid] += 1
+    return doc
+
+
 def _worker(spec: LoadSpec, part: int, out: mp.Queue) -> None:
     groups: list[tuple[str, list[str]]] = []
     k = spec.per_message
@@ -114,12 +128,7 @@ def _worker(spec: LoadSpec, part: int, out: mp.Queue) -> None:
                                "values": {"vehicle_count": 7, "speed_kmh": 42.5}}
                 seq[sid] += 1
             else:
-                doc = {}
-                for sid in chunk:
-                    t = last_ts[sid] = max(ts, last_ts[sid] + 1)
-                    doc[sid] = [{"ts": t, "seq": seq[sid],
-                                 "values": {"vehicle_count": 7, "speed_kmh": 42.5}}]
-                    seq[sid] += 1
+                doc = gateway_doc(chunk, ts, seq, last_ts)
             if spec.dialect == "native":
                 c.publish(topic, orjson.dumps(doc), qos=spec.qos)
                 inflight += 1 if spec.qos else 0

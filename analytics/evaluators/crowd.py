@@ -1,4 +1,8 @@
-"""``crowd``: people density in a zone above its limit (persons per 1,000 m2)."""
+"""``crowd``: people density in a zone above its limit (persons per 1,000 m2).
+
+The limit is the zone's in the city model (from the catalogue of zone types,
+``citypulse.city.model.ZONE_TYPES``), unless the rule names the zone in ``limits``.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,10 @@ def _zone_areas(city) -> pl.DataFrame:
     zones = city.zones
     return pl.DataFrame(
         {"zone_id": list(zones), "zarea": [z["area_m2"] for z in zones.values()],
-         "ztype": [z["zone_type"] for z in zones.values()]},
-        schema={"zone_id": pl.Utf8, "zarea": pl.Float64, "ztype": pl.Utf8})
+         "ztype": [z["zone_type"] for z in zones.values()],
+         "zlimit": [z.get("density_limit") for z in zones.values()]},
+        schema={"zone_id": pl.Utf8, "zarea": pl.Float64, "ztype": pl.Utf8,
+                "zlimit": pl.Float64})
 
 
 @evaluator("crowd")
@@ -42,7 +48,7 @@ def crowd(rule: CrowdRule, cur: pl.DataFrame, now_ms: int, open_keys: set, ctx) 
     ev = Evaluation()
     open_ids = {e for k, e in open_keys if k == "zone"}
     for r in z.iter_rows(named=True):
-        limit = rule.limit_for(r["zone_id"], r["ztype"])
+        limit = rule.limit_for(r["zone_id"], r["ztype"], r["zlimit"])
         if r["density"] >= limit:
             ev.on[("zone", r["zone_id"])] = zone_finding(
                 ctx.city, r["zone_id"], int(r["t"]),

@@ -12,9 +12,10 @@ and the feature (no roads, no CRS, a mapping naming an absent field, an unreadab
     city, report = import_city("helsinki.osm.pbf", name="helsinki")
 
 Roads become directed segments cut at junctions (:mod:`citypulse.city.roads`); zones come
-from district polygons when the file has them, else land use and water polygons, with a
-grid where none are given (:mod:`citypulse.city.zones`); water polygons are kept as the
-``lake`` (water) layer.  Files written by ``citypulse twin export`` re-import as they are
+from polygons: land use, ``place=*`` areas and administrative districts of an OSM extract
+(the smaller wins where they overlap), the zone layer of a GIS file, with a grid where none
+are given (:mod:`citypulse.city.zones`); water polygons are kept as the ``lake`` (water)
+layer.  Files written by ``citypulse twin export`` re-import as they are
 (their segments are already directed).
 """
 
@@ -39,7 +40,7 @@ ROAD_FIELDS = {"class": ("highway", "road_class", "fclass", "class", "type"),
                "oneway": ("oneway",), "name": ("name", "road")}
 ZONE_FIELDS = {"type": ("zone_type", "landuse", "leisure", "place", "type", "fclass"),
                "name": ("name",), "id": ("zone_id", "id", "osm_id")}
-WATER_VALUES = ("water", "lake", "basin", "reservoir", "riverbank", "bay", "pond")
+WATER_VALUES = ("water", "lake", "basin", "reservoir", "riverbank", "bay", "pond", "sea", "ocean")
 _NAME_HINTS = {"roads": ("road", "street", "highway", "segment", "line"),
                "zones": ("zone", "district", "landuse", "area", "neighbourhood", "block"),
                "water": ("water", "lake", "river", "sea")}
@@ -112,18 +113,12 @@ def _read_osm(path: Path, report: dict) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFr
         parts.append(pd.DataFrame({"value": nat["natural"], "name": nat.get("name"),
                                    "feature": "natural " + nat["id"].astype(str),
                                    "geometry": nat.geometry}))
-    districts = None
-    try:
-        b = osm.get_boundaries(boundary_type="administrative")
-    except Exception:  # noqa: BLE001 - an extract without boundaries
-        b = None
-    if b is not None and len(b) and "admin_level" in b:
-        lvl = pd.to_numeric(b["admin_level"], errors="coerce")
-        b = b[(lvl >= 9) & b.geometry.geom_type.isin(["Polygon", "MultiPolygon"])]
-        if len(b) >= 2:
-            districts = gpd.GeoDataFrame({"value": "mixed", "name": b.get("name"),
-                                          "feature": "relation " + b["id"].astype(str)},
-                                         geometry=b.geometry.values, crs=WGS84)
+    places = _osm_places(osm)
+    if places is not None:
+        parts.append(places)
+    districts = _osm_districts(osm)
+    if districts is not None:
+        parts.append(districts)
     poly = (gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), geometry="geometry", crs=WGS84)
             if parts else None)
     if poly is not None:
@@ -132,10 +127,41 @@ def _read_osm(path: Path, report: dict) -> tuple[gpd.GeoDataFrame, gpd.GeoDataFr
         water, zones = poly[is_water], poly[~is_water]
     else:
         water = zones = None
-    report["layers"] = {"roads": "ways with highway=*", "zones": "admin boundaries (level >= 9)"
-                        if districts is not None else "landuse/natural polygons + grid",
+    report["layers"] = {"roads": "ways with highway=*",
+                        "zones": "landuse/natural polygons, place=* polygons"
+                        + (", admin boundaries (level >= 9)" if districts is not None else "")
+                        + " + grid",
                         "water": "natural=water|bay, landuse=basin|reservoir"}
-    return roads, districts if districts is not None else zones, water
+    return roads, zones, water
+
+
+def _osm_places(osm) -> pd.DataFrame | None:
+    """``place=*`` areas (squares, city blocks, quarters, neighbourhoods, suburbs, islands)."""
+    try:
+        p = osm.get_data_by_custom_criteria(custom_filter={"place": True}, osm_keys_to_keep="place",
+                                            keep_nodes=False, tags_as_columns=["place", "name"])
+    except Exception:  # noqa: BLE001 - an extract without place areas
+        return None
+    if p is None or not len(p) or "place" not in p:
+        return None
+    return pd.DataFrame({"value": p["place"], "name": p.get("name"),
+                         "feature": "place " + p["id"].astype(str), "geometry": p.geometry})
+
+
+def _osm_districts(osm) -> pd.DataFrame | None:
+    """``boundary=administrative`` districts (admin_level >= 9), typed ``mixed``."""
+    try:
+        b = osm.get_boundaries(boundary_type="administrative")
+    except Exception:  # noqa: BLE001 - an extract without boundaries
+        return None
+    if b is None or not len(b) or "admin_level" not in b:
+        return None
+    lvl = pd.to_numeric(b["admin_level"], errors="coerce")
+    b = b[(lvl >= 9).to_numpy()]
+    if not len(b):
+        return None
+    return pd.DataFrame({"value": "district", "name": b.get("name"),
+                         "feature": "relation " + b["id"].astype(str), "geometry": b.geometry})
 
 
 def _read_gis(path: Path, spec: dict, report: dict):

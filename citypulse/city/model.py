@@ -22,21 +22,29 @@ from pyproj import Transformer
 
 WGS84 = "EPSG:4326"
 
-# zone_type -> (typical persons per m2 -> people_capacity, density limit persons/1,000 m2)
+# zone_type -> (typical persons per m2 -> people_capacity, density limit persons/1,000 m2).
+# The one source of the crowd limits: the twin's density ratio, the crowd alert rule
+# (analytics, rules.yaml only overrides single zones by id) and the dashboards read them.
 ZONE_TYPES: dict[str, tuple[float, float]] = {
-    "lake": (0.0, 0.0),
+    "lake": (0.0, 1000.0),
     "lakeside": (0.08, 1000.0),
-    "commercial": (0.05, 500.0),
-    "residential": (0.03, 300.0),
-    "education": (0.02, 300.0),
-    "industrial": (0.005, 100.0),
-    "logistics": (0.003, 100.0),
-    "port": (0.002, 50.0),
-    "green": (0.002, 50.0),
-    "plaza": (0.5, 2000.0),
-    "metro_station": (1.0, 3000.0),
-    "mixed": (0.03, 300.0),  # imported land without a known use (grid cells)
+    "commercial": (0.05, 1000.0),
+    "residential": (0.03, 1000.0),
+    "education": (0.02, 1000.0),
+    "industrial": (0.005, 1000.0),
+    "logistics": (0.003, 1000.0),
+    "port": (0.002, 1000.0),
+    "green": (0.002, 1000.0),
+    "plaza": (0.5, 1500.0),          # squares: crowds are what they are for
+    "metro_station": (1.0, 2000.0),  # platforms and halls: dense by design
+    "mixed": (0.03, 1000.0),  # imported land without a known use (grid cells)
 }
+DEFAULT_ZONE_TYPE = "mixed"
+
+
+def density_limit(zone_type: str | None) -> float:
+    """The crowd density limit (persons per 1,000 m2) of a zone type (unknown: ``mixed``'s)."""
+    return ZONE_TYPES.get(zone_type or DEFAULT_ZONE_TYPE, ZONE_TYPES[DEFAULT_ZONE_TYPE])[1]
 DEPOT_TYPES = ("port", "logistics", "industrial")
 
 SEGMENT_COLUMNS = ("segment_id", "from_node", "to_node", "road", "road_class", "ring",
@@ -161,8 +169,15 @@ class City:
         return self.nearest_segments([lon], [lat], max_m)[0][0]
 
     def shortest_path(self, a: str, b: str, weight: str = "travel_time_s") -> list[str]:
-        """Node ids of the fastest (or ``weight='length_m'``: shortest) path from a to b."""
-        return nx.shortest_path(self.graph, a, b, weight=weight)
+        """Node ids of the fastest (or ``weight='length_m'``: shortest) path from a to b.
+
+        An imported extract is cut at its edge, so some nodes cannot reach others (one-way
+        streets leaving the extract): with no path from a to b the path is ``[a]``.
+        """
+        try:
+            return nx.shortest_path(self.graph, a, b, weight=weight)
+        except nx.NetworkXNoPath:
+            return [a]
 
     def path_segments(self, a: str, b: str, weight: str = "travel_time_s") -> list[str]:
         """Segment ids along :meth:`shortest_path` from a to b."""

@@ -9,7 +9,8 @@ into a grid (``grid_m`` cells, type ``mixed``).  Pieces smaller than ``min_area_
 dropped and reported.
 
 Land-use values to zone types (:data:`LANDUSE_TYPES`): OSM ``landuse``/``leisure``/
-``amenity``/``natural`` values; anything else is ``mixed``.
+``amenity``/``natural``/``place`` values (``place=square`` is a plaza, districts, suburbs,
+quarters and city blocks are ``mixed``); anything else is ``mixed``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ LANDUSE_TYPES: dict[str, str] = {
     "garden": "green", "allotments": "green", "wood": "green", "scrub": "green",
     "heath": "green", "wetland": "green", "farmland": "green", "greenfield": "green",
     "plaza": "plaza", "pedestrian": "plaza", "square": "plaza", "marketplace": "plaza",
-    "station": "metro_station", "water": "lake", "basin": "lake", "reservoir": "lake",
+    "station": "metro_station", "district": "mixed", "suburb": "mixed", "quarter": "mixed",
+    "neighbourhood": "mixed", "city_block": "mixed", "borough": "mixed", "water": "lake", "basin": "lake", "reservoir": "lake",
     "lake": "lake", "pond": "lake", "bay": "lake", "river": "lake", "riverbank": "lake",
 }
 

@@ -183,6 +183,49 @@ def map_reading(device: str, ts_ms: int, seq: int | None, fields, mapping: Mappi
         out.append(wp.Reading(device, ts_ms, seq, values))
 
 
+class LoRaWANSource(DeviceTopicSource):
+    """A LoRaWAN network server's integration (ChirpStack, The Things Stack): the shared part.
+
+    The network server checked each frame's MIC (trust ``network_server``).  Subclasses say
+    which device the payload names (:meth:`named_device`) and decode their events with
+    :meth:`uplink`, which checks the frame counter and the decoded object the same way for
+    every network server.
+    """
+
+    trust = NETWORK_SERVER
+    device_word = "device"  # how the vendor calls the device id in a mismatch message
+
+    def named_device(self, doc: dict) -> str | None:
+        """The device id the payload names (None: it names none)."""
+        return None
+
+    def decode_event(self, device: str, event: str, doc: dict, payload: bytes,
+                     received_ms: int, mapping: Mapping) -> Foreign:
+        """Decode one event whose payload names ``device`` or no device (never raises)."""
+        raise NotImplementedError
+
+    def event(self, device: str, event: str, doc: dict, payload: bytes, received_ms: int,
+              mapping: Mapping) -> Foreign:
+        """See :class:`DeviceTopicSource`: the payload must name the topic's device."""
+        named = self.named_device(doc)
+        if named and named.lower() != device.lower():
+            return Foreign((), (wp.Rejected(wp.MALFORMED, f"topic names {self.device_word} "
+                                            f"{device}, payload {named}", payload, device),))
+        return self.decode_event(device, event, doc, payload, received_ms, mapping)
+
+    @staticmethod
+    def uplink(device: str, ts_ms: int, fcnt: object, fcnt_name: str, obj: object,
+               obj_help: str, rx: list, payload: bytes, mapping: Mapping,
+               rssi_keys: tuple[str, ...] = ("rssi",)) -> Foreign:
+        """A decoded uplink: its frame counter (seq) and decoded object, else the rejection."""
+        seq = frame_counter(fcnt, fcnt_name, payload, device)
+        if isinstance(seq, wp.Rejected):
+            return Foreign((), (seq,))
+        if not isinstance(obj, dict) or not obj:
+            return Foreign((), (wp.Rejected(wp.MALFORMED, obj_help, payload, device),))
+        return lorawan_uplink(device, ts_ms, seq, obj, rx, mapping, rssi_keys)
+
+
 def frame_counter(v: object, name: str, payload: bytes, device: str) -> int | wp.Rejected:
     """A LoRaWAN frame counter (absent = 0: empty fields are omitted), or its rejection."""
     v = 0 if v is None else v

@@ -14,72 +14,54 @@ from __future__ import annotations
 
 from citypulse.wire import foreign as wf
 from citypulse.wire import payload as wp
-from ingest.sources.base import (
-    NETWORK_SERVER,
-    DeviceEvent,
-    DeviceTopicSource,
-    Foreign,
-    frame_counter,
-    lorawan_uplink,
-    number,
-)
+from ingest.sources.base import DeviceEvent, Foreign, LoRaWANSource, number
 from ingest.sources.mapping import Mapping
 
 
-def _time(doc: dict, received_ms: int) -> int | None:
-    t = doc.get("time")
-    return received_ms if t is None else wp.parse_ts(t, received_ms)
-
-
-class ChirpStack(DeviceTopicSource):
+class ChirpStack(LoRaWANSource):
     """The ChirpStack v4 integration adapter."""
 
     name = "chirpstack"
     title = "ChirpStack v4 MQTT integration (application/+/device/+/event/up|status|join)"
-    trust = NETWORK_SERVER
     scope_help = "the ChirpStack application id (UUID) the integration publishes"
-    events = wf.CHIRPSTACK_EVENTS
-    topic = staticmethod(wf.chirpstack)
-    parse = staticmethod(wf.parse_chirpstack)
+    events, topic, parse = (wf.CHIRPSTACK_EVENTS, staticmethod(wf.chirpstack),
+                            staticmethod(wf.parse_chirpstack))
+    device_word = "devEui"
 
-    def event(self, dev: str, event: str, doc: dict, payload: bytes, received_ms: int,
-              mapping: Mapping) -> Foreign:
-        """See :class:`~ingest.sources.base.DeviceTopicSource`."""
+    def named_device(self, doc: dict) -> str | None:
+        """See :class:`~ingest.sources.base.LoRaWANSource`: ``deviceInfo.devEui``."""
         info = doc.get("deviceInfo")
-        named = str(info.get("devEui", "")).lower() if isinstance(info, dict) else ""
-        if named and named != dev.lower():
-            return Foreign((), (wp.Rejected(wp.MALFORMED, f"topic names devEui {dev}, payload "
-                                            f"{named}", payload, dev),))
-        ts = _time(doc, received_ms)
+        return str(info.get("devEui", "")) if isinstance(info, dict) else None
+
+    def decode_event(self, dev: str, event: str, doc: dict, payload: bytes, received_ms: int,
+                     mapping: Mapping) -> Foreign:
+        """See :class:`~ingest.sources.base.LoRaWANSource`."""
+        t = doc.get("time")
+        ts = received_ms if t is None else wp.parse_ts(t, received_ms)
         if ts is None:
-            return Foreign((), (wp.Rejected(wp.BAD_TIMESTAMP, f"unparseable time "
-                                            f"{doc.get('time')!r:.80}", payload, dev),))
+            return Foreign((), (wp.Rejected(wp.BAD_TIMESTAMP, f"unparseable time {t!r:.80}",
+                                            payload, dev),))
         if event == "join":
             return Foreign((), (), (DeviceEvent(dev, ts, status="online"),))
         if event == "status":
-            health = []
-            out: list[wp.Reading] = []
-            batt = number(doc.get("batteryLevel"))
-            if batt is not None and not doc.get("batteryLevelUnavailable"):
-                health.append(("battery_pct", batt))
-                out.append(wp.Reading(dev, ts, None, (("battery_pct", batt),)))
-            margin = number(doc.get("margin"))
-            if margin is not None:
-                health.append(("margin_db", margin))
-            return Foreign(tuple(out), (), (DeviceEvent(dev, ts, status="online",
-                                                        health=tuple(health)),))
-        return _uplink(dev, doc, ts, payload, mapping)
+            return _status(dev, doc, ts)
+        return self.uplink(dev, ts, doc.get("fCnt"), "fCnt", doc.get("object"),
+                           "no decoded 'object' (configure a codec in the device profile)",
+                           list(doc.get("rxInfo") or ()), payload, mapping)
 
 
-def _uplink(dev: str, doc: dict, ts: int, payload: bytes, mapping: Mapping) -> Foreign:
-    fcnt = frame_counter(doc.get("fCnt"), "fCnt", payload, dev)
-    if isinstance(fcnt, wp.Rejected):
-        return Foreign((), (fcnt,))
-    obj = doc.get("object")
-    if not isinstance(obj, dict) or not obj:
-        return Foreign((), (wp.Rejected(wp.MALFORMED, "no decoded 'object' (configure a codec "
-                                        "in the device profile)", payload, dev),))
-    return lorawan_uplink(dev, ts, fcnt, obj, list(doc.get("rxInfo") or ()), mapping)
+def _status(dev: str, doc: dict, ts: int) -> Foreign:
+    health = []
+    out: list[wp.Reading] = []
+    batt = number(doc.get("batteryLevel"))
+    if batt is not None and not doc.get("batteryLevelUnavailable"):
+        health.append(("battery_pct", batt))
+        out.append(wp.Reading(dev, ts, None, (("battery_pct", batt),)))
+    margin = number(doc.get("margin"))
+    if margin is not None:
+        health.append(("margin_db", margin))
+    return Foreign(tuple(out), (), (DeviceEvent(dev, ts, status="online",
+                                                health=tuple(health)),))
 
 
 SOURCE = ChirpStack()

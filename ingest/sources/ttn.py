@@ -13,49 +13,33 @@ from __future__ import annotations
 
 from citypulse.wire import foreign as wf
 from citypulse.wire import payload as wp
-from ingest.sources.base import (
-    NETWORK_SERVER,
-    DeviceEvent,
-    DeviceTopicSource,
-    Foreign,
-    frame_counter,
-    lorawan_uplink,
-)
+from ingest.sources.base import DeviceEvent, Foreign, LoRaWANSource
 from ingest.sources.mapping import Mapping
 
 
-class TheThingsStack(DeviceTopicSource):
+class TheThingsStack(LoRaWANSource):
     """The Things Stack v3 MQTT adapter."""
 
     name = "ttn"
     title = "The Things Stack v3 MQTT (v3/{app}@{tenant}/devices/+/up|join)"
-    trust = NETWORK_SERVER
     scope_help = "the application as {application id}@{tenant id}"
-    events = wf.TTN_EVENTS
-    topic = staticmethod(wf.ttn)
-    parse = staticmethod(wf.parse_ttn)
+    events, topic, parse = wf.TTN_EVENTS, staticmethod(wf.ttn), staticmethod(wf.parse_ttn)
 
-    def event(self, dev: str, event: str, doc: dict, payload: bytes, received_ms: int,
-              mapping: Mapping) -> Foreign:
-        """See :class:`~ingest.sources.base.DeviceTopicSource`."""
+    def named_device(self, doc: dict) -> str | None:
+        """See :class:`~ingest.sources.base.LoRaWANSource`: ``end_device_ids.device_id``."""
         ids = doc.get("end_device_ids")
         named = ids.get("device_id") if isinstance(ids, dict) else None
-        if named is not None and named != dev:
-            return Foreign((), (wp.Rejected(wp.MALFORMED, f"topic names device {dev}, payload "
-                                            f"{named}", payload, dev),))
+        return None if named is None else str(named)
+
+    def decode_event(self, dev: str, event: str, doc: dict, payload: bytes, received_ms: int,
+                     mapping: Mapping) -> Foreign:
+        """See :class:`~ingest.sources.base.LoRaWANSource`."""
         if event == "join":
             ts = wp.parse_ts(doc.get("received_at"), received_ms)
             return Foreign((), (), (DeviceEvent(dev, ts or received_ms, status="online"),))
         up = doc.get("uplink_message")
         if not isinstance(up, dict):
             return Foreign((), (wp.Rejected(wp.MALFORMED, "no uplink_message", payload, dev),))
-        fcnt = frame_counter(up.get("f_cnt"), "f_cnt", payload, dev)
-        if isinstance(fcnt, wp.Rejected):
-            return Foreign((), (fcnt,))
-        obj = up.get("decoded_payload")
-        if not isinstance(obj, dict) or not obj:
-            return Foreign((), (wp.Rejected(wp.MALFORMED, "no decoded_payload (set a payload "
-                                            "formatter)", payload, dev),))
         rx = [m for m in up.get("rx_metadata") or () if isinstance(m, dict)]
         times = [t for t in (wp.parse_ts(m.get("time"), -1) for m in rx if m.get("time"))
                  if t is not None and t >= 0]
@@ -64,7 +48,9 @@ class TheThingsStack(DeviceTopicSource):
         if ts is None:
             return Foreign((), (wp.Rejected(wp.BAD_TIMESTAMP, f"unparseable received_at "
                                             f"{raw_t!r:.80}", payload, dev),))
-        return lorawan_uplink(dev, ts, fcnt, obj, rx, mapping, ("rssi", "channel_rssi"))
+        return self.uplink(dev, ts, up.get("f_cnt"), "f_cnt", up.get("decoded_payload"),
+                           "no decoded_payload (set a payload formatter)", rx, payload, mapping,
+                           ("rssi", "channel_rssi"))
 
 
 SOURCE = TheThingsStack()

@@ -6,6 +6,7 @@ import pytest
 
 import analytics
 from analytics.rules import RulesError, load_rules, parse_rules
+from citypulse.city.model import ZONE_TYPES
 
 
 def test_default_rules_cover_every_incident_type():
@@ -49,12 +50,27 @@ def test_ui_thresholds_come_from_the_rules():
     rs = parse_rules("""
 rules:
   - {id: c, type: congestion, severity: warning, index_above: 0.7, clear_below: 0.5}
-  - {id: p, type: crowd, severity: critical, default_limit: 900, limits: {plaza: 1500}}
+  - {id: p, type: crowd, severity: critical, limits: {Z-7: 400}}
 """)
     ui = analytics.ui_thresholds(rs)
     assert ui["congestion_bands"] == [(0.0, 0.5, "free"), (0.5, 0.7, "slow"),
                                       (0.7, 1.0, "congested")]
-    assert ui["density_limits"] == {"default": 900, "plaza": 1500}
+    # the limits per zone type are the catalogue's (one source), single zones the rule's
+    lim = ui["density_limits"]
+    assert {t: lim[t] for t in ZONE_TYPES} == {t: v[1] for t, v in ZONE_TYPES.items()}
+    assert lim["Z-7"] == 400 and lim["default"] == ZONE_TYPES["mixed"][1]
+    crowd = next(r for r in rs.rules if r.id == "p")
+    assert crowd.limit_for("Z-7", "plaza", 1500.0) == 400
+    assert crowd.limit_for("Z-8", "plaza", 1500.0) == 1500  # the city model's (the type's)
+    assert crowd.limit_for("Z-9", "metro_station") == ZONE_TYPES["metro_station"][1]
+
+
+def test_crowd_limits_by_zone_type_are_refused_in_the_rules():
+    with pytest.raises(RulesError, match=r"line 3 .*catalogue of zone types"):
+        parse_rules("""
+rules:
+  - {id: p, type: crowd, severity: critical, limits: {plaza: 1500}}
+""")
 
 
 def test_rate_rule_takes_exactly_one_measure():

@@ -50,6 +50,12 @@ def test_helsinki_segments_follow_the_osm_ways(helsinki, helsinki_pbf):
     seg = city.segments.iloc[0]
     path = city.path_segments(*nx.shortest_path(g, seg.from_node, seg.to_node)[0:2])
     assert path == [g.edges[seg.from_node, seg.to_node]["segment_id"]]
+    # an extract is cut at its edge: where no path leads, the path stays at its start
+    inside = next(iter(biggest))
+    a, b = next((n, inside) if not nx.has_path(g, n, inside) else (inside, n)
+                for n in g.nodes if n not in biggest)  # outside the SCC: one way is cut
+    assert not nx.has_path(g, a, b)
+    assert city.shortest_path(a, b) == [a] and city.path_segments(a, b) == []
     # attributes from tags, defaults per class
     assert set(city.segments["road_class"]) <= set(DRIVING)
     assert (city.segments["lanes"] >= 1).all()
@@ -75,6 +81,11 @@ def test_helsinki_zones_tile_without_overlap_and_keep_water(helsinki):
     assert {"commercial", "residential", "green"} <= set(city.zones["zone_type"])
     assert len(city.lake) >= 1 and city.lake["area_m2"].sum() > 1000
     assert (city.zones["density_limit_per_1000m2"] > 0).sum() > 0.9 * len(city.zones)
+    # place=* areas are zones too: the squares of the extract are plazas, by their OSM name
+    places = city.zones[city.zones["zone_id"].str.startswith("Z-place:")]
+    assert {"Senaatintori", "Rautatientori"} <= set(places.loc[places["zone_type"] == "plaza",
+                                                               "name"])
+    assert "place=* polygons" in report["layers"]["zones"]
     # small land-use patches are reported, not silently lost
     assert report["dropped_total"] > 0
     assert all({"layer", "feature", "reason"} <= set(d) for d in report["dropped"])

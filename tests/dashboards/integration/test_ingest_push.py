@@ -102,6 +102,22 @@ def test_wrong_or_missing_key_is_401_and_wrong_scope_403(push):
     assert r.status_code == 403 and "ingest:http" in r.json()["error"]
 
 
+def test_requests_share_pooled_connections(push):
+    """No connection per request: the push handler's backends outlive the requests."""
+    from dashboards.ingest_api import APP_NAME
+
+    _server, url, base, key, _other = push
+    now = int(time.time() * 1000)
+    backends: set[int] = set()
+    with psycopg.connect(url, autocommit=True) as conn:
+        for i in range(12):
+            body = f'{{"h-2": [{{"ts": {now - 20_000 + i}, "values": {{"level_m": 1.0}}}}]}}'
+            assert post(base, key, body).status_code == 202
+            backends |= {r[0] for r in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (APP_NAME,))}
+    assert 1 <= len(backends) <= 4, backends  # one connect per request would give 12
+
+
 def test_no_202_when_the_database_dies_mid_request_and_nothing_lost_on_retry(push):
     server, url, base, key, _other = push
     now = int(time.time() * 1000)

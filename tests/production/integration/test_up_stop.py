@@ -95,8 +95,13 @@ def test_up_stops_everything_it_started(tmp_path, how):
         assert not left, f"left running: {left}"
         assert "citypulse stopped" in (tmp_path / "up.log").read_text()
     finally:
-        if up.poll() is None:
-            os.killpg(up.pid, signal.SIGKILL)
-        for pid, (_p, cmd) in _procs().items():  # never leave a server behind a failed test
-            if str(data) in cmd:
-                os.kill(pid, signal.SIGKILL)
+        kill_leftovers(up, data)
+
+
+def kill_leftovers(up: subprocess.Popen, data: Path) -> None:
+    """Kill `up`'s group and anything still running from ``data`` (after a failed test)."""
+    if up.poll() is None:
+        os.killpg(up.pid, signal.SIGKILL)
+    for pid, (_p, cmd) in _procs().items():  # never leave a server behind a failed test
+        if str(data) in cmd:
+            os.kill(pid, signal.SIGKILL)
