@@ -53,6 +53,11 @@ CATEGORY = (("congest", "traffic"), ("speed", "traffic"), ("segment", "traffic")
             ("flood", "naturalDisaster"), ("water", "naturalDisaster"),
             ("rain", "naturalDisaster"), ("pm", "environment"), ("no2", "environment"),
             ("noise", "environment"), ("air", "environment"), ("heat", "weather"))
+# words of a rule id -> Alert's subCategory enum (unmatched: no subCategory, ``rule`` says it)
+SUBCATEGORY = (("fire", "buildingFire"), ("gas", "fireRisk"), ("flood", "floodRisk"),
+               ("rain", "rainfall"), ("water_level", "flood"), ("crowd", "crowdRisk"),
+               ("speed_collapse", "carAccident"), ("congest", "trafficJam"),
+               ("traffic", "trafficJam"), ("pm", "airPollution"), ("no2", "airPollution"))
 
 
 def urn(kind: str, ident: object) -> str:
@@ -187,7 +192,8 @@ def alerts(conn: psycopg.Connection, limit: int = 5000) -> list[dict]:
         geom = a.geometry or ({"type": "Point", "coordinates": [a.lon, a.lat]}
                               if a.lon is not None and a.lat is not None else None)
         e = {"id": urn(ALERT, a.id), "type": ALERT, "category": _category(a.rule, a.entity_kind),
-             "subCategory": a.rule, "severity": SEVERITY.get(a.severity, "medium"),
+             "subCategory": next((c for w, c in SUBCATEGORY if w in a.rule), None),
+             "rule": a.rule, "severity": SEVERITY.get(a.severity, "medium"),
              "dateIssued": _utc(a.detected_at), "validFrom": _utc(a.started_at),
              "description": a.title or a.rule, "alertSource": _source(a.entity_kind, a.entity_id),
              "alertStatus": a.status, "escalationLevel": a.escalation_level,
