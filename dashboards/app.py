@@ -22,7 +22,7 @@ from psycopg_pool import ConnectionPool
 
 from citypulse import apikeys
 from citypulse.settings import Settings
-from dashboards import auth, commands_api, data, http_api, ingest_api, security
+from dashboards import auth, commands_api, data, http_api, ingest_api, openapi, security
 from dashboards.throttle import Throttle
 from sharing import http as sharing_http
 from standards import ngsild
@@ -113,6 +113,7 @@ def create_app(settings: Settings) -> dash.Dash:
         settings, pool, auth.require, auth.require_scope, data.audit))
     commands_api.install(server, context)
     server.register_blueprint(ngsild.create_blueprint(settings, pool, auth.require_read))
+    openapi.install(server)
     app = dash.Dash(
         __name__, server=server, use_pages=True, pages_folder=str(HERE / "pages"),
         assets_folder=str(ASSETS), serve_locally=True, title="citypulse",
@@ -180,7 +181,10 @@ def _routes(server: flask.Flask, context: Context) -> None:
             return flask.jsonify({"error": str(exc)}), 403
         if action not in data.ALERT_ACTIONS:
             return flask.jsonify({"error": f"unknown action {action}"}), 404
-        note = (flask.request.get_json(silent=True) or {}).get("note", "")
+        body = flask.request.get_json(silent=True) or {}
+        if not isinstance(body, dict) or not isinstance(body.get("note", ""), str):
+            return flask.jsonify({"error": "send a JSON object {\"note\": text}"}), 400
+        note = body.get("note", "")
         with context.pool.connection() as conn:
             error = data.alert_action(conn, alert_id, action, user, note)
         if error:
