@@ -38,14 +38,18 @@ def std_server(std_settings):
     served.stop()
 
 
-@pytest.fixture(scope="session")
-def viewer(std_server) -> requests.Session:
-    """A logged-in viewer session (browser-like: the login POST carries an Origin)."""
+def login(server, user: str) -> requests.Session:
+    """A logged-in session of a dev user (browser-like: the login POST carries an Origin)."""
     s = requests.Session()
-    r = s.post(std_server.url + "/login", data={"username": "viewer", "password": "viewer"},
-               headers={"Origin": std_server.url}, allow_redirects=False, timeout=30)
+    r = s.post(server.url + "/login", data={"username": user, "password": user},
+               headers={"Origin": server.url}, allow_redirects=False, timeout=30)
     assert r.status_code == 302
     return s
+
+
+@pytest.fixture(scope="session")
+def viewer(std_server) -> requests.Session:
+    return login(std_server, "viewer")
 
 
 @pytest.fixture(scope="session")

@@ -10,17 +10,14 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, settings
 
 from dashboards import openapi
+from tests.standards.conftest import login
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def admin(std_server) -> requests.Session:
-    s = requests.Session()
-    r = s.post(std_server.url + "/login", data={"username": "admin", "password": "admin"},
-               headers={"Origin": std_server.url}, allow_redirects=False, timeout=30)
-    assert r.status_code == 302
-    return s
+    return login(std_server, "admin")
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +66,7 @@ def test_fuzz_the_own_api(std_server, admin, served_doc):
     from hypothesis import given
     from hypothesis.errors import Unsatisfiable
     from schemathesis import GenerationMode
+
     # a request valid by the schema may still name a device or scenario that does not exist
     # (400/404 by the state, not the shape): that check does not apply to this API
     from schemathesis.specs.openapi.checks import positive_data_acceptance
