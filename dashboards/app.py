@@ -76,6 +76,9 @@ def _shell() -> html.Div:
         html.Div([html.Span("citypulse", className="brand")]
                  + [dcc.Link(name, href=path) for path, name in PAGES]
                  + [html.Span(f"{user} ({role})" if user else "", className="who"),
+                    html.A("API", href="/api/openapi.json", title="OpenAPI of citypulse's API"),
+                    html.A("NGSI-LD", href="/ngsi-ld/v1/types",
+                           title="NGSI-LD (Smart Data Models), see docs/standard-apis.md"),
                     html.A("log out", href="/logout")], className="nav"),
         dash.page_container,
     ])
