@@ -275,7 +275,7 @@ def parse_geo(georel: str, geometry: str | None, coordinates: str | None,
         if g is None:
             return False
         d = shapely.distance(project(g), ref_m)
-        return d <= limit if is_max else d >= limit
+        return bool(d <= limit if is_max else d >= limit)
 
     if not is_max:
         return _with_bbox(near, None)
