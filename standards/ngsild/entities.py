@@ -17,6 +17,7 @@ unknown (no data in the window) is left out: NGSI-LD has no null values.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, unquote
@@ -27,6 +28,8 @@ from shapely import wkt
 
 from citypulse.catalogue import DEVICE_KINDS, KINDS
 from twin import state
+
+log = logging.getLogger(__name__)
 
 URN = "urn:ngsi-ld:"
 TRAFFIC, CROWD, ALERT, DEVICE, MODEL = ("TrafficFlowObserved", "CrowdFlowObserved", "Alert",
@@ -113,9 +116,14 @@ def _put(e: dict, name: str, value: object, fn: Callable | None = None) -> None:
 
 def congestion_threshold(settings=None) -> float:
     """The congestion index above which a segment is congested (analytics' congestion rule)."""
-    from analytics.rules import load_rules
+    from analytics.rules import RulesError, load_rules
 
-    rules = load_rules(getattr(settings, "rules_file", None))
+    try:
+        rules = load_rules(getattr(settings, "rules_file", None))
+    except RulesError as exc:  # analytics refuses to start on it; NGSI-LD keeps serving
+        log.warning("event=ngsild_rules_unreadable default_congested_above=0.6 error=%s",
+                    str(exc)[:300])
+        return 0.6
     for r in rules.rules:
         if getattr(r, "type", None) == "congestion":
             return float(r.index_above)
