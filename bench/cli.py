@@ -156,6 +156,17 @@ def bench_commands(
     print(json.dumps(run(singles=singles, fleet=fleet, sensors=sensors)))
 
 
+def bench_ngsi(
+    sensors: int = typer.Option(20_000, help="Sensors seeded (full scale: 200000)."),
+    minutes: int = typer.Option(30, help="Minutes of readings seeded."),
+    repeat: int = typer.Option(30, help="Timed requests per case."),
+) -> None:
+    """NGSI-LD latency: GET /entities for all segments and zones, devices, temporal (JSON)."""
+    from bench.ngsi import run
+
+    print(json.dumps(run(sensors=sensors, minutes=minutes, repeat=repeat)))
+
+
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     """Add ``citypulse bench sim|ingest|soak|twin|alerts|dashboard|web|share|share-verify``."""
     from bench import share
@@ -170,3 +181,4 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     bench_app.command("commands")(bench_commands)
     bench_app.command("city")(bench_city)
     bench_app.command("web")(bench_web)
+    bench_app.command("ngsi")(bench_ngsi)

@@ -22,9 +22,10 @@ from psycopg_pool import ConnectionPool
 
 from citypulse import apikeys
 from citypulse.settings import Settings
-from dashboards import auth, commands_api, data, http_api, ingest_api, security
+from dashboards import auth, commands_api, data, http_api, ingest_api, openapi, security
 from dashboards.throttle import Throttle
 from sharing import http as sharing_http
+from standards import ngsild
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,9 @@ def _shell() -> html.Div:
         html.Div([html.Span("citypulse", className="brand")]
                  + [dcc.Link(name, href=path) for path, name in PAGES]
                  + [html.Span(f"{user} ({role})" if user else "", className="who"),
+                    html.A("API", href="/api/openapi.json", title="OpenAPI of citypulse's API"),
+                    html.A("NGSI-LD", href="/ngsi-ld/v1/types",
+                           title="NGSI-LD (Smart Data Models), see docs/standard-apis.md"),
                     html.A("log out", href="/logout")], className="nav"),
         dash.page_container,
     ])
@@ -111,6 +115,8 @@ def create_app(settings: Settings) -> dash.Dash:
     server.register_blueprint(sharing_http.create_blueprint(
         settings, pool, auth.require, auth.require_scope, data.audit))
     commands_api.install(server, context)
+    server.register_blueprint(ngsild.create_blueprint(settings, pool, auth.require_read))
+    openapi.install(server)
     app = dash.Dash(
         __name__, server=server, use_pages=True, pages_folder=str(HERE / "pages"),
         assets_folder=str(ASSETS), serve_locally=True, title="citypulse",
@@ -178,7 +184,10 @@ def _routes(server: flask.Flask, context: Context) -> None:
             return flask.jsonify({"error": str(exc)}), 403
         if action not in data.ALERT_ACTIONS:
             return flask.jsonify({"error": f"unknown action {action}"}), 404
-        note = (flask.request.get_json(silent=True) or {}).get("note", "")
+        body = flask.request.get_json(silent=True) or {}
+        if not isinstance(body, dict) or not isinstance(body.get("note", ""), str):
+            return flask.jsonify({"error": "send a JSON object {\"note\": text}"}), 400
+        note = body.get("note", "")
         with context.pool.connection() as conn:
             error = data.alert_action(conn, alert_id, action, user, note)
         if error:

@@ -256,7 +256,7 @@ def install(server: flask.Flask, users: dict[str, User], kiosk_token: str | None
         path = flask.request.path
         if path in OPEN_PATHS or path.startswith("/assets/"):
             return None
-        secret = presented_key() if path.startswith("/api/") else None
+        secret = presented_key() if path.startswith(("/api/", "/ngsi-ld/")) else None
         if secret is not None:
             info = verify_key(secret) if verify_key else None
             if info is None:
@@ -266,7 +266,7 @@ def install(server: flask.Flask, users: dict[str, User], kiosk_token: str | None
             return None
         if flask.session.get("user"):
             return None
-        if path.startswith(("/_dash", "/api/", "/dash-static/")):
+        if path.startswith(("/_dash", "/api/", "/dash-static/", "/ngsi-ld/")):
             return flask.jsonify({"error": "login required"}), 401
         return flask.redirect("/login?next=" + path)
 

@@ -73,10 +73,15 @@ def install(server: flask.Flask, context: Any) -> None:
     @server.route("/api/commands", methods=["GET"])
     def commands_list():
         a = flask.request.args
+        for name in ("limit", "alert_id"):
+            text = a.get(name)
+            if text is not None and not (text.isascii() and text.isdigit() and len(text) < 10):
+                return _json({"error": f"parameter {name!r}: {text[:40]!r} is not a whole "
+                                       "number", "parameter": name}, 400)
         with context.pool.connection() as conn:
-            rows = records.listing(conn, min(int(a.get("limit", 200)), 2000), a.get("status"),
-                                   a.get("device"), int(a["alert_id"]) if a.get("alert_id")
-                                   else None)
+            rows = records.listing(conn, max(1, min(int(a.get("limit", 200)), 2000)),
+                                   a.get("status"), a.get("device"),
+                                   int(a["alert_id"]) if a.get("alert_id") else None)
         return _json([records.jsonable(r) for r in rows])
 
     @server.route("/api/commands/<ident>", methods=["GET"])

@@ -156,6 +156,8 @@ def create_blueprint(settings: Settings, pool, require, require_scope, audit
         if denied:
             return denied
         body = flask.request.get_json(silent=True) or {}
+        if not isinstance(body, dict):
+            return _err(400, "send a JSON object {scenario, reference, route, note}")
         scenario = str(body.get("scenario", ""))
         if scenario not in load_policy(settings).scenarios:
             return _err(404, f"no scenario {scenario!r}")

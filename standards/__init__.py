@@ -1,5 +1,6 @@
 """Open standard APIs over the store (issue 17): SensorThings API 1.1 and NGSI-LD, read only.
 
-Status: only the SensorThings query-language parser (:mod:`standards.sta.odata`) exists so
-far; the HTTP blueprints are not built yet (see docs/standard-apis.md).
+:mod:`standards.ngsild`: NGSI-LD at ``/ngsi-ld/v1/`` (Smart Data Models entities from the
+twin, alerts and registry), mounted by the web app.  :mod:`standards.sta`: so far the
+SensorThings ``$filter``/``$orderby`` parser (see docs/standard-apis.md).
 """

@@ -1,0 +1,286 @@
+"""The NGSI-LD API (read only) at ``/ngsi-ld/v1/``, as a Flask blueprint the web app mounts.
+
+In: the settings, the web app's connection pool and ``require_read`` (the web app's check
+that the caller has a session, HTTP Basic credentials or an API key with ``api:read``; it
+aborts with 401/403 otherwise).  Out, all GET::
+
+    /ngsi-ld/v1/entities?type=&id=&idPattern=&attrs=&q=&georel=&geometry=&coordinates=
+                        &geoproperty=&limit=&offset=&count=&options=keyValues
+    /ngsi-ld/v1/entities/{id}?attrs=&options=
+    /ngsi-ld/v1/types
+    /ngsi-ld/v1/temporal/entities?type=&id=&attrs=&timerel=&timeAt=&endTimeAt=&lastN=
+                                 &options=temporalValues&limit=&offset=
+    /ngsi-ld/v1/temporal/entities/{id}?...
+    /ngsi-ld/v1/contexts/{name}                  the shipped @context documents
+
+``Accept: application/json`` (default; the @context in a ``Link`` header),
+``application/ld+json`` (``@context`` in the body) or ``application/geo+json``; anything
+else 406.  Errors are NGSI-LD ProblemDetails (``type``
+``https://uri.etsi.org/ngsi-ld/errors/BadRequestData`` 400, ``ResourceNotFound`` 404,
+``OperationNotSupported`` 405, ``NotAcceptable`` 406).  Writes are not offered (405).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import flask
+import orjson
+
+from citypulse.settings import Settings
+from standards.ngsild import entities as E
+from standards.ngsild import finder, temporal, views
+from standards.ngsild.query import QueryError, parse_geo, parse_q
+
+PREFIX = "/ngsi-ld/v1"
+ERRORS = "https://uri.etsi.org/ngsi-ld/errors/"
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 20
+JSON, LD, GEO = "application/json", "application/ld+json", "application/geo+json"
+WRITES = ["POST", "PUT", "PATCH", "DELETE"]
+
+
+class Problem(Exception):
+    """An NGSI-LD error answer: status, ProblemDetails type name, detail."""
+
+    def __init__(self, status: int, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.kind, self.detail = status, kind, detail
+
+
+def problem_response(p: Problem) -> flask.Response:
+    """The ProblemDetails JSON answer for ``p``."""
+    body = {"type": ERRORS + p.kind, "title": p.kind, "status": p.status, "detail": p.detail}
+    return flask.Response(orjson.dumps(body), status=p.status, mimetype=JSON)
+
+
+def _bad(detail: str) -> Problem:
+    return Problem(400, "BadRequestData", detail)
+
+
+def _list(name: str) -> list[str] | None:
+    text = flask.request.args.get(name)
+    if text is None:
+        return None
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    if not items:
+        raise _bad(f"{name}: empty list")
+    return items
+
+
+def _int(name: str, default: int, top: int | None = None) -> int:
+    text = flask.request.args.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or (top is not None and int(text) > top):
+        raise _bad(f"{name}: {text!r} is not an integer in 0..{top if top else 'n'}")
+    return int(text)
+
+
+def _options() -> set[str]:
+    opts = set(filter(None, (flask.request.args.get("options") or "").split(",")))
+    if flask.request.args.get("format"):
+        opts.add(flask.request.args["format"])
+    unknown = opts - {"keyValues", "simplified", "normalized", "concise", "temporalValues",
+                      "sysAttrs", "count"}
+    if unknown:
+        raise _bad(f"options: unknown {sorted(unknown)}")
+    return opts
+
+
+def _accept() -> str:
+    header = flask.request.headers.get("Accept", "")
+    if not header.strip():
+        return JSON
+    best = flask.request.accept_mimetypes.best_match([JSON, LD, GEO])
+    if best is None:
+        raise Problem(406, "NotAcceptable", f"Accept {header!r}: use {JSON}, {LD} or {GEO}")
+    return best
+
+
+def _context_url() -> str:
+    return flask.request.host_url.rstrip("/") + PREFIX + "/contexts/" + views.CITYPULSE_CONTEXT
+
+
+def _geo() -> Any:
+    a = flask.request.args
+    georel = a.get("georel")
+    if georel is None:
+        if a.get("geometry") or a.get("coordinates"):
+            raise _bad("georel: geometry and coordinates need a georel")
+        return None
+    if not a.get("geometry") or not a.get("coordinates"):
+        raise _bad("georel needs geometry and coordinates")
+    return parse_geo(georel, a.get("geometry"), a.get("coordinates"),
+                     a.get("geoproperty", "location"))
+
+
+def _query(settings_threshold: float) -> tuple[finder.Query, bool]:
+    a = flask.request.args
+    id_pattern = None
+    if a.get("idPattern"):
+        try:
+            id_pattern = re.compile(a["idPattern"])
+        except re.error as exc:
+            raise _bad(f"idPattern: {exc}") from None
+    query = finder.Query(
+        types=_list("type"), ids=_list("id"), id_pattern=id_pattern,
+        q=parse_q(a["q"]) if "q" in a else None, geo=_geo(), attrs=_list("attrs"),
+        limit=_int("limit", DEFAULT_LIMIT, MAX_LIMIT), offset=_int("offset", 0),
+        congested_above=settings_threshold)
+    count = a.get("count", "false")
+    if count not in ("true", "false"):
+        raise _bad(f"count: {count!r}: use true or false")
+    if not (query.types or query.ids or id_pattern or "q" in a or query.geo or query.attrs):
+        raise _bad("give at least one of type, id, idPattern, attrs, q or georel")
+    if query.limit == 0 and count != "true":
+        raise _bad("limit=0 is only allowed with count=true")
+    return query, count == "true"
+
+
+def _render(items: list[dict], many: bool, opts: set[str], accept: str,
+            attrs: list[str] | None, temporal_form: bool = False) -> flask.Response:
+    key_values = bool(opts & {"keyValues", "simplified"})
+    shaped = []
+    for e in items:
+        e = views.project(e, attrs)
+        if accept == GEO:
+            shaped.append(views.feature(e, key_values))
+            continue
+        body = e if key_values or temporal_form else views.normalized(e)
+        if accept == LD:
+            body = {**body, "@context": _context_url()}
+        shaped.append(body)
+    if accept == GEO:
+        doc: Any = {"type": "FeatureCollection", "features": shaped} if many else shaped[0]
+    else:
+        doc = shaped if many else shaped[0]
+    resp = flask.Response(orjson.dumps(doc), mimetype=accept)
+    if accept != LD:
+        resp.headers["Link"] = (f'<{_context_url()}>; rel="http://www.w3.org/ns/json-ld#context"'
+                                f'; type="{LD}"')
+    return resp
+
+
+def create_blueprint(settings: Settings, pool: Any,
+                     require_read: Callable[[], object]) -> flask.Blueprint:
+    """The NGSI-LD blueprint over ``pool``; ``require_read`` guards every view."""
+    bp = flask.Blueprint("ngsild", __name__, url_prefix=PREFIX)
+    threshold = E.congestion_threshold(settings)
+
+    @bp.before_request
+    def guard() -> None:
+        require_read()
+
+    @bp.errorhandler(Problem)
+    def on_problem(p: Problem):
+        return problem_response(p)
+
+    @bp.errorhandler(QueryError)
+    def on_query_error(exc: QueryError):
+        return problem_response(_bad(str(exc)))
+
+    @bp.errorhandler(temporal.TemporalError)
+    def on_temporal_error(exc: temporal.TemporalError):
+        return problem_response(_bad(str(exc)))
+
+    @bp.get("/entities")
+    def entities():
+        accept, opts = _accept(), _options()
+        query, count = _query(threshold)
+        with pool.connection() as conn:
+            page, total = finder.find(conn, query)
+        resp = _render(page, True, opts, accept, query.attrs)
+        if count:
+            resp.headers["NGSILD-Results-Count"] = str(total)
+        return resp
+
+    @bp.get("/entities/<path:entity_id>")
+    def entity(entity_id: str):
+        accept, opts = _accept(), _options()
+        if ":" not in entity_id:
+            raise _bad(f"{entity_id!r} is not a URI")
+        with pool.connection() as conn:
+            found = finder.one(conn, entity_id, congested_above=threshold)
+        if found is None:
+            raise Problem(404, "ResourceNotFound", f"no entity {entity_id}")
+        return _render([found], False, opts, accept, _list("attrs"))
+
+    @bp.get("/types")
+    def types():
+        accept = _accept()
+        doc = {"id": "urn:ngsi-ld:EntityTypeList:citypulse", "type": "EntityTypeList",
+               "typeList": list(E.TYPES)}
+        if accept == LD:
+            doc["@context"] = _context_url()
+        return flask.Response(orjson.dumps(doc), mimetype=LD if accept == LD else JSON)
+
+    def temporal_answer(ids: list[str] | None, single: bool):
+        accept, opts = _accept(), _options()
+        if accept == GEO:
+            raise Problem(406, "NotAcceptable", "temporal entities are JSON or JSON-LD")
+        a = flask.request.args
+        start, end = temporal.time_range(a.get("timerel"), _time("timeAt"),
+                                         _time("endTimeAt"))
+        kinds = _list("type") or sorted({t for t, _ in filter(None, map(E.local_id, ids or []))})
+        if not kinds:
+            raise _bad("give type (TrafficFlowObserved, CrowdFlowObserved) or id")
+        last_n = _int("lastN", 0) or None
+        limit, offset = _int("limit", DEFAULT_LIMIT, MAX_LIMIT), _int("offset", 0)
+        out: list[dict] = []
+        with pool.connection() as conn:
+            for kind in kinds:
+                if kind in temporal.SERIES:
+                    out += temporal.evolution(conn, kind, start, end, ids, _list("attrs"),
+                                              last_n, "temporalValues" in opts)
+        if single:
+            if not out:
+                raise Problem(404, "ResourceNotFound", f"no temporal data for {ids[0]} in "
+                                                       "that range")
+            return _render(out[:1], False, {"keyValues"}, accept, None, temporal_form=True)
+        return _render(out[offset:offset + limit], True, {"keyValues"}, accept, None,
+                       temporal_form=True)
+
+    @bp.get("/temporal/entities")
+    def temporal_entities():
+        return temporal_answer(_list("id"), False)
+
+    @bp.get("/temporal/entities/<path:entity_id>")
+    def temporal_entity(entity_id: str):
+        return temporal_answer([entity_id], True)
+
+    @bp.get("/contexts/<name>")
+    def context(name: str):
+        if name == views.CITYPULSE_CONTEXT:
+            base = flask.request.host_url.rstrip("/") + PREFIX + "/contexts"
+            return flask.Response(orjson.dumps(views.citypulse_context(base)), mimetype=LD)
+        body = views.context_file(name)
+        if body is None:
+            raise Problem(404, "ResourceNotFound", f"no @context {name}")
+        return flask.Response(body, mimetype=LD)
+
+    @bp.route("/entities", methods=WRITES)
+    @bp.route("/entities/<path:_rest>", methods=WRITES)
+    @bp.route("/temporal/entities", methods=WRITES)
+    @bp.route("/temporal/entities/<path:_rest>", methods=WRITES)
+    def writes(_rest: str = ""):
+        raise Problem(405, "OperationNotSupported", "this NGSI-LD API is read only")
+
+    @bp.route("/", methods=["GET", *WRITES], defaults={"_rest": ""})
+    @bp.route("/<path:_rest>", methods=["GET", *WRITES])
+    def unknown(_rest: str):
+        raise Problem(404, "ResourceNotFound", f"no such NGSI-LD endpoint: {PREFIX}/{_rest}")
+
+    return bp
+
+
+def _time(name: str):
+    from twin.api import parse_time
+
+    text = flask.request.args.get(name)
+    try:
+        return parse_time(text)
+    except (ValueError, OverflowError, OSError):
+        raise _bad(f"{name}: {text!r} is not an ISO-8601 date-time") from None
