@@ -150,20 +150,9 @@ class Worker:
             self.publish_events()
 
     # --- sending ----------------------------------------------------------------------------
-    def _routes(self, device_ids: list[str]) -> dict[str, downlinks.Route]:
-        """Devices among ``device_ids`` reached through a configured source's downlink."""
-        if not self.downlinks or not device_ids:
-            return {}
-        rows = self.conn.execute(
-            "SELECT DISTINCT ON (sensor_id) sensor_id, source, device, scope FROM "
-            "citypulse.source_devices WHERE sensor_id = ANY(%s) AND source = ANY(%s) "
-            "ORDER BY sensor_id, last_seen DESC",
-            (list(set(device_ids)), [d.name for d in self.downlinks])).fetchall()
-        return {r[0]: downlinks.Route(r[1], r[2], r[3]) for r in rows}
-
     def _publish_all(self, recs: list[dict]) -> list[dict]:
         """Send ``recs`` (each on its device's route); the ones that went out."""
-        routes = self._routes([r["device_id"] for r in recs])
+        routes = downlinks.routes(self.conn, [r["device_id"] for r in recs], self.downlinks)
         out = []
         for rec in recs:
             route = routes.get(rec["device_id"])
@@ -312,18 +301,13 @@ class Worker:
 
     def on_downlink_answer(self, source: str, a: downlinks.Answer) -> None:
         """Queue a source's answer, once it names a command sent to that source's device."""
-        uuid = UUID(str(a.value)) if a.key == "uuid" else None
-        seq = int(a.value) if a.key == "seq" else None
-        row = self.conn.execute(
-            "SELECT c.id, c.device_id FROM citypulse.commands c JOIN citypulse.source_devices d "
-            "ON d.sensor_id = c.device_id WHERE (c.id = %s OR c.seq = %s) AND d.source = %s "
-            "AND d.device = %s", (uuid, seq, source, a.device)).fetchone()
-        if row is None:
+        got = downlinks.command_of(self.conn, source, a)
+        if got is None:
             log.info("commands: %s answer for %s=%s from %r names no command of that device",
                      source, a.key, a.value, a.device)
             return
         self.stats["answers"] += 1
-        self._answers.append((row[0], row[1], a.status, a.result, a.reason))
+        self._answers.append((*got, a.status, a.result, a.reason))
 
     def flush_answers(self) -> None:
         """Apply the answers received since the last flush (batched: one statement per step)."""

@@ -126,15 +126,16 @@ class NetworkServer:
         self.pub.close()
 
 
-def test_chirpstack_downlink_lands_on_the_queue_topic_and_acks_settle_it(db, adapters, fleet,
+def test_chirpstack_downlink_lands_on_the_queue_topic_and_acks_settle_it(db, adapters,
                                                                          adapter_worker):
     ns = NetworkServer(adapters.mqtt.port)
     try:
-        ns.event("join", {"devAddr": "01f2a3b4"})
+        # an uplink (no event besides the reading) teaches the route and the sump level
+        ns.event("up", {"fCnt": 1, "fPort": 2, "object": {"sump_level_m": 1.2}})
         assert wait_for(lambda: route(db, "pmp-cs"), 30) == ("chirpstack", EUI, APP)
-        fleet.ids["pmp-cs"], fleet.kinds["pmp-cs"] = db.execute(
-            "SELECT id, kind FROM citypulse.sensors WHERE sensor_id = 'pmp-cs'").fetchone()
-        fleet.reading("pmp-cs", sump_level_m=1.2)
+        assert wait_for(lambda: db.execute(
+            "SELECT count(*) FROM citypulse.raw r JOIN citypulse.sensors s ON s.id = r.sensor "
+            "WHERE s.sensor_id = 'pmp-cs'").fetchone()[0] == 1, 30)
         rec = api.request(db, adapters, "pmp-cs", "start", {"flow_m3_h": 700}, **OP)
         topic, body = ns.down.get(timeout=30)
         assert topic == f"application/{APP}/device/{EUI}/command/down"
@@ -146,6 +147,10 @@ def test_chirpstack_downlink_lands_on_the_queue_topic_and_acks_settle_it(db, ada
         ns.event("txack", {"queueItemId": str(rec["id"]), "fCntDown": 4,
                            "gatewayId": "0016c001f153a14c"})
         wait_status(db, rec["id"], "delivered")
+        # another device naming the command (a spoof, or a confused network server): ignored,
+        # or the command would fail here, before the real ack below
+        ns.pub.publish(wf.chirpstack(APP, "ffffffffffffffff", "ack"), {
+            "deviceInfo": {"devEui": "ffffffffffffffff"}, "queueItemId": str(rec["id"])})
         ns.event("ack", {"queueItemId": str(rec["id"]), "acknowledged": True, "fCntDown": 4})
         done = wait_status(db, rec["id"], "succeeded")
         assert done["result"] == {"fCntDown": 4}
