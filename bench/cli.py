@@ -146,12 +146,14 @@ def bench_commands(
     rate: float = typer.Option(20_000.0, help="readings/s they offer, all together"),
     per_message: int = typer.Option(100, help="readings per gateway message"),
     warmup: float = typer.Option(15.0, help="seconds of sensor load before timing"),
+    via: str = typer.Option("native", help="native (citypulse contract) or thingsboard "
+                                           "(pumps behind a gateway: RPC downlink)"),
 ) -> None:
     """Latency request -> succeeded (p50/p95) and fleet fan-out time; prints JSON."""
     from bench.commands import run
 
     print(json.dumps(run(singles=singles, fleet=fleet, sensors=sensors, rate=rate,
-                         per_message=per_message, warmup_s=warmup,
+                         per_message=per_message, warmup_s=warmup, via=via,
                          progress=lambda m: print(m, file=sys.stderr, flush=True))))
 
 

@@ -10,21 +10,28 @@ database timestamps) for single commands sent one after another, the time for on
 command to reach every actuator (all ``sent``) and to see all of them ``succeeded``, and
 what the sensor load actually was while commands ran (readings committed per second, the
 collector's lag), next to what was offered.  The simulated actuators answer after
-``delay_s`` (reported), so latency = citypulse's overhead + that delay.
+``delay_s`` (reported), so latency = citypulse's overhead + that delay.  With
+``via="thingsboard"`` the pumps sit behind a ThingsBoard gateway (a bench-local client of the
+gateway API that connects them and answers server-side RPC after the same delay), so the
+commands go through the ThingsBoard downlink (``control.downlinks``) instead.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import random
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import orjson
+import paho.mqtt.client as mqtt
 import psycopg
 
 from bench.ingest import quantile, scrape
@@ -32,6 +39,7 @@ from citypulse import schema
 from citypulse.catalogue import MAX_SLOTS, device_kind
 from citypulse.settings import Settings
 from citypulse.stack import PrivateMosquitto, PrivatePostgres, free_port
+from citypulse.wire import foreign as wf
 from control import api
 from device_sim.loadgen import LoadSpec, gateway_of, run_load
 from ingest import metrics as im
@@ -67,6 +75,41 @@ def _load_main(host: str, port: int, prefix: str, sensors: int, rate: float,
     """The sensor load, run in its own process (``python -c``) until it is terminated."""
     run_load(LoadSpec(host, port, prefix, tuple(_ids(sensors)), rate, 24 * 3600.0,
                       per_message, 1, 1))
+
+
+class _TbGateway:
+    """A ThingsBoard gateway (its MQTT gateway API) in front of ``devices``.
+
+    Connects them, and answers every RPC request after ``delay_s`` with ``{"ok": true}``.
+    """
+
+    def __init__(self, host: str, port: int, devices: list[str], delay_s: tuple[float, float]):
+        self.delay_s = delay_s
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-tb-gateway",
+                             protocol=mqtt.MQTTv311)
+        ready = threading.Event()
+        self.c.on_connect = lambda c, *_: c.subscribe(wf.TB_RPC, 1)
+        self.c.on_subscribe = lambda *_: ready.set()
+        self.c.on_message = self._on_rpc
+        self.c.max_inflight_messages_set(200)
+        self.c.connect(host, port)
+        self.c.loop_start()
+        if not ready.wait(30):
+            raise RuntimeError("bench gateway could not subscribe to v1/gateway/rpc")
+        for name in devices:
+            self.c.publish(wf.TB_CONNECT, orjson.dumps({"device": name, "type": "pump"}), qos=1)
+
+    def _on_rpc(self, _c, _u, m) -> None:
+        doc = orjson.loads(m.payload)
+        data = doc.get("data") or {}
+        if isinstance(data, dict) and "method" in data:
+            reply = orjson.dumps({"device": doc["device"], "id": data["id"], "data": {"ok": True}})
+            threading.Timer(random.uniform(*self.delay_s), self.c.publish,
+                            (wf.TB_RPC, reply), {"qos": 1}).start()
+
+    def close(self) -> None:
+        self.c.loop_stop()
+        self.c.disconnect()
 
 
 def _wait(fn, timeout: float) -> bool:
@@ -119,7 +162,8 @@ def _stop(*procs: subprocess.Popen | None) -> None:
 
 
 def run(singles: int = 50, fleet: int = 1000, sensors: int = 200_000, rate: float = 20_000.0,
-        per_message: int = 100, warmup_s: float = 15.0, progress=None) -> dict:
+        per_message: int = 100, warmup_s: float = 15.0, via: str = "native",
+        progress=None) -> dict:
     """Run the benchmark on private PostgreSQL and Mosquitto; see the module doc."""
     from device_sim.actuators import ActuatorSim
 
@@ -143,7 +187,8 @@ def run(singles: int = 50, fleet: int = 1000, sensors: int = 200_000, rate: floa
             _register_pumps(conn, fleet_ids, "bench-fleet")
             env = {**os.environ, "CITYPULSE_DATABASE_URL": pg.url, "CITYPULSE_MQTT_URL": mq.url,
                    "CITYPULSE_TOPIC_PREFIX": settings.topic_prefix,
-                   "CITYPULSE_SPOOL_DIR": str(tmp / "spool"), "CITYPULSE_SOURCES": "",
+                   "CITYPULSE_SPOOL_DIR": str(tmp / "spool"),
+                   "CITYPULSE_SOURCES": "" if via == "native" else via,
                    "CITYPULSE_DEVICE_RATE_LIMIT": "1000000",
                    "CITYPULSE_COMMANDS_FLEET_RATE": "1000000"}
             col = worker = loader = sim = None
@@ -154,10 +199,20 @@ def run(singles: int = 50, fleet: int = 1000, sensors: int = 200_000, rate: floa
                     worker = subprocess.Popen([sys.executable, "-m", "citypulse", "commands",
                                                "run"], env=env, stdout=subprocess.DEVNULL,
                                               stderr=wlog)
-                sim = ActuatorSim(mq.url, settings.topic_prefix,
-                                  [(i, "pump") for i in single_ids + fleet_ids],
-                                  delay_s=DELAY_S, telemetry=False)
-                sim.session.wait_connected(30)
+                pumps = single_ids + fleet_ids
+                if via == "thingsboard":
+                    sim = _TbGateway(settings.mqtt.host, settings.mqtt.port, pumps, DELAY_S)
+                    if not _wait(lambda: conn.execute(
+                            "SELECT count(*) FROM citypulse.source_devices").fetchone()[0]
+                            == len(pumps), 120):
+                        raise RuntimeError("the collector did not learn the gateway's devices")
+                elif via == "native":
+                    sim = ActuatorSim(mq.url, settings.topic_prefix,
+                                      [(i, "pump") for i in pumps], delay_s=DELAY_S,
+                                      telemetry=False)
+                    sim.session.wait_connected(30)
+                else:
+                    raise ValueError(f"via {via!r}: native or thingsboard")
                 if sensors:
                     ep = settings.mqtt
                     args = (ep.host, ep.port, settings.topic_prefix, sensors, rate, per_message)
@@ -198,7 +253,8 @@ def run(singles: int = 50, fleet: int = 1000, sensors: int = 200_000, rate: floa
                     col.log.close()
                 conn.close()
     arr = np.array(lat) if lat else np.array([np.nan])
-    return {"singles": singles, "succeeded": len(lat), "singles_s": round(singles_s, 2),
+    return {"via": via, "singles": singles, "succeeded": len(lat),
+            "singles_s": round(singles_s, 2),
             "latency_ms": {"p50": round(float(np.percentile(arr, 50)), 1),
                            "p95": round(float(np.percentile(arr, 95)), 1),
                            "max": round(float(arr.max()), 1)},

@@ -6,9 +6,10 @@ from bench.commands import run
 
 
 @pytest.mark.slow
-def test_bench_commands_small():
-    r = run(singles=3, fleet=10, sensors=300, rate=600.0, per_message=10, warmup_s=1.0)
-    assert r["succeeded"] == 3
+@pytest.mark.parametrize("via", ["native", "thingsboard"])
+def test_bench_commands_small(via):
+    r = run(singles=3, fleet=10, sensors=300, rate=600.0, per_message=10, warmup_s=1.0, via=via)
+    assert r["via"] == via and r["succeeded"] == 3
     assert 0 < r["latency_ms"]["p50"] <= r["latency_ms"]["p95"] <= r["latency_ms"]["max"]
     assert r["fleet"]["succeeded"] == 10
     assert 0 < r["fleet"]["all_sent_s"] <= r["fleet"]["all_succeeded_s"]
