@@ -8,6 +8,7 @@ stages they drive, which is why they live here and not in the stages.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import typer
@@ -148,12 +149,19 @@ def bench_web(
 def bench_commands(
     singles: int = typer.Option(50, help="single commands timed one after another"),
     fleet: int = typer.Option(1000, help="actuators in the fleet command"),
-    sensors: int = typer.Option(2000, help="simulated sensors reporting meanwhile (0: none)"),
+    sensors: int = typer.Option(200_000, help="sensors reporting meanwhile (0: none)"),
+    rate: float = typer.Option(20_000.0, help="readings/s they offer, all together"),
+    per_message: int = typer.Option(100, help="readings per gateway message"),
+    warmup: float = typer.Option(15.0, help="seconds of sensor load before timing"),
+    via: str = typer.Option("native", help="native (citypulse contract) or thingsboard "
+                                           "(pumps behind a gateway: RPC downlink)"),
 ) -> None:
     """Latency request -> succeeded (p50/p95) and fleet fan-out time; prints JSON."""
     from bench.commands import run
 
-    print(json.dumps(run(singles=singles, fleet=fleet, sensors=sensors)))
+    print(json.dumps(run(singles=singles, fleet=fleet, sensors=sensors, rate=rate,
+                         per_message=per_message, warmup_s=warmup, via=via,
+                         progress=lambda m: print(m, file=sys.stderr, flush=True))))
 
 
 def bench_ngsi(

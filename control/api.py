@@ -39,8 +39,8 @@ def _admit(conn: psycopg.Connection, recs: list[dict], devs: list[dict], m: Any,
            settings: Settings) -> list[dict]:
     """Insert requests and their first decision: rejected, pending_approval or queued."""
     out, events = [], []
-    for rec, dev in zip(recs, devs, strict=True):
-        reason = policy.check(conn, m.precondition, dev, settings)
+    reasons = policy.check_many(conn, m.precondition, devs, settings)
+    for rec, reason in zip(recs, reasons, strict=True):
         if reason:
             status, action = "rejected", "reject"
         elif policy.needs_approval(m.risk):

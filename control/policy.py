@@ -6,7 +6,9 @@
 - Preconditions: a method names one (:mod:`citypulse.actuators`); the check here runs
   against the device's latest telemetry and open alerts, before the command is queued and
   again when it is approved.  A check is a function ``(conn, device, settings) -> reason |
-  None`` registered with :func:`precondition`; a reason rejects the command.
+  None`` registered with :func:`precondition`; a reason rejects the command.  A check may
+  also register a batched form (:data:`BATCHED`, one query for a whole fleet), which
+  :func:`check_many` prefers.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ COMMAND_ROLE = "operator"
 
 Check = Callable[[psycopg.Connection, dict, Settings], str | None]
 PRECONDITIONS: dict[str, Check] = {}
+Many = Callable[[psycopg.Connection, list[dict], Settings], list[str | None]]
+BATCHED: dict[str, Many] = {}
 
 
 class PolicyError(PermissionError):
@@ -75,23 +79,56 @@ def check(conn: psycopg.Connection, name: str | None, device: dict,
     return fn(conn, device, settings)
 
 
+def check_many(conn: psycopg.Connection, name: str | None, devices: list[dict],
+               settings: Settings) -> list[str | None]:
+    """:func:`check` for each of ``devices`` (batched where the check has a batched form)."""
+    if name is None:
+        return [None] * len(devices)
+    if name in BATCHED:
+        return BATCHED[name](conn, devices, settings)
+    return [check(conn, name, d, settings) for d in devices]
+
+
+def latest_values(conn: psycopg.Connection, devices: list[dict], metric: str,
+                  max_age_s: float) -> dict[int, tuple[float, datetime]]:
+    """Each device's latest reading of ``metric`` within ``max_age_s`` (by device ``id``)."""
+    since = datetime.now(UTC) - timedelta(seconds=max_age_s)
+    by_slot: dict[int, list[int]] = {}
+    for d in devices:
+        by_slot.setdefault(device_kind(d["kind"]).slot_of[metric], []).append(d["id"])
+    out: dict[int, tuple[float, datetime]] = {}
+    for slot, ids in by_slot.items():
+        col = sql.Identifier(f"v{slot}")
+        for sensor, value, at in conn.execute(sql.SQL(
+                "SELECT DISTINCT ON (sensor) sensor, {c}, time FROM citypulse.raw "
+                "WHERE sensor = ANY(%s) AND time >= %s AND {c} IS NOT NULL "
+                "ORDER BY sensor, time DESC").format(c=col), (ids, since)):
+            out[sensor] = (value, at)
+    return out
+
+
 def latest_value(conn: psycopg.Connection, device: dict, metric: str,
                  max_age_s: float) -> tuple[float, datetime] | None:
     """The device's latest reading of ``metric`` within ``max_age_s``, or None."""
-    kind = device_kind(device["kind"])
-    slot = kind.slot_of[metric]
-    since = datetime.now(UTC) - timedelta(seconds=max_age_s)
-    col = sql.Identifier(f"v{slot}")
-    row = conn.execute(sql.SQL(
-        "SELECT {c}, time FROM citypulse.raw WHERE sensor = %s AND time >= %s "
-        "AND {c} IS NOT NULL ORDER BY time DESC LIMIT 1").format(c=col),
-        (device["id"], since)).fetchone()
-    return (row[0], row[1]) if row else None
+    return latest_values(conn, [device], metric, max_age_s).get(device["id"])
 
 
 @precondition("sump_not_dry")
 def _sump_not_dry(conn: psycopg.Connection, device: dict, settings: Settings) -> str | None:
-    got = latest_value(conn, device, "sump_level_m", settings.commands_telemetry_max_age_s)
+    return _sump_not_dry_many(conn, [device], settings)[0]
+
+
+def _sump_not_dry_many(conn: psycopg.Connection, devices: list[dict],
+                       settings: Settings) -> list[str | None]:
+    got = latest_values(conn, devices, "sump_level_m", settings.commands_telemetry_max_age_s)
+    return [_sump_reason(d, got.get(d["id"]), settings) for d in devices]
+
+
+BATCHED["sump_not_dry"] = _sump_not_dry_many
+
+
+def _sump_reason(device: dict, got: tuple[float, datetime] | None,
+                 settings: Settings) -> str | None:
     if got is None:
         return (f"no sump level from {device['device_id']} in the last "
                 f"{settings.commands_telemetry_max_age_s:g} s: cannot tell the sump is not dry")

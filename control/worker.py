@@ -7,6 +7,9 @@ delivered -> succeeded | failed`` from the devices' answers, ``expired`` past th
 re-sent (same id: the device deduplicates) when unanswered for ``commands_retry_after_s``
 until the retry budget is spent, and every audit event published on
 ``{prefix}/v1/commands/events``.  ``set_interval`` goes through the device shadow.
+A device that came through a configured source adapter (a ``citypulse.source_devices`` row)
+is commanded on that source's downlink instead (:mod:`control.downlinks`: ThingsBoard
+gateway RPC, ChirpStack downlink queue), and the source's answers move the command on.
 
 Restart-safe: every decision is persisted before the message goes out, and on start (and
 on every reconnect to the broker) the worker re-sends what is ``sent``/``delivered`` -- a
@@ -36,10 +39,11 @@ from citypulse.actuators import method
 from citypulse.settings import Settings
 from citypulse.wire import topics
 from citypulse.wire.session import Session
-from control import records
+from control import downlinks, records
 
 log = logging.getLogger(__name__)
 SEND_BATCH = 500
+IN_FLIGHT_ORDER = ("sent", "delivered")
 DB_BACKOFF_CAP_S = 10.0
 
 
@@ -75,8 +79,11 @@ class Worker:
         self._last_periodic = 0.0
         self._answers: list[tuple] = []
         self.stats = {"sent": 0, "resent": 0, "answers": 0, "events": 0}
+        names = {d.name for d in downlinks.available()}
+        self.downlinks = [downlinks.get(n) for n in settings.sources if n in names]
         self.link = Session(settings.mqtt_url, client_id or f"citypulse-commands-{self.prefix}",
-                            topics.command_subscriptions(self.prefix),
+                            topics.command_subscriptions(self.prefix)
+                            + [t for d in self.downlinks for t in d.subscriptions()],
                             lambda t, p, props: self.q.put(("msg", t, p)),
                             ca_file=settings.mqtt_ca_file,
                             on_connect=lambda: self.q.put(("connected",)))
@@ -162,6 +169,26 @@ class Worker:
             self.publish_events()
 
     # --- sending ----------------------------------------------------------------------------
+    def _publish_all(self, recs: list[dict]) -> list[dict]:
+        """Send ``recs`` (each on its device's route); the ones that went out."""
+        routes = downlinks.routes(self.conn, [r["device_id"] for r in recs], self.downlinks)
+        out = []
+        for rec in recs:
+            route = routes.get(rec["device_id"])
+            if route is None:
+                self._publish(rec)
+                out.append(rec)
+                continue
+            try:
+                topic, body = downlinks.get(route.source).request(rec, route)
+            except ValueError as exc:
+                records.transition(self.conn, rec["id"], "failed", records.IN_FLIGHT, "worker",
+                                   "downlink", reason=str(exc))
+                continue
+            self.link.publish(topic, body, retain=False)
+            out.append(rec)
+        return out
+
     def _publish(self, rec: dict) -> None:
         m = method(rec["kind"], rec["method"])
         dev = rec["device_id"]
@@ -210,13 +237,10 @@ class Worker:
                     extra={"attempts": rec["attempts"] + 1, "sent_at": datetime.now(UTC),
                            "shadow_version": self._write_desired(rec)})
                 if got is not None:
-                    self._publish(got)
-                    self.stats["sent"] += 1
+                    self.stats["sent"] += len(self._publish_all([got]))
             else:
                 batch.append(rec["id"])
-        for got in records.mark_sent(self.conn, batch, "worker"):
-            self._publish(got)
-            self.stats["sent"] += 1
+        self.stats["sent"] += len(self._publish_all(records.mark_sent(self.conn, batch, "worker")))
 
     def _fleet_rate(self, fid: UUID) -> float:
         row = self.conn.execute("SELECT rate_per_s FROM citypulse.command_fleets WHERE id = %s",
@@ -233,13 +257,12 @@ class Worker:
 
     def resend_in_flight(self, why: str) -> None:
         """Send every sent/delivered command again (same id): after a restart or reconnect."""
-        for rec in records.listing(self.conn, limit=100_000, status="sent") + records.listing(
-                self.conn, limit=100_000, status="delivered"):
-            if rec["expires_at"] > datetime.now(UTC):
-                self._publish(rec)
-                self.stats["resent"] += 1
-                records.event(self.conn, rec["id"], "resend", "worker", rec["status"],
-                              rec["alert_id"], rec["fleet_id"], {"why": why})
+        now = datetime.now(UTC)
+        for rec in self._publish_all([r for st in IN_FLIGHT_ORDER for r in records.listing(
+                self.conn, limit=100_000, status=st) if r["expires_at"] > now]):
+            self.stats["resent"] += 1
+            records.event(self.conn, rec["id"], "resend", "worker", rec["status"],
+                          rec["alert_id"], rec["fleet_id"], {"why": why})
 
     def retry(self) -> None:
         """Re-send unanswered commands; fail them once the retry budget is spent."""
@@ -256,8 +279,7 @@ class Worker:
             got = records.transition(self.conn, rec["id"], rec["status"], (rec["status"],),
                                      "worker", "resend", extra={"attempts": rec["attempts"] + 1})
             if got is not None:
-                self._publish(got)
-                self.stats["resent"] += 1
+                self.stats["resent"] += len(self._publish_all([got]))
 
     def expire(self) -> None:
         """Commands past their expiry without an outcome are ``expired``."""
@@ -271,6 +293,11 @@ class Worker:
     # --- answers ----------------------------------------------------------------------------
     def on_message(self, topic: str, payload: bytes) -> None:
         """A device's answer or reported shadow (anything malformed is logged, not raised)."""
+        for d in self.downlinks:
+            if d.claims(topic):
+                for a in d.answers(topic, payload):
+                    self.on_downlink_answer(d.name, a)
+                return
         t = topics.parse(topic, self.prefix)
         body = orjson.loads(payload)
         if not isinstance(body, dict):
@@ -290,6 +317,16 @@ class Worker:
         if status == "error":
             reason = str(body.get("error") or result.get("error") or "device reported an error")
         self._answers.append((cid, t.ident, status, result, reason[:500]))
+
+    def on_downlink_answer(self, source: str, a: downlinks.Answer) -> None:
+        """Queue a source's answer, once it names a command sent to that source's device."""
+        got = downlinks.command_of(self.conn, source, a)
+        if got is None:
+            log.info("commands: %s answer for %s=%s from %r names no command of that device",
+                     source, a.key, a.value, a.device)
+            return
+        self.stats["answers"] += 1
+        self._answers.append((*got, a.status, a.result, a.reason))
 
     def flush_answers(self) -> None:
         """Apply the answers received since the last flush (batched: one statement per step)."""

@@ -21,9 +21,11 @@ directory (see :func:`write_credentials`):
 
 Source accounts (``source:username[=scope]``, see :mod:`ingest.sources`): a LoRaWAN network
 server's integration user may publish only its application's uplink/status/join topics
-(``chirpstack:cs-ns=<application id>``, ``ttn:tts=<app>@<tenant>``), a ThingsBoard gateway
-account only the gateway API topics (``thingsboard:gw-north``); ``collector`` reads every
-source's topics and ``simulator`` writes them (dialect load tests).
+(``chirpstack:cs-ns=<application id>``, ``ttn:tts=<app>@<tenant>``) and, for downlinks, read
+only its application's ``command/down`` and publish its ``txack``/``ack`` events; a
+ThingsBoard gateway account only the gateway API topics and ``v1/gateway/rpc``
+(``thingsboard:gw-north``); ``collector`` reads every source's topics, ``commands`` sends the
+downlinks and reads their outcomes, ``simulator`` writes the sources' topics (dialect load tests).
 
 Nobody connects anonymously (``allow_anonymous false`` in ``deploy/mosquitto/mosquitto.conf``).
 Running it again keeps the passwords already in ``credentials.csv`` and adds new devices.
@@ -199,6 +201,8 @@ def acl_text(gateways: Iterable[str], prefix: str = "city",
         f"topic write {p}/commands/+",
         f"topic read {p}/commands/+/response",
         f"topic readwrite {p}/shadow/#",
+        "# ... and the source adapters' downlinks (gateway RPC, network server queues)",
+        *(f"topic {access} {t}" for s in sources.available() for access, t in s.commands_acl()),
         "",
         "# load tests only: the simulator speaks for every device",
         "user simulator",
@@ -222,7 +226,8 @@ def acl_text(gateways: Iterable[str], prefix: str = "city",
         lines += ["# foreign sources: each account only its source's topics (its scope's)"]
     for a in accounts:
         lines += [f"user {a.username}",
-                  *(f"topic write {t}" for t in sources.get(a.source).acl_topics(a.scope)), ""]
+                  *(f"topic write {t}" for t in sources.get(a.source).acl_topics(a.scope)),
+                  *(f"topic read {t}" for t in sources.get(a.source).acl_reads(a.scope)), ""]
     return "\n".join(lines) + "\n"
 
 

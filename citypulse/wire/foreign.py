@@ -5,7 +5,9 @@ raises.  Read by the source adapters (``ingest/sources``) and the simulator's di
 each layout is written once:
 
     v1/gateway/{connect|disconnect|telemetry|attributes}            ThingsBoard gateway API
+    v1/gateway/rpc                       server-side RPC to the gateway's devices, and replies
     application/{application id}/device/{devEui}/event/{event}     ChirpStack v4 integration
+    application/{application id}/device/{devEui}/command/down      ChirpStack downlink queue
     v3/{application id}@{tenant id}/devices/{device id}/{event}    The Things Stack v3
 """
 
@@ -15,8 +17,14 @@ TB_ROOT = "v1/gateway/"
 TB_CONNECT, TB_DISCONNECT, TB_TELEMETRY, TB_ATTRIBUTES = (
     TB_ROOT + t for t in ("connect", "disconnect", "telemetry", "attributes"))
 TB_TOPICS = (TB_CONNECT, TB_DISCONNECT, TB_TELEMETRY, TB_ATTRIBUTES)
+# both ways on one topic: {"device", "data": {"id", "method", "params"}} to the gateway,
+# {"device", "id", "data"} back from it
+TB_RPC = TB_ROOT + "rpc"
 
 CHIRPSTACK_EVENTS = ("up", "status", "join")
+# downlink outcomes: txack (a gateway took the frame for transmission), ack (the device
+# acknowledged a confirmed downlink, or it timed out: ``acknowledged`` false or absent)
+CHIRPSTACK_DOWNLINK_EVENTS = ("txack", "ack")
 TTN_EVENTS = ("up", "join")
 
 
@@ -25,11 +33,17 @@ def chirpstack(application: str, dev_eui: str, event: str = "up") -> str:
     return f"application/{application}/device/{dev_eui}/event/{event}"
 
 
-def parse_chirpstack(topic: str) -> tuple[str, str, str] | None:
-    """(application, devEui, event) of a ChirpStack event topic we take, else None."""
+def chirpstack_down(application: str, dev_eui: str) -> str:
+    """The ChirpStack v4 topic that enqueues a downlink for a device (``+`` allowed)."""
+    return f"application/{application}/device/{dev_eui}/command/down"
+
+
+def parse_chirpstack(topic: str, events: tuple[str, ...] = CHIRPSTACK_EVENTS
+                     ) -> tuple[str, str, str] | None:
+    """(application, devEui, event) of a ChirpStack event topic of ``events``, else None."""
     parts = topic.split("/")
     if (len(parts) == 6 and parts[0] == "application" and parts[2] == "device"
-            and parts[4] == "event" and parts[5] in CHIRPSTACK_EVENTS and parts[1] and parts[3]):
+            and parts[4] == "event" and parts[5] in events and parts[1] and parts[3]):
         return parts[1], parts[3], parts[5]
     return None
 

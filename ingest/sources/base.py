@@ -69,6 +69,18 @@ class Source:
         """Topics a publishing account of this source may write (its scope, if any)."""
         return []
 
+    def acl_reads(self, scope: str | None) -> list[str]:
+        """Topics the account may read: the commands addressed to its devices (downlinks)."""
+        return []
+
+    def commands_acl(self) -> list[tuple[str, str]]:
+        """``(read|write|readwrite, topic)`` the commands worker needs for this downlink."""
+        return []
+
+    def scope_of(self, topic: str) -> str | None:
+        """The scope (application) a message's topic names, recorded per device for downlinks."""
+        return None
+
     def decode(self, topic: str, payload: bytes, received_ms: int, mapping: Mapping,
                max_bytes: int) -> Foreign:
         """Decode one message (never raises)."""
@@ -93,6 +105,11 @@ class DeviceTopicSource(Source):
     def acl_topics(self, scope: str | None) -> list[str]:
         """See :class:`Source`."""
         return [self.topic(scope, "+", e) for e in self.events]
+
+    def scope_of(self, topic: str) -> str | None:
+        """See :class:`Source`."""
+        parsed = self.parse(topic)
+        return parsed[0] if parsed else None
 
     def decode(self, topic: str, payload: bytes, received_ms: int, mapping: Mapping,
                max_bytes: int) -> Foreign:

@@ -7,7 +7,8 @@ time (else receipt), the best ``rxInfo`` RSSI as ``rssi_dbm`` and its SNR as dev
 ``join``: the device is online.  Out: :class:`~ingest.sources.base.Foreign` keyed by devEui.
 
 Trust: ``network_server``: ChirpStack checked the frame's MIC; the ACL lets its integration
-user publish only its own application's topics.
+user publish only its own application's topics.  For downlinks (``control.downlinks``) the
+same user reads its application's ``command/down`` and publishes the ``txack``/``ack`` events.
 """
 
 from __future__ import annotations
@@ -27,6 +28,19 @@ class ChirpStack(LoRaWANSource):
     events, topic, parse = (wf.CHIRPSTACK_EVENTS, staticmethod(wf.chirpstack),
                             staticmethod(wf.parse_chirpstack))
     device_word = "devEui"
+
+    def acl_topics(self, scope: str | None) -> list[str]:
+        """See :class:`~ingest.sources.base.Source`: uplink events and downlink outcomes."""
+        return [self.topic(scope, "+", e) for e in self.events + wf.CHIRPSTACK_DOWNLINK_EVENTS]
+
+    def acl_reads(self, scope: str | None) -> list[str]:
+        """See :class:`~ingest.sources.base.Source`: its application's downlink queue."""
+        return [wf.chirpstack_down(scope or "+", "+")]
+
+    def commands_acl(self) -> list[tuple[str, str]]:
+        """See :class:`~ingest.sources.base.Source`."""
+        return [("write", wf.chirpstack_down("+", "+"))] + [
+            ("read", self.topic("+", "+", e)) for e in wf.CHIRPSTACK_DOWNLINK_EVENTS]
 
     def named_device(self, doc: dict) -> str | None:
         """See :class:`~ingest.sources.base.LoRaWANSource`: ``deviceInfo.devEui``."""

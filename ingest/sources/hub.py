@@ -36,10 +36,11 @@ _ATTRS = """UPDATE citypulse.sensors SET props = jsonb_set(props, '{attributes}'
     coalesce(props->'attributes', '{}'::jsonb) || %s::jsonb), updated_at = now()
 WHERE sensor_id = %s"""
 _DEVICE = """INSERT INTO citypulse.source_devices AS d (source, device, sensor_id, status,
-    health, last_seen) VALUES (%s, %s, %s, %s, %s::jsonb, to_timestamp(%s / 1000.0))
+    health, last_seen, scope) VALUES (%s, %s, %s, %s, %s::jsonb, to_timestamp(%s / 1000.0), %s)
 ON CONFLICT (source, device) DO UPDATE SET sensor_id = EXCLUDED.sensor_id,
     status = coalesce(EXCLUDED.status, d.status), health = d.health || EXCLUDED.health,
-    last_seen = greatest(d.last_seen, EXCLUDED.last_seen)"""
+    last_seen = greatest(d.last_seen, EXCLUDED.last_seen),
+    scope = coalesce(EXCLUDED.scope, d.scope)"""
 _QUARANTINE = """INSERT INTO citypulse.source_quarantine AS q (source, device, first_seen,
     last_seen, messages, last_payload) VALUES (%s, %s, to_timestamp(%s / 1000.0),
     to_timestamp(%s / 1000.0), %s, %s)
@@ -80,6 +81,7 @@ class SourceHub:
         self.aliases: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
         self._seq: dict[tuple[str, str], tuple[int, int]] = {}
+        self._recorded: set[tuple[str, str, str | None]] = set()  # devices with a row
         r = registry if registry is not None else CollectorRegistry()
         p = "citypulse_ingest_source_"
         self.m_readings = Counter(p + "readings", "Reading rows accepted per source",
@@ -142,6 +144,7 @@ class SourceHub:
                                     r.sensor_id) for r in f.rejected)
         readings: list[wp.Reading] = []
         quarantined: dict[str, int] = {}
+        scope = src.scope_of(topic)
         for r in f.readings:
             sid = self.resolve(src.name, r.sensor_id, registry)
             if sid is None:
@@ -149,6 +152,10 @@ class SourceHub:
                               orjson.dumps({"device": r.sensor_id, **wp.reading_obj(
                                   r.ts_ms, dict(r.values), r.seq)}), out, quarantined)
                 continue
+            if (src.name, r.sensor_id, scope) not in self._recorded:  # a route for downlinks
+                self._recorded.add((src.name, r.sensor_id, scope))
+                out.side.append(("device", src.name, r.sensor_id, sid, None, "{}", r.ts_ms,
+                                 scope))
             readings.append(wp.Reading(sid, r.ts_ms, r.seq, r.values))
             if r.seq is not None:
                 out.seqs.append((sid, r.seq))
@@ -162,7 +169,7 @@ class SourceHub:
             if ev.attributes is not None:
                 out.side.append(("attrs", sid, ev.attributes.decode()))
             out.side.append(("device", src.name, ev.device, sid, ev.status,
-                             orjson.dumps(dict(ev.health)).decode(), ev.ts_ms))
+                             orjson.dumps(dict(ev.health)).decode(), ev.ts_ms, scope))
         for dev, n in quarantined.items():
             out.side.append(("quarantine", src.name, dev, received_ms, n, payload[:4096]))
         if readings:
@@ -220,13 +227,12 @@ class SourceHub:
     def write_side(conn: psycopg.Connection, side) -> None:
         """Write side records (attributes, device status/health, quarantine) in ``conn``."""
         attrs = [(s[2], s[1]) for s in side if s[0] == "attrs"]
-        devices = [tuple(s[1:]) for s in side if s[0] == "device"]
+        devices = [(*s[1:7], s[7] if len(s) > 7 else None) for s in side if s[0] == "device"]
         quarantine = [(s[1], s[2], s[3], s[3], s[4], s[5]) for s in side if s[0] == "quarantine"]
         with conn.cursor() as cur:
             if attrs:
                 cur.executemany(_ATTRS, attrs)
             if devices:
-                cur.executemany(_DEVICE, [(so, dv, sid, st, h, ts)
-                                          for so, dv, sid, st, h, ts in devices])
+                cur.executemany(_DEVICE, devices)
             if quarantine:
                 cur.executemany(_QUARANTINE, quarantine)

@@ -24,12 +24,14 @@ from types import MappingProxyType
 
 import yaml
 
-from citypulse.catalogue import KINDS
+from citypulse.actuators import DEVICE_KINDS
 
 MAPPINGS_DIR = Path(__file__).parent / "mappings"
 
-# every catalogue metric name -> its unit (a name shared by kinds has one unit everywhere)
-METRIC_UNITS: dict[str, str] = {m.name: m.unit for k in KINDS.values() for m in k.metrics}
+# every catalogue metric name -> its unit (a name shared by kinds has one unit everywhere);
+# actuators' telemetry too (a pump behind a network server reports its sump level)
+METRIC_UNITS: dict[str, str] = {m.name: m.unit for k in DEVICE_KINDS.values()
+                                for m in k.metrics}
 
 # (from unit, to unit) -> (scale, offset): value_to = value_from * scale + offset
 CONVERSIONS: dict[tuple[str, str], tuple[float, float]] = {

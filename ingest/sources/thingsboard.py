@@ -10,7 +10,9 @@ with readings keyed by device *name*, resolved to registry sensors by the collec
 
 Trust: ``payload``.  On a standard broker every gateway publishes on the same topics and the
 broker cannot rewrite a topic per user, so a gateway account can name any device; the ACL
-only keeps non-gateway accounts off these topics (see docs/sources.md).
+only keeps non-gateway accounts off these topics (see docs/sources.md).  The same holds for
+server-side RPC (``v1/gateway/rpc``, sent by ``control.downlinks``): every gateway account
+reads and answers on that one topic.
 """
 
 from __future__ import annotations
@@ -51,8 +53,16 @@ class ThingsBoardGateway(Source):
         return topic in _TOPICS
 
     def acl_topics(self, scope: str | None) -> list[str]:
+        """See :class:`~ingest.sources.base.Source`: the gateway API and RPC replies."""
+        return [*_TOPICS, wf.TB_RPC]
+
+    def acl_reads(self, scope: str | None) -> list[str]:
+        """See :class:`~ingest.sources.base.Source`: server-side RPC requests."""
+        return [wf.TB_RPC]
+
+    def commands_acl(self) -> list[tuple[str, str]]:
         """See :class:`~ingest.sources.base.Source`."""
-        return list(_TOPICS)
+        return [("readwrite", wf.TB_RPC)]
 
     def decode(self, topic: str, payload: bytes, received_ms: int, mapping: Mapping,
                max_bytes: int) -> Foreign:

@@ -8,6 +8,7 @@ CREATE TABLE IF NOT EXISTS citypulse.source_devices (
     status     text,                   -- online / offline (connect, disconnect, join, status)
     health     jsonb NOT NULL DEFAULT '{}'::jsonb,  -- last rssi_dbm, snr_db, battery_pct, margin_db
     last_seen  timestamptz NOT NULL,
+    scope      text,                   -- where the source addressed it (ChirpStack application id)
     PRIMARY KEY (source, device)
 );
 

@@ -7,7 +7,7 @@ import uuid
 
 from citypulse.stack import PrivateMosquitto
 from citypulse.wire import topics
-from ingest.credentials import write_credentials
+from ingest.credentials import SourceAccount, write_credentials
 from tests.production.integration.test_broker_acl import Client
 from tests.support import wait_for
 
@@ -42,3 +42,45 @@ def test_device_reads_only_its_own_commands_and_answers_only_for_itself(tmp_path
         assert [p for _, p in worker.messages] == [b"answer-" + marker]
         dev.close()
         worker.close()
+
+
+def test_downlink_topics_reach_only_the_gateway_and_the_network_server_of_the_application(
+        tmp_path):
+    dep = tmp_path / "dep.csv"
+    dep.write_text("sensor_id,kind,lon,lat,gateway_id\npmp-1,pump,121.93,30.9,\n")
+    out = tmp_path / "auth"
+    write_credentials(dep, out, prefix=P, accounts=[
+        SourceAccount.parse(a) for a in ("thingsboard:gw-north", "chirpstack:cs-ns=app-1")])
+    with (out / "credentials.csv").open() as f:
+        pw = {r["username"]: r["password"] for r in csv.DictReader(f)}
+    down1, down2 = "application/app-1/device/01/command/down", "application/app-2/device/01/command/down"
+    with PrivateMosquitto(tmp_path / "mq", password_file=out / "passwd",
+                          acl_file=out / "acl") as mq:
+        who = {u: Client(mq.port, u, pw[u]) for u in ("commands", "gw-north", "cs-ns", "pmp-1")}
+        assert all(c.wait_connect() for c in who.values())
+        for u, subs in (("commands", ["v1/gateway/rpc", "application/+/device/+/event/ack",
+                                      "application/+/device/+/event/txack"]),
+                        ("gw-north", ["v1/gateway/rpc"]),
+                        ("cs-ns", ["application/+/device/+/command/down"]),
+                        ("pmp-1", ["v1/gateway/rpc", "application/+/device/+/command/down"])):
+            for t in subs:
+                who[u].subscribe(t)
+        m = uuid.uuid4().hex
+        who["commands"].publish("v1/gateway/rpc", f"rpc-{m}".encode())
+        who["commands"].publish(down2, f"app2-{m}".encode())
+        who["commands"].publish(down1, f"app1-{m}".encode())
+        who["gw-north"].publish("v1/gateway/rpc", f"reply-{m}".encode())
+        who["cs-ns"].publish("application/app-2/device/01/event/ack", f"spoof-{m}".encode())
+        who["cs-ns"].publish("application/app-1/device/01/event/ack", f"ack-{m}".encode())
+        who["pmp-1"].publish("v1/gateway/rpc", f"sensor-{m}".encode())
+
+        def got(u):
+            return sorted(p.decode().removesuffix(m) for _, p in who[u].messages)
+
+        # the worker hears its own request and the gateway's reply, and only app-1's ack
+        assert wait_for(lambda: got("commands") == ["ack-", "reply-", "rpc-"], 10), got("commands")
+        assert wait_for(lambda: got("gw-north") == ["reply-", "rpc-"], 10), got("gw-north")
+        assert wait_for(lambda: got("cs-ns") == ["app1-"], 10), got("cs-ns")
+        assert got("pmp-1") == []  # a sensor reads no downlink and sends no RPC reply
+        for c in who.values():
+            c.close()

@@ -58,3 +58,22 @@ def test_fleet_aborts_past_its_failure_threshold(db, ctl_settings, fleet, worker
     by = Counter(r["status"] for r in rows)
     assert by["failed"] >= 2 and by["cancelled"] >= 1, by
     assert all("fleet aborted" in r["reason"] for r in rows if r["status"] == "cancelled")
+
+
+def test_fleet_preconditions_are_checked_per_pump_in_one_pass(db, ctl_settings, fleet):
+    for p in ("pmp-wet", "pmp-dry", "pmp-silent", "pmp-dried"):
+        fleet.add(p, "pump", zone_id="zp")
+    fleet.reading("pmp-wet", sump_level_m=1.5)
+    fleet.reading("pmp-dry", sump_level_m=0.02)
+    fleet.reading("pmp-dried", sump_level_m=1.5)
+    fleet.reading("pmp-dried", sump_level_m=0.01)  # the latest reading counts
+    out = api.fleet(db, ctl_settings, "pump", "start", {"zone": "zp"}, **OP)
+    got = {r["device_id"]: (r["status"], r["reason"])
+           for r in records.listing(db, fleet_id=out["fleet_id"])}
+    assert got["pmp-wet"] == ("queued", "")
+    assert got["pmp-dry"][0] == got["pmp-dried"][0] == "rejected"
+    assert "sump dry: pmp-dry reports 0.02 m" in got["pmp-dry"][1]
+    assert "sump dry: pmp-dried reports 0.01 m" in got["pmp-dried"][1]
+    assert got["pmp-silent"][0] == "rejected" and "no sump level from pmp-silent" in \
+        got["pmp-silent"][1]
+    assert out["by_status"] == {"queued": 1, "rejected": 3}
