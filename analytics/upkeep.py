@@ -11,10 +11,10 @@ Problems found (``PROBLEMS``), each with its evidence:
   of its own and its sensors none (one visit fixes them all).
 - ``battery_low``: the lowest battery reading in the window is under ``BATTERY_LOW_PCT``.
 - ``clock_ahead``: the collector re-stamped or rejected readings stamped ahead of their
-  arrival (dead letters ``restamped``/``clock_ahead``, see ``ingest.validate``); the skew
-  estimate is the median of (device time - arrival time) of those in the window.
-- ``stuck``: at least ``STUCK_MIN_READINGS`` readings in the window and every primary value
-  (slots 0-2) the same, not all zero (a quiet road at night reads 0 and is not stuck).
+  arrival (dead letters ``restamped``/``clock_ahead``/``bad_timestamp`` "ahead by N s", see
+  ``ingest.validate``); the skew estimate is the median of (device time - arrival time).
+- ``stuck``: at least ``STUCK_MIN_READINGS`` readings in the window, ``STUCK_MIN_HEALTH`` of
+  them with the radio level, and every value the same (the device repeats its whole frame).
 - ``bad_data``: at least ``BAD_DATA_MIN`` dead letters for the sensor in the window for its
   content (out of range, unknown metric, malformed).
 
@@ -34,23 +34,25 @@ import psycopg
 
 from analytics import maintenance
 from analytics.lifecycle import list_alerts
-from citypulse.catalogue import KINDS
+from citypulse.catalogue import KINDS, MAX_SLOTS
 
 log = logging.getLogger(__name__)
 
 PROBLEMS = ("silent", "battery_low", "clock_ahead", "stuck", "bad_data")
 WINDOW_S = 900.0            # evidence is looked for in the last 15 minutes
-BATTERY_LOW_PCT = 15.0
+BATTERY_LOW_PCT = 5.0        # the fleet's batteries are replaced at 5 %: below it, dying
 STUCK_MIN_READINGS = 8
+STUCK_MIN_HEALTH = 2        # ... with this many health readings (battery, rssi) among them
 BAD_DATA_MIN = 5
-CLOCK_REASONS = ("restamped", "clock_ahead")
+CLOCK_REASONS = ("restamped", "clock_ahead", "bad_timestamp")  # "ahead by N s" in the detail
 BAD_DATA_REASONS = ("out_of_range", "unknown_metric", "malformed")
 CSV_FIELDS = ("zone", "kind", "device", "problems", "since", "evidence", "last_good_at")
 
 
-def _battery_expr() -> str:
-    arms = " ".join(f"WHEN '{k}' THEN r.v{kind.slot_of['battery_pct']}"
-                    for k, kind in KINDS.items() if "battery_pct" in kind.slot_of)
+def _slot_expr(metric: str) -> str:
+    """``metric``'s raw column for the row's kind (NULL for kinds without it)."""
+    arms = " ".join(f"WHEN '{k}' THEN r.v{kind.slot_of[metric]}"
+                    for k, kind in KINDS.items() if metric in kind.slot_of)
     return f"CASE s.kind {arms} END"
 
 
@@ -98,19 +100,21 @@ def find(conn: psycopg.Connection, at: datetime | None = None,
     for s, ev in sensors.items():
         if s not in behind:
             found.setdefault(("sensor", s), {})["silent"] = ev
-    batt = _battery_expr()
+    slots = ", ".join(f"min(r.v{i}), max(r.v{i})" for i in range(MAX_SLOTS))
     rows = conn.execute(
-        f"""SELECT s.sensor_id, count(*), min({batt}),
-                   min(r.v0), max(r.v0), min(r.v1), max(r.v1), min(r.v2), max(r.v2)
+        f"""SELECT s.sensor_id, count(*), min({_slot_expr("battery_pct")}),
+                   count({_slot_expr("rssi_dbm")}), {slots}
             FROM citypulse.raw r JOIN citypulse.sensors s ON s.id = r.sensor
             WHERE r.time > %s AND r.time <= %s GROUP BY 1""",  # noqa: S608 - slot columns from the catalogue
         (since, at)).fetchall()
-    for sid, n, low, *mm in rows:
+    for sid, n, low, health, *mm in rows:
         if low is not None and low < BATTERY_LOW_PCT:
             found.setdefault(("sensor", sid), {})["battery_low"] = {"battery_pct": low}
         pairs = [(lo, hi) for lo, hi in zip(mm[::2], mm[1::2], strict=True) if lo is not None]
-        if n >= STUCK_MIN_READINGS and pairs and all(lo == hi for lo, hi in pairs) \
-                and any(lo != 0 for lo, _ in pairs):
+        # a frozen device repeats its whole frame, radio level included; a parked truck or a
+        # dry rain gauge repeats its measurements but not its rssi
+        if n >= STUCK_MIN_READINGS and health >= STUCK_MIN_HEALTH and pairs \
+                and all(lo == hi for lo, hi in pairs):
             found.setdefault(("sensor", sid), {})["stuck"] = {
                 "readings": n, "values": [lo for lo, _ in pairs]}
     for sid, n, skew in conn.execute(
@@ -118,7 +122,7 @@ def find(conn: psycopg.Connection, at: datetime | None = None,
                        substring(detail FROM 'ahead by ([0-9.]+) s')::float8)
                 FROM citypulse.dead_letters
                 WHERE received_at > %s AND received_at <= %s AND reason = ANY(%s)
-                  AND sensor_id IS NOT NULL GROUP BY 1""",
+                  AND sensor_id IS NOT NULL AND detail LIKE '%%ahead by %%' GROUP BY 1""",
             (since, at, list(CLOCK_REASONS))):
         found.setdefault(("sensor", sid), {})["clock_ahead"] = {
             "readings": n, "skew_s": round(skew, 1) if skew is not None else None}

@@ -31,9 +31,9 @@ def test_tickets_per_device_and_gateway_with_evidence_then_closed_on_recovery(db
     feed.sensor("gw-s1", "traffic", gateway="gw-9", zone_id="z-4")
     feed.sensor("gw-s2", "traffic", gateway="gw-9", zone_id="z-4")
     for i in range(10):
-        feed.write(-600 + 30 * i, {"stuck-1": {"laeq_db": 47.5},
-                                   "ok-1": {"laeq_db": 40 + i},
-                                   "batt-1": {"laeq_db": 40 + i, "battery_pct": 30 - 2 * i}})
+        feed.write(-600 + 30 * i, {"stuck-1": {"laeq_db": 47.5, "rssi_dbm": -80},
+                                   "ok-1": {"laeq_db": 40, "rssi_dbm": -80 - i},
+                                   "batt-1": {"laeq_db": 40 + i, "battery_pct": 20 - 2 * i}})
     _dead(db, feed, -60, wp.RESTAMPED, "fast-1", "device clock ahead by 240.0 s: stored at "
           "arrival time 1, ts 2", n=3)
     _dead(db, feed, -60, wp.OUT_OF_RANGE, "bad-1", "laeq_db=999 outside [20, 130] dB", n=6)
@@ -73,7 +73,7 @@ def test_tickets_per_device_and_gateway_with_evidence_then_closed_on_recovery(db
 
     # stuck-1 recovers (varying values), will-1 comes back: their tickets close
     for i in range(10):
-        feed.write(30 + 30 * i, {"stuck-1": {"laeq_db": 50 + i}})
+        feed.write(30 + 30 * i, {"stuck-1": {"laeq_db": 50 + i, "rssi_dbm": -80}})
     db.execute("UPDATE citypulse.sensor_status SET status = 'online' WHERE sensor_id = 'will-1'")
     later = feed.at(30 + upkeep.WINDOW_S - 100)
     upkeep.run(db, later)
