@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import psycopg
@@ -59,7 +59,7 @@ class Batch:
     gateways: tuple[tuple[str, datetime, int], ...] = ()  # heartbeats: id, last seen, messages
     side: tuple[tuple, ...] = ()     # source adapters' side records (SourceHub.write_side)
     foreign: tuple = ()              # (source, Handled) per source message: metrics, not spooled
-    received_ms: int | None = None   # the oldest message's arrival: metrics, not spooled
+    received_ms: int | None = field(default=None, compare=False)  # oldest arrival: metrics only
 
 
 def take(inbox: queue.SimpleQueue, settings: Settings) -> list[Message]:
