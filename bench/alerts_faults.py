@@ -4,7 +4,8 @@ In: a :class:`bench.alerts.Sim` (the deployment in the store), the demo's fault 
 (:meth:`device_sim.behaviour.Faults.default`), no incident.  Out: a dict with
 ``wall_alerts`` (alerts opened that would reach the wall and /emergency: every one is false,
 the goal is 0) and the upkeep figures: ``injected`` devices per fault (stuck, clock ahead
-beyond ``clock_ahead_s``, battery low or dead; from the simulator's own fault draw),
+beyond ``clock_ahead_s``, clock behind by a minute or more, battery low or dead; from the
+simulator's own fault draw),
 ``tickets`` (open maintenance tickets at the end, by problem), ``upkeep_recall`` (injected
 faulty devices with a ticket) and ``tickets_not_injected`` (tickets on devices without an
 injected fault, with a sample).
@@ -32,6 +33,7 @@ from ingest.validate import Window, clock_check
 # the demo's fault clock: a night hour (the walk, 05:35 local)
 FAULT_START = datetime.fromisoformat("2026-11-24T05:35:00+08:00")
 UPKEEP_EVERY_S = 60.0
+CLOCK_BEHIND_S = 60.0
 _BAD_REASON = {1: wp.OUT_OF_RANGE, 2: wp.UNKNOWN_METRIC, 3: wp.MALFORMED, 4: wp.MALFORMED}
 
 
@@ -49,10 +51,12 @@ def injected(sim: Any, t: float, clock_ahead_s: float) -> dict[str, set[str]]:
     left = np.clip(100 * (1 - ((t + TZ_OFFSET_S) % 86400) / life), 0, 100)
     drifting = uniform(s, idx, 0, 45) < f.drift
     ppm = f.drift_ppm * (2 * uniform(s, idx, 0, 46) - 1)
-    ahead = drifting & (ppm * 1e-6 * (t % (30 * 86400)) > clock_ahead_s)
+    off = ppm * 1e-6 * (t % (30 * 86400))
     return {"stuck": set(ids[stuck].tolist()),
             "battery": set(ids[weak & (left < upkeep.BATTERY_LOW_PCT)].tolist()),
-            "clock_ahead": set(ids[ahead].tolist())}
+            "clock_ahead": set(ids[drifting & (off > clock_ahead_s)].tolist()),
+            # a clock a minute or more behind: its readings look late, the sensor silent
+            "clock_behind": set(ids[drifting & (off < -CLOCK_BEHIND_S)].tolist())}
 
 
 def _step(sim: Any, conn: psycopg.Connection, a: float, b: float, settings: Any) -> None:

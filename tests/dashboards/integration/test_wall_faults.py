@@ -56,7 +56,8 @@ def faulty(pg, broker, tmp_path_factory):
 
 def test_upkeep_stays_off_the_wall_and_the_queue_lists_the_faulty_devices(faulty, page):
     served, url, score, truth = faulty
-    faulty_ids = set().union(*truth.values())
+    # a clock behind gets a ticket only once it looks silent: not asked of every one
+    faulty_ids = truth["stuck"] | truth["battery"] | truth["clock_ahead"]
     assert faulty_ids and score["tickets"] > 0
     with psycopg.connect(url, autocommit=True) as conn:
         open_alerts = [dict(zip(("rule", "entity_kind", "entity_id", "title"), r, strict=True))
@@ -74,14 +75,14 @@ def test_upkeep_stays_off_the_wall_and_the_queue_lists_the_faulty_devices(faulty
     for a in upkeep_alerts:
         assert a["title"] not in ticker
     tiles = page.inner_text("#wall-tiles")
-    assert "sensors online" in tiles
+    assert "sensors online" in tiles.lower()
     online = int(page.inner_text("#wall-tiles .tile:nth-child(2) .value").replace(",", ""))
     silent = {t["device"] for t in tickets if "silent" in t["problems"] and t["kind"] == "sensor"}
     assert online <= SENSORS - len(silent)
 
     page.goto(served.url + "/emergency")
-    page.wait_for_selector("table.queue")
-    queue = page.inner_text("table.queue")
+    page.wait_for_selector("#em-queue table.queue, #em-queue p")
+    queue = page.inner_text("#em-queue")
     for a in upkeep_alerts:
         assert a["title"] not in queue
     assert len(incidents) == score["wall_alerts"] == 0
