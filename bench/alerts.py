@@ -337,7 +337,8 @@ def bench_start(scen: Any) -> datetime:
 
 
 def run_bench(n_sensors: int = 2000, quiet_minutes: float = 60.0, only: list[str] | None = None,
-              progress: bool = True, seed: int = 0, faults_minutes: float = 30.0) -> dict:
+              progress: bool = True, seed: int = 0, faults_minutes: float = 30.0,
+              faults_start: datetime | None = None) -> dict:
     """Run the scenarios, a quiet period and the fault-profile case; return figures.
 
     ``only``: these scenario names/files; ``quiet_minutes`` or ``faults_minutes`` 0 skips
@@ -387,9 +388,10 @@ def run_bench(n_sensors: int = 2000, quiet_minutes: float = 60.0, only: list[str
 
                         steps = int((faults_minutes * 60 + WARMUP_S) / QUIET_STEP_S)
                         task = bar.add_task("faults", total=steps)
-                        result["faults"] = score_faults(sim, conn, sub, delivery, city,
-                                                        faults_minutes,
-                                                        progress=lambda: bar.advance(task))
+                        result["faults"] = score_faults(
+                            sim, conn, sub, delivery, city, faults_minutes,
+                            **({"start": faults_start} if faults_start else {}),
+                            progress=lambda: bar.advance(task))
             finally:
                 delivery.close()
                 sub.close()
