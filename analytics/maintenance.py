@@ -79,13 +79,13 @@ def tickets(upkeep: Iterable[dict]) -> list[dict]:
 CSV_FIELDS = ("zone", "device", "problem", "since", "alert")
 
 
-def tickets_csv(items: Iterable[dict]) -> str:
-    """The work items as CSV for field crews (columns ``CSV_FIELDS``)."""
+def tickets_csv(items: Iterable[dict], fields: Iterable[str] = CSV_FIELDS) -> str:
+    """The work items as CSV for field crews (columns ``fields``, default ``CSV_FIELDS``)."""
     import csv
     import io
 
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     w.writerows(items)
     return buf.getvalue()

@@ -14,12 +14,15 @@ import time
 
 import psycopg
 
+from analytics import upkeep
 from analytics.delivery import Delivery
 from analytics.engine import Engine
 from analytics.rules import load_rules
 from citypulse.settings import Settings
 
 log = logging.getLogger(__name__)
+
+UPKEEP_EVERY_S = 60.0  # maintenance tickets (analytics.upkeep) are brought in step this often
 
 
 class Metrics:
@@ -58,6 +61,7 @@ def run(settings: Settings, stop: threading.Event, delivery: Delivery | None = N
     engine: Engine | None = None
     conn: psycopg.Connection | None = None
     last_log = time.monotonic()
+    last_upkeep = 0.0
     try:
         while not stop.is_set():
             started = time.monotonic()
@@ -76,6 +80,9 @@ def run(settings: Settings, stop: threading.Event, delivery: Delivery | None = N
                             "SELECT severity, count(*) FROM citypulse.alerts "
                             "WHERE status <> 'resolved' GROUP BY 1").fetchall():
                         metrics.open.labels(sev).set(n)
+                if time.monotonic() - last_upkeep >= UPKEEP_EVERY_S:
+                    last_upkeep = time.monotonic()
+                    log.debug("alerts: upkeep %s", upkeep.run(conn))
                 if callable(on_tick):
                     on_tick(engine)
             except psycopg.OperationalError as exc:

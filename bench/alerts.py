@@ -112,6 +112,16 @@ class Sim:
         if len(idx) == 0:
             return []
         batch = readings(self.fleet, idx, k, t, scenario, Faults())
+        return self.rows_of(batch, batch.ts_ms)
+
+    def rows_of(self, batch: Any, ts_ms: np.ndarray, keep: np.ndarray | None = None
+                ) -> list[tuple]:
+        """Store rows of a behaviour batch, stamped ``ts_ms``; only ``keep`` when given."""
+        if keep is not None:
+            sel = np.flatnonzero(keep)
+            batch = type(batch)(batch.idx[sel], batch.seq[sel], ts_ms[sel],
+                                {m: v[sel] for m, v in batch.values.items()}, batch.bad[sel])
+            ts_ms = batch.ts_ms
         n = len(batch)
         vals = np.full((n, MAX_SLOTS), np.nan)
         kinds = self.fleet.kind[batch.idx]
@@ -125,7 +135,7 @@ class Sim:
                     vals[sel, j] = col[sel]
         obj = vals.astype(object)
         obj[np.isnan(vals)] = None
-        ts = [datetime.fromtimestamp(x / 1000, UTC) for x in batch.ts_ms.tolist()]
+        ts = [datetime.fromtimestamp(x / 1000, UTC) for x in ts_ms.tolist()]
         ids = self.db_id[batch.idx].tolist()
         seq = batch.seq.tolist()
         out = {}
@@ -332,8 +342,13 @@ def bench_start(scen: Any) -> datetime:
 
 
 def run_bench(n_sensors: int = 2000, quiet_minutes: float = 60.0, only: list[str] | None = None,
-              progress: bool = True, seed: int = 0) -> dict:
-    """Run every scenario (or ``only`` these names/files) and a quiet period; return figures."""
+              progress: bool = True, seed: int = 0, faults_minutes: float = 30.0,
+              faults_start: datetime | None = None) -> dict:
+    """Run the scenarios, a quiet period and the fault-profile case; return figures.
+
+    ``only``: these scenario names/files; ``quiet_minutes`` or ``faults_minutes`` 0 skips
+    the quiet period or the fault-profile case (:mod:`bench.alerts_faults`).
+    """
     from citypulse.stack import PrivateMosquitto, PrivatePostgres
     from device_sim import scenario as scenario_mod
 
@@ -367,10 +382,21 @@ def run_bench(n_sensors: int = 2000, quiet_minutes: float = 60.0, only: list[str
                                                progress=lambda task=task: bar.advance(task))
                         score.pop("opened")
                         result["scenarios"][f.stem] = score
-                    steps = int((quiet_minutes * 60 + WARMUP_S) / QUIET_STEP_S)
-                    task = bar.add_task("quiet", total=steps)
-                    result["quiet"] = score_quiet(sim, conn, sub, delivery, city, quiet_minutes,
-                                                  progress=lambda: bar.advance(task))
+                    if quiet_minutes > 0:
+                        steps = int((quiet_minutes * 60 + WARMUP_S) / QUIET_STEP_S)
+                        task = bar.add_task("quiet", total=steps)
+                        result["quiet"] = score_quiet(sim, conn, sub, delivery, city,
+                                                      quiet_minutes,
+                                                      progress=lambda: bar.advance(task))
+                    if faults_minutes > 0:
+                        from bench.alerts_faults import score_faults
+
+                        steps = int((faults_minutes * 60 + WARMUP_S) / QUIET_STEP_S)
+                        task = bar.add_task("faults", total=steps)
+                        result["faults"] = score_faults(
+                            sim, conn, sub, delivery, city, faults_minutes,
+                            **({"start": faults_start} if faults_start else {}),
+                            progress=lambda: bar.advance(task))
             finally:
                 delivery.close()
                 sub.close()
@@ -379,5 +405,7 @@ def run_bench(n_sensors: int = 2000, quiet_minutes: float = 60.0, only: list[str
     result["summary"] = {"min_recall": min(recalls) if recalls else None,
                          "max_p95_ms": max(p95) if p95 else None,
                          "quiet_false_alerts": result.get("quiet", {}).get("false_alerts"),
+                         "faults_wall_alerts": result.get("faults", {}).get("wall_alerts"),
+                         "faults_upkeep_recall": result.get("faults", {}).get("upkeep_recall"),
                          "wall_s": round(time.monotonic() - t_start, 1)}
     return result

@@ -96,13 +96,24 @@ def bench_alerts(
     sensors: int = typer.Option(2000, help="Sensors in the synthetic deployment."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON only."),
     quiet_minutes: float = typer.Option(60.0, help="Simulated quiet time for false alerts."),
-    scenario: list[str] = typer.Option(None, help="Only these scenarios."),
+    scenario: list[str] = typer.Option(None, help="Only these scenarios ('none': no file)."),
+    faults_minutes: float = typer.Option(
+        30.0, help="Simulated time with the demo's device faults (0: skip): wall alerts "
+                   "(goal 0) and maintenance tickets vs injected faults."),
+    faults_start: str = typer.Option(
+        None, help="Simulated start of the fault case, ISO 8601 with offset (default "
+                   "2026-11-24T05:35:00+08:00)."),
 ) -> None:
     """Detection latency, precision and recall per incident scenario (JSON)."""
+    from datetime import datetime
+
     from bench.alerts import run_bench
 
     result = run_bench(n_sensors=sensors, quiet_minutes=quiet_minutes,
-                       only=scenario or None, progress=not as_json)
+                       only=scenario or None, progress=not as_json,
+                       faults_minutes=faults_minutes,
+                       faults_start=datetime.fromisoformat(faults_start) if faults_start
+                       else None)
     print(json.dumps(result, indent=None if as_json else 2))
 
 

@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     max_future_s: float = Field(
         300.0, ge=0, description="Readings stamped further ahead than this are bad_timestamp."
     )
+    clock_ahead_s: float = Field(
+        5.0, ge=0, description="A reading stamped further ahead of its arrival than this comes "
+                               "from a device clock running fast: clock_ahead_policy applies.")
+    clock_ahead_policy: Literal["restamp", "dead_letter"] = Field(
+        "restamp", description="restamp: store it at its arrival time, the original kept as a "
+                               "'restamped' dead letter; dead_letter: reject it ('clock_ahead').")
 
     # --- collector ---------------------------------------------------------------------
     share_group: str | None = Field(

@@ -47,17 +47,20 @@ def with_gaps(times: Sequence, values: Sequence, step_s: float) -> tuple[list, l
 
 
 def time_axis(fig: go.Figure, times: Sequence, step_s: float) -> go.Figure:
-    """Local-time x axis with minute ticks.
+    """Local-time x axis with minute ticks (and seconds on a span under five minutes).
 
     One point (or one instant) gets a window of ten steps around it instead of an axis
     spanning a millisecond.
     """
-    fig.update_xaxes(title="time (Shanghai)", tickformat="%H:%M", hoverformat="%H:%M:%S",
-                     type="date")
-    distinct = sorted(set(times))
+    distinct = sorted(t for t in set(times) if isinstance(t, datetime))
+    span = (distinct[-1] - distinct[0]).total_seconds() if distinct else 0.0
     if len(distinct) == 1:
         pad = timedelta(seconds=5 * step_s)
         fig.update_xaxes(range=[distinct[0] - pad, distinct[0] + pad])
+        span = 10 * step_s
+    # minute labels repeat on a span of a few minutes: then seconds too
+    fig.update_xaxes(title="time (Shanghai)", tickformat="%H:%M" if span >= 300 else "%H:%M:%S",
+                     hoverformat="%H:%M:%S", type="date")
     return fig
 
 
@@ -72,7 +75,7 @@ def empty(title: str, message: str = "no data yet") -> go.Figure:
 
 def evidence(series: dict[str, Sequence]) -> go.Figure:
     """The readings behind an alert: one line per metric ([[time, value], ...])."""
-    if not series:
+    if not any(series.values()):  # no metric, or metrics without a point
         return empty("Evidence", "no readings behind this alert")
     fig = go.Figure()
     times = []

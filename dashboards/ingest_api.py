@@ -96,7 +96,7 @@ class Push:
         """Judge and commit one request body; (status, JSON document)."""
         s = self.settings
         now_ms = int(time.time() * 1000)
-        window = Window.around(now_ms, s.raw_retention_days, s.max_future_s)
+        window = Window.of(now_ms, s)
         with self.pool.connection() as conn:
             self._snapshot(conn)
             h = self.hub.handle(self.source, topic, body, now_ms, False, self.registry, window,

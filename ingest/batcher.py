@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import psycopg
@@ -59,6 +59,7 @@ class Batch:
     gateways: tuple[tuple[str, datetime, int], ...] = ()  # heartbeats: id, last seen, messages
     side: tuple[tuple, ...] = ()     # source adapters' side records (SourceHub.write_side)
     foreign: tuple = ()              # (source, Handled) per source message: metrics, not spooled
+    received_ms: int | None = field(default=None, compare=False)  # oldest arrival: metrics only
 
 
 def take(inbox: queue.SimpleQueue, settings: Settings) -> list[Message]:
@@ -114,7 +115,7 @@ class Batcher:
         """Messages -> one batch (see module docstring); ``conn`` serves a registry refresh."""
         s = self.settings
         now_ms = int(time.time() * 1000)
-        window = Window.around(now_ms, s.raw_retention_days, s.max_future_s)
+        window = Window.of(now_ms, s)
         rows: list[tuple] = []
         dead: list[DeadLetter] = []
         status: list[tuple[str, str, datetime]] = []
@@ -193,4 +194,4 @@ class Batcher:
         unique, more = merge_rows(rows)
         return Batch(tuple(unique), tuple(dead), tuple(status), dups + more,
                      tuple((g, to_time(t), n) for g, (t, n) in seen.items()), tuple(side),
-                     tuple(foreign))
+                     tuple(foreign), min((m.received_ms for m in msgs), default=None))

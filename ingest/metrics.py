@@ -18,6 +18,7 @@ DEAD_LETTERS = PREFIX + "dead_letters"
 COMMIT_SECONDS = PREFIX + "batch_commit_seconds"
 BATCH_ROWS = PREFIX + "batch_rows"
 LAG_SECONDS = PREFIX + "lag_seconds"
+ARRIVAL_SECONDS = PREFIX + "arrival_to_commit_seconds"
 SPOOL_BYTES = PREFIX + "spool_bytes"
 SEQ_GAPS = PREFIX + "seq_gaps"
 SEQ_LATE = PREFIX + "seq_late"
@@ -51,6 +52,9 @@ class Metrics:
                                     buckets=(1, 10, 100, 1000, 5000, 10000, 20000, 50000))
         self.lag = Histogram(LAG_SECONDS, "Sensor timestamp to commit (sampled)",
                              buckets=LAG_BUCKETS, registry=r)
+        self.arrival = Histogram(ARRIVAL_SECONDS, "Arrival (receipt from the broker) to commit,"
+                                 " the oldest message of each batch", buckets=LAG_BUCKETS,
+                                 registry=r)
         self.spool_bytes = Gauge(SPOOL_BYTES, "Bytes in the on-disk spool", registry=r)
         self.seq_gaps = Counter(SEQ_GAPS, "Seqs skipped when a sensor's seq jumped ahead",
                                 registry=r)

@@ -6,7 +6,10 @@ acceptable timestamps.  Out: a frozen :class:`Validated` with rows ready for
 ``Store.write_rows`` (``(time, sensor, seq, v0..v7)``, unique by (sensor, time)) and
 :class:`DeadLetter` s.  Never raises; every reading ends up a row, part of a row, or a dead
 letter.  Reasons: unknown_sensor, wrong_gateway, unknown_metric, out_of_range,
-bad_timestamp (plus the decoder's malformed/too_large)::
+bad_timestamp, and for a device clock ahead of the arrival by more than the window's
+``ahead_ms``: restamped (the row stored at arrival time, the original kept as this dead
+letter) or clock_ahead (rejected), by the ``clock_ahead_policy`` setting (plus the
+decoder's malformed/too_large)::
 
     v = validate(decoded, topic, "city/v1/telemetry/s1", payload, now_ms, registry, window)
 """
@@ -33,11 +36,38 @@ class Window:
 
     oldest_ms: int
     newest_ms: int
+    ahead_ms: int | None = None  # a reading stamped further ahead of its arrival: clock policy
+    restamp: bool = True         # ... stored at its arrival time (original kept) or rejected
 
     @classmethod
-    def around(cls, now_ms: int, retention_days: float, max_future_s: float) -> Window:
-        """The window for readings received at ``now_ms``."""
-        return cls(now_ms - int(retention_days * 86_400_000), now_ms + int(max_future_s * 1000))
+    def around(cls, now_ms: int, retention_days: float, max_future_s: float,
+               clock_ahead_s: float | None = None, policy: str = "restamp") -> Window:
+        """The window for readings received at ``now_ms`` (with the clock-ahead policy)."""
+        return cls(now_ms - int(retention_days * 86_400_000), now_ms + int(max_future_s * 1000),
+                   None if clock_ahead_s is None else int(clock_ahead_s * 1000),
+                   policy == "restamp")
+
+    @classmethod
+    def of(cls, now_ms: int, settings) -> Window:
+        """The window of ``settings`` (retention, max_future_s, the clock-ahead policy)."""
+        return cls.around(now_ms, settings.raw_retention_days, settings.max_future_s,
+                          settings.clock_ahead_s, settings.clock_ahead_policy)
+
+
+def clock_check(ts_ms: int, received_ms: int, window: Window) -> tuple[int | None, str | None,
+                                                                       str]:
+    """The clock-ahead policy for one reading.
+
+    Returns (time to store or None, dead-letter reason or None, detail).  A reading not
+    ahead of its arrival beyond ``window.ahead_ms`` keeps its time.
+    """
+    ahead = ts_ms - received_ms
+    if window.ahead_ms is None or ahead <= window.ahead_ms:
+        return ts_ms, None, ""
+    if window.restamp:
+        return received_ms, wp.RESTAMPED, (f"device clock ahead by {ahead / 1000:.1f} s: "
+                                           f"stored at arrival time {received_ms}, ts {ts_ms}")
+    return None, wp.CLOCK_AHEAD, f"device clock ahead by {ahead / 1000:.1f} s: not stored"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,11 +170,20 @@ def validate(decoded: wp.Decoded, topic: Topic, topic_str: str, payload: bytes,
                 f"not {topic.ident!r}", rd.sensor_id))
             continue
         if not window.oldest_ms <= rd.ts_ms <= window.newest_ms:
-            when = "older than retention" if rd.ts_ms < window.oldest_ms else "too far in the future"
+            when = ("older than retention" if rd.ts_ms < window.oldest_ms else
+                    f"too far in the future (ahead by {(rd.ts_ms - received_ms) / 1000:.1f} s)")
             dead.append(dead_letter(received_ms, topic_str, wp.BAD_TIMESTAMP,
                                     _frag(rd.sensor_id, rd.ts_ms, rd.seq, rd.values),
                                     f"ts {rd.ts_ms} is {when}", rd.sensor_id))
             continue
+        ts_ms = rd.ts_ms
+        if window.ahead_ms is not None and ts_ms - received_ms > window.ahead_ms:
+            ts_ms, why, detail = clock_check(ts_ms, received_ms, window)
+            dead.append(dead_letter(received_ms, topic_str, why,
+                                    _frag(rd.sensor_id, rd.ts_ms, rd.seq, rd.values),
+                                    detail, rd.sensor_id))
+            if ts_ms is None:
+                continue
         limits = _LIMITS.get(reg.kind, {})
         slots: list = [None] * MAX_SLOTS
         any_good = False
@@ -168,9 +207,9 @@ def validate(decoded: wp.Decoded, topic: Topic, topic_str: str, payload: bytes,
                 slots[i] = value
             any_good = True
         if any_good:
-            t = times.get(rd.ts_ms)
+            t = times.get(ts_ms)
             if t is None:
-                t = times[rd.ts_ms] = to_time(rd.ts_ms)
+                t = times[ts_ms] = to_time(ts_ms)
             rows.append((t, reg.id, rd.seq, *slots))
     if len(rows) > 1:
         rows, dups = merge_rows(rows)

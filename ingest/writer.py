@@ -167,6 +167,8 @@ class Writer:
             step = max(1, len(batch.rows) // 256)
             for r in batch.rows[::step]:
                 m.lag.observe(max(0.0, (now - r[0]).total_seconds()))
+            if batch.received_ms is not None:
+                m.arrival.observe(max(0.0, now.timestamp() - batch.received_ms / 1000))
         gaps = late = 0
         with self._seq_lock:
             last = self._last_seq

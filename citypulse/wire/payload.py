@@ -41,9 +41,13 @@ UNKNOWN_METRIC = "unknown_metric"
 OUT_OF_RANGE = "out_of_range"
 BAD_TIMESTAMP = "bad_timestamp"
 RATE_LIMITED = "rate_limited"
+# a device clock ahead of its readings' arrival (settings clock_ahead_s, clock_ahead_policy):
+# RESTAMPED keeps the original of a reading stored at its arrival time, CLOCK_AHEAD rejects it
+RESTAMPED = "restamped"
+CLOCK_AHEAD = "clock_ahead"
 REASONS = (
     MALFORMED, TOO_LARGE, UNKNOWN_SENSOR, WRONG_GATEWAY, UNKNOWN_METRIC, OUT_OF_RANGE,
-    BAD_TIMESTAMP, RATE_LIMITED,
+    BAD_TIMESTAMP, RATE_LIMITED, RESTAMPED, CLOCK_AHEAD,
 )
 
 _MAX_DEPTH_HINT = 64

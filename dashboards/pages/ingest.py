@@ -46,13 +46,15 @@ def _refresh(_n):
         cur = (time.monotonic(), scraped)
         r = data.rates(c.last_scrape, cur)
         c.last_scrape = cur
-        lag_c = scraped["lag_mean_s"]
+        lag_c, arr = scraped["lag_mean_s"], scraped.get("arrival_mean_s", float("nan"))
         collector = [
             tile("messages / s", f"{r.get(im.MESSAGES, 0):,.0f}", "collectors"),
             tile("stored / s", f"{r.get(im.STORED, 0):,.0f}",
                  "collectors"),
-            tile("commit lag", "n/a" if lag_c != lag_c else f"{lag_c:,.2f} s",
-                 "sensor time to commit (mean)")]
+            tile("arrival lag", "n/a" if arr != arr else f"{arr:,.2f} s",
+                 "arrival -> commit (mean)"),
+            tile("device-time lag", "n/a" if lag_c != lag_c else f"{lag_c:,.2f} s",
+                 "device time -> commit (mean; a clock ahead counts 0)")]
     elif urls:
         collector = [tile("collectors", "down", ", ".join(urls), "critical")]
     rate = h["rate"]

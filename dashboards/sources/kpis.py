@@ -34,16 +34,30 @@ def kpis(conn: psycopg.Connection, at: datetime | None = None,
     # one count of silent sensors: their last will said offline, or an open upkeep alert
     # names them (a sensor with an open offline alert is not "online")
     silent = maintenance.silent_sensors(upkeep)
+    # ... or an open maintenance ticket says it (or its gateway) is silent
     (offline,) = conn.execute(
-        """SELECT count(*) FROM (SELECT sensor_id FROM citypulse.sensor_status
-                                 WHERE status = 'offline' UNION SELECT unnest(%s::text[])) s""",
+        """SELECT count(*) FROM (
+               SELECT sensor_id FROM citypulse.sensor_status WHERE status = 'offline'
+               UNION SELECT unnest(%s::text[])
+               UNION SELECT entity_id FROM citypulse.maintenance_tickets
+                     WHERE status = 'open' AND entity_kind = 'sensor' AND 'silent' = ANY(problems)
+               UNION SELECT s.sensor_id FROM citypulse.maintenance_tickets t
+                     JOIN citypulse.sensors s ON s.gateway_id = t.entity_id
+                     WHERE t.status = 'open' AND t.entity_kind = 'gateway'
+                       AND 'silent' = ANY(t.problems)) s""",
         (sorted(silent),)).fetchone()
     by_sev = dict.fromkeys(SEVERITIES, 0)
     for a in incidents:
         by_sev[a["severity"]] = by_sev.get(a["severity"], 0) + 1
     return {"readings_per_s": n / 10.0, "sensors_total": total,
             "sensors_online": max(0, total - offline), "alerts": by_sev,
-            "upkeep_open": len(upkeep)}
+            "upkeep_open": len(upkeep), "tickets_open": _tickets_open(conn)}
+
+
+def _tickets_open(conn: psycopg.Connection) -> int:
+    (n,) = conn.execute("SELECT count(*) FROM citypulse.maintenance_tickets "
+                        "WHERE status = 'open'").fetchone()
+    return n
 
 
 def worst_segments(conn: psycopg.Connection, at: datetime | None = None,

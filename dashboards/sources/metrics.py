@@ -29,7 +29,7 @@ def metrics_urls(settings: Any) -> list[str]:
 def parse_metrics(text: str) -> dict[str, float]:
     """Totals of the collector counters and the mean sampled lag from Prometheus text."""
     out = dict.fromkeys(_COUNTERS, 0.0)
-    lag_sum = lag_n = 0.0
+    lag_sum = lag_n = arr_sum = arr_n = 0.0
     for s in im.samples(text):
         if s.name.endswith("_total") and s.name[:-6] in out:
             out[s.name[:-6]] += s.value
@@ -37,7 +37,12 @@ def parse_metrics(text: str) -> dict[str, float]:
             lag_sum += s.value
         elif s.name == im.LAG_SECONDS + "_count":
             lag_n += s.value
+        elif s.name == im.ARRIVAL_SECONDS + "_sum":
+            arr_sum += s.value
+        elif s.name == im.ARRIVAL_SECONDS + "_count":
+            arr_n += s.value
     out["lag_mean_s"] = lag_sum / lag_n if lag_n else float("nan")
+    out["arrival_mean_s"] = arr_sum / arr_n if arr_n else float("nan")
     return out
 
 

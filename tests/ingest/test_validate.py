@@ -130,3 +130,28 @@ def test_any_json_never_raises(doc, topic):
     except (TypeError, orjson.JSONEncodeError):
         data = repr(doc).encode()
     _check(data, topic)
+
+
+def test_clock_ahead_policy_restamps_keeping_the_original_or_dead_letters():
+    now = NOW
+    topic = wt.parse("city/v1/telemetry/t1")
+    body = b'{"ts": %d, "values": {"speed_kmh": 50}}' % (now + 240_000)
+    decoded = wp.decode(body, topic, now)
+    ahead = Window.around(now, 7, 300, clock_ahead_s=5, policy="restamp")
+    v = validate(decoded, topic, "city/v1/telemetry/t1", body, now, REG, ahead)
+    assert [r[0].timestamp() * 1000 for r in v.rows] == [now]  # stored at its arrival
+    (kept,) = v.dead
+    assert kept.reason == wp.RESTAMPED and b"%d" % (now + 240_000) in kept.payload
+    assert "ahead by 240.0 s" in kept.detail
+    strict = Window.around(now, 7, 300, clock_ahead_s=5, policy="dead_letter")
+    v = validate(decoded, topic, "city/v1/telemetry/t1", body, now, REG, strict)
+    assert v.rows == () and [d.reason for d in v.dead] == [wp.CLOCK_AHEAD]
+    # within the threshold: the device time is kept
+    near = wp.decode(b'{"ts": %d, "values": {"speed_kmh": 50}}' % (now + 2_000), topic, now)
+    v = validate(near, topic, "city/v1/telemetry/t1", body, now, REG, ahead)
+    assert [r[0].timestamp() * 1000 for r in v.rows] == [now + 2_000] and v.dead == ()
+    # too far ahead for any policy: bad_timestamp, with the skew in the detail
+    far = wp.decode(b'{"ts": %d, "values": {"speed_kmh": 50}}' % (now + 900_000), topic, now)
+    v = validate(far, topic, "city/v1/telemetry/t1", body, now, REG, ahead)
+    assert [d.reason for d in v.dead] == [wp.BAD_TIMESTAMP]
+    assert "ahead by 900.0 s" in v.dead[0].detail

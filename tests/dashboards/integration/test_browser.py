@@ -19,7 +19,7 @@ pytestmark = pytest.mark.browser
 
 PAGES = {"/wall": "#wall-map canvas", "/emergency": "table.queue",
          "/traffic": "#tr-slowest .main-svg", "/ingest": "#in-rate .main-svg",
-         "/maintenance": "#mt-table #mt-rows, #mt-table #mt-empty", "/replay": "#rp-map canvas"}
+         "/maintenance": "#mt-table #mt-rows, #mt-table #mt-pending, #mt-table #mt-empty", "/replay": "#rp-map canvas"}
 BG = np.array([11, 18, 32])
 
 
