@@ -18,6 +18,7 @@ dev users and the dev secret when ``CITYPULSE_ENV=production`` or a users file i
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -126,6 +127,21 @@ def install(server: flask.Flask, dash_app, settings: Settings) -> None:
     # before auth's guard, so an expired session is already gone when it looks
     server.before_request_funcs.setdefault(None, []).insert(0, session_limits)
 
+    # Dash sets itself up on the first request and marks that done before it is: a second
+    # request meanwhile would hash half the inline scripts and the CSP would block the rest
+    # for good. The first request of any thread finishes the setup, under a lock, first.
+    setup_lock, ready = threading.Lock(), threading.Event()
+
+    def dash_ready():
+        if not ready.is_set():
+            with setup_lock:
+                if not ready.is_set():
+                    dash_app._setup_server()
+                    hashes[:] = dash_app.csp_hashes()
+                    ready.set()
+
+    server.before_request_funcs[None].insert(0, dash_ready)
+
     @server.before_request
     def same_origin():
         if flask.request.method not in UNSAFE_METHODS:
@@ -142,10 +158,11 @@ def install(server: flask.Flask, dash_app, settings: Settings) -> None:
 
     @server.after_request
     def headers(resp: flask.Response) -> flask.Response:
-        if not hashes:
-            hashes.extend(dash_app.csp_hashes())
         h = resp.headers
-        h.setdefault("Content-Security-Policy", csp(hashes))
+        if ready.is_set():
+            h.setdefault("Content-Security-Policy", csp(hashes))
+        else:  # nothing inline is allowed before Dash is set up
+            h.setdefault("Content-Security-Policy", csp([]))
         h["X-Content-Type-Options"] = "nosniff"
         h["X-Frame-Options"] = "DENY"
         h["Referrer-Policy"] = "same-origin"

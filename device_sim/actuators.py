@@ -90,7 +90,8 @@ class ActuatorSim:
         self.inflow_m3_h = inflow_m3_h
         self.telemetry = telemetry
         self.dropped = 0
-        self.ignored_expired = 0
+        self.ignored_expired = 0  # distinct commands ignored as expired (re-sends count once)
+        self._ignored: set[str] = set()
         self.lock = threading.Lock()
         self._jobs: list[tuple[float, int, Any]] = []
         self._n = 0
@@ -136,7 +137,9 @@ class ActuatorSim:
                 self._answer(dev, {"id": cid, "status": "received"}, rtopic, corr)
                 return
             if body.get("expires") and time.time() * 1000 > float(body["expires"]):
-                self.ignored_expired += 1
+                if str(cid) not in self._ignored:
+                    self._ignored.add(str(cid))
+                    self.ignored_expired += 1
                 return
             share = self.drops.get(dev.device_id, self.drop_share)
             if share and self.rng.random() < share:
