@@ -109,7 +109,6 @@ def install(server: flask.Flask, dash_app, settings: Settings) -> None:
     lifetime_s = settings.session_lifetime_min * 60
     idle_s = settings.session_idle_min * 60
     allowed = {_origin_of(o) for o in settings.web_allowed_origins}
-    hashes: list[str] = []
 
     def session_limits():
         if not flask.session.get("user"):
@@ -137,7 +136,6 @@ def install(server: flask.Flask, dash_app, settings: Settings) -> None:
             with setup_lock:
                 if not ready.is_set():
                     dash_app._setup_server()
-                    hashes[:] = dash_app.csp_hashes()
                     ready.set()
 
     server.before_request_funcs[None].insert(0, dash_ready)
@@ -159,8 +157,8 @@ def install(server: flask.Flask, dash_app, settings: Settings) -> None:
     @server.after_request
     def headers(resp: flask.Response) -> flask.Response:
         h = resp.headers
-        if ready.is_set():
-            h.setdefault("Content-Security-Policy", csp(hashes))
+        if ready.is_set():  # hashed per response: pages may add inline scripts as they load
+            h.setdefault("Content-Security-Policy", csp(list(dash_app.csp_hashes())))
         else:  # nothing inline is allowed before Dash is set up
             h.setdefault("Content-Security-Policy", csp([]))
         h["X-Content-Type-Options"] = "nosniff"
