@@ -25,6 +25,7 @@ from citypulse.settings import Settings
 from dashboards import auth, commands_api, data, http_api, ingest_api, security
 from dashboards.throttle import Throttle
 from sharing import http as sharing_http
+from standards import sta
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ def create_app(settings: Settings) -> dash.Dash:
     server.register_blueprint(sharing_http.create_blueprint(
         settings, pool, auth.require, auth.require_scope, data.audit))
     commands_api.install(server, context)
+    server.register_blueprint(sta.create_blueprint(pool, auth.require_read))
     app = dash.Dash(
         __name__, server=server, use_pages=True, pages_folder=str(HERE / "pages"),
         assets_folder=str(ASSETS), serve_locally=True, title="citypulse",
