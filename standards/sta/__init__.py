@@ -71,7 +71,12 @@ def create_blueprint(pool, require_read: Callable[[], str]):
         except psycopg.errors.QueryCanceled:
             return error(400, f"the query ran longer than {STATEMENT_TIMEOUT_MS // 1000} s; "
                               "narrow $filter or lower $top")
-        except (psycopg.errors.DataError, psycopg.errors.SyntaxErrorOrAccessRuleViolation) as exc:
+        except psycopg.Error as exc:
+            # data exceptions (22: bad cast, division by zero) and type errors (42: no
+            # operator text = bigint) come from the request's options; anything else is ours
+            state = exc.sqlstate or ""
+            if state[:2] not in ("22", "42") or state == "42501":
+                raise
             return error(400, "the query options cannot be evaluated: "
                               + (exc.diag.message_primary or "type mismatch"))
         if answer.text is not None:

@@ -135,7 +135,7 @@ class Compiler:
         if head == "properties" and e.plural == "Things":
             if len(path) < 2:
                 return f"{a}.properties", JSON
-            return f"{a}.properties #>> {self._p(list(path[1:]), 'text[]')}", JSON
+            return f"({a}.properties #> {self._p(list(path[1:]), 'text[]')})", JSON
         if head in e.props or head in e.time_cols:
             if len(path) > 1:
                 raise QueryError(f"{joined}: {head} has no sub-properties here")
@@ -197,7 +197,8 @@ class Compiler:
                 9999, 12, 31, 23, 59, 59, tzinfo=UTC)
             return self._p(when, "timestamptz"), TIME
         sub = [self.expr(x) for x in args]
-        s = [x[0] for x in sub]
+        # a JSON property is used as its text (a string's value, a number's digits)
+        s = [f"({x} #>> '{{}}')" if k == JSON else x for x, k in sub]
         if name in _STR_FN:
             _arity(name, args, 1)
             kind = NUM if name in ("length", "round", "floor", "ceiling") else STR
@@ -223,8 +224,8 @@ class Compiler:
             hay, needle = (b, a) if name == "substringof" else (a, b)
             return {"substringof": f"(strpos({hay}, {needle}) > 0)",
                     "contains": f"(strpos({hay}, {needle}) > 0)",
-                    "startswith": f"(left({a}, length({b})) = {b})",
-                    "endswith": f"(right({a}, length({b})) = {b})",
+                    "startswith": f"starts_with({a}, {b})",
+                    "endswith": f"starts_with(reverse({a}), reverse({b}))",
                     "indexof": f"(strpos({a}, {b}) - 1)",
                     "concat": f"({a} || {b})"}[name], (
                         NUM if name == "indexof" else STR if name == "concat" else BOOL)
@@ -267,13 +268,10 @@ def _arity(name: str, args, n: int) -> None:
 
 
 def _json_as(sql: str, kind: str, other: str, c: Compiler) -> str:
-    if kind != JSON:
+    """A JSON property compares as jsonb with the other side made jsonb (each used once)."""
+    if kind == JSON or other != JSON:
         return sql
-    if other == NUM:
-        return f"(CASE WHEN ({sql}) ~ '^-?[0-9.]+([eE][-+]?[0-9]+)?$' THEN ({sql})::float8 END)"
-    if other == BOOL:
-        return f"(CASE WHEN ({sql}) IN ('true', 'false') THEN ({sql})::boolean END)"
-    return sql
+    return f"to_jsonb({sql})"
 
 
 def _f(x: float) -> str:
