@@ -125,7 +125,7 @@ def test_select_and_orderby(http, sta_env, store_conn):
 def test_filter_functions_on_things(http, sta_env, store_conn, flt, sql):
     body = ok(http, sta_env, "/Things", **{"$filter": flt, "$top": "10000"})
     want = [r[0] for r in store_conn.execute(
-        f"SELECT id FROM citypulse.sensors WHERE {sql} ORDER BY id")]  # noqa: S608
+        f"SELECT id FROM citypulse.sensors WHERE {sql} ORDER BY id")]
     assert [t["@iot.id"] for t in body["value"]] == want
     assert want  # every case selects something
 
@@ -192,7 +192,7 @@ def test_latest_observation_per_datastream(http, sta_env, store_conn):
     for d in body["value"]:
         sensor, slot = divmod(d["@iot.id"], 8)
         t, v = store_conn.execute(
-            f"SELECT time, v{slot} FROM citypulse.raw WHERE sensor = %s AND v{slot} IS NOT "  # noqa: S608
+            f"SELECT time, v{slot} FROM citypulse.raw WHERE sensor = %s AND v{slot} IS NOT "
             "NULL ORDER BY time DESC LIMIT 1", (sensor,)).fetchone()
         (o,) = d["Observations"]
         assert o["result"] == v and o["phenomenonTime"][:19] == f"{t:%Y-%m-%dT%H:%M:%S}"
