@@ -86,8 +86,9 @@ def observations(reader, sensor: int, slot: int, lo: datetime, hi: datetime) -> 
           AND r.time >= %(lo)s AND r.time < %(a)s)
       + (SELECT count(*) FROM citypulse.raw r WHERE r.sensor = %(s)s AND r.{v} IS NOT NULL
           AND r.time >= %(b)s AND r.time < %(hi)s)
-      + (SELECT count(*) FROM dirty d JOIN citypulse.raw r ON r.sensor = %(s)s
-          AND r.time >= d.bucket AND r.time < d.bucket + interval '1 minute'
-          AND r.{v} IS NOT NULL) AS n""",  # noqa: S608 - identifiers from code; values are parameters
+      + (SELECT coalesce(sum(m.n), 0) FROM dirty d CROSS JOIN LATERAL (
+           SELECT count(*) AS n FROM citypulse.raw r WHERE r.sensor = %(s)s
+             AND r.time >= %(a)s AND r.time < %(b)s AND r.time >= d.bucket
+             AND r.time < d.bucket + interval '1 minute' AND r.{v} IS NOT NULL) m) AS n""",  # noqa: S608 - identifiers from code; values are parameters
         {"a": a, "b": b, "s": sensor, "lo": lo, "hi": hi})[0]
     return int(row["n"])
