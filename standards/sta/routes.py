@@ -154,6 +154,8 @@ def expand(reader: Reader, ent: Entity, rows: list[dict], out: list[dict], item:
     target = ENTITIES[nav.target]
     opts = item.options
     kids = reader.children(ent, item.nav, rows, opts)
+    more_q = urlencode(dict(opts.raw, **{"$top": str(opts.limit),
+                                         "$skip": str(opts.skip + opts.limit)}), quote_via=quote)
     for row, js in zip(rows, out, strict=True):
         k = row["id"] if target is OBS else row[nav.parent_col]
         got, more, n = kids.get(k, ([], False, None))
@@ -166,8 +168,7 @@ def expand(reader: Reader, ent: Entity, rows: list[dict], out: list[dict], item:
             js[f"{item.nav}@iot.count"] = n
         if more:
             link = render.self_link(base, ent, row["id"])
-            q = dict(opts.raw, **{"$top": str(opts.limit), "$skip": str(opts.skip + opts.limit)})
-            js[f"{item.nav}@iot.nextLink"] = f"{link}/{item.nav}?" + urlencode(q, quote_via=quote)
+            js[f"{item.nav}@iot.nextLink"] = f"{link}/{item.nav}?{more_q}"
 
 
 def one_json(reader: Reader, ent: Entity, row: dict, opts: Options, base: str) -> dict:
