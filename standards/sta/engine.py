@@ -104,14 +104,8 @@ class Reader:
             order.append("e.id")
         return order
 
-    # ---- reads -------------------------------------------------------------------------
-    def collection(self, ent: Entity, opts: Options, cond: tuple[str, list] | None = None,
-                   restrict=ALL) -> tuple[list[dict], bool, int | None]:
-        """``(rows, more, count)``: one page of ``ent`` after ``cond`` and the options."""
-        if ent is OBS and restrict is ALL:
-            pinned = routed_ds(opts.filter)
-            if pinned is not None:
-                restrict = split_ds([pinned])
+    def _from_where(self, ent: Entity, opts: Options, cond, restrict):
+        """``(source SQL, WHERE terms, params, compiler)`` for ``ent`` after ``cond``."""
         params: list = []
         src = self.source(ent, restrict, params)
         where = ["true"]
@@ -121,6 +115,17 @@ class Reader:
         c = self.compiler(ent, params=params)
         if opts.filter is not None:
             where.append(c.where(opts.filter))
+        return src, where, params, c
+
+    # ---- reads -------------------------------------------------------------------------
+    def collection(self, ent: Entity, opts: Options, cond: tuple[str, list] | None = None,
+                   restrict=ALL) -> tuple[list[dict], bool, int | None]:
+        """``(rows, more, count)``: one page of ``ent`` after ``cond`` and the options."""
+        if ent is OBS and restrict is ALL:
+            pinned = routed_ds(opts.filter)
+            if pinned is not None:
+                restrict = split_ds([pinned])
+        src, where, params, c = self._from_where(ent, opts, cond, restrict)
         order = self._tail(ent, opts, restrict, c)
         sql = (f"SELECT e.* FROM ({src}) e WHERE {' AND '.join(where)} "  # noqa: S608 - identifiers from code; values are parameters
                f"ORDER BY {', '.join(order)} LIMIT %s OFFSET %s")
@@ -137,14 +142,7 @@ class Reader:
                 window = counts.time_window(opts.filter, pinned=routed_ds(opts.filter))
                 if window is not None:
                     return counts.observations(self, pairs[0][1], pairs[0][0], *window)
-        params: list = []
-        src = self.source(ent, restrict, params)
-        where = ["true"]
-        if cond:
-            where.append(cond[0])
-            params += cond[1]
-        if opts.filter is not None:
-            where.append(self.compiler(ent, params=params).where(opts.filter))
+        src, where, params, _c = self._from_where(ent, opts, cond, restrict)
         return self.q(f"SELECT count(*) AS n FROM ({src}) e WHERE {' AND '.join(where)}",  # noqa: S608 - identifiers from code; values are parameters
                       params)[0]["n"]
 
@@ -207,16 +205,7 @@ class Reader:
         arr = "text[]" if (target.str_id and nav.child_col == "id") or nav.parent_col == "foi" \
             else "bigint[]"
         link = key_cond(target, "e", "p.k") if nav.child_col == "id" else f"e.{nav.child_col} = p.k"
-        c = self.compiler(target, params=params)
-        where = [link] + ([c.where(opts.filter)] if opts.filter is not None else [])
-        order = self._tail(target, opts, ALL, c)
-        sql = (f"SELECT p.k AS __parent, c.* FROM unnest(%s::{arr}) p(k) CROSS JOIN LATERAL "  # noqa: S608 - identifiers from code; values are parameters
-               f"(SELECT e.* FROM ({target.sql}) e WHERE {' AND '.join(where)} "
-               f"ORDER BY {', '.join(order)} LIMIT %s OFFSET %s) c")
-        rows = self.q(sql, params + [opts.limit + 1, opts.skip])
-        grouped: dict = defaultdict(list)
-        for r in rows:
-            grouped[r.pop("__parent")].append(r)
+        grouped = self._lateral(target, target.sql, arr, link, ALL, opts, params)
         for k in keys:
             got = grouped.get(k, [])
             n = None
@@ -227,6 +216,20 @@ class Reader:
             out[k] = (got[:opts.limit], len(got) > opts.limit, n)
         return out
 
+    def _lateral(self, ent: Entity, src: str, arr: str, link: str, restrict, opts: Options,
+                 params: list) -> dict:
+        """One page per parent key (``params[0]``, an array) in one LATERAL statement."""
+        c = self.compiler(ent, params=params)
+        where = [link] + ([c.where(opts.filter)] if opts.filter is not None else [])
+        order = self._tail(ent, opts, restrict, c)
+        sql = (f"SELECT p.k AS __parent, c.* FROM unnest(%s::{arr}) p(k) CROSS JOIN LATERAL "  # noqa: S608 - identifiers from code; values are parameters
+               f"(SELECT e.* FROM ({src}) e WHERE {' AND '.join(where)} "
+               f"ORDER BY {', '.join(order)} LIMIT %s OFFSET %s) c")
+        grouped: dict = defaultdict(list)
+        for r in self.q(sql, params + [opts.limit + 1, opts.skip]):
+            grouped[r.pop("__parent")].append(r)
+        return grouped
+
     def _obs_children(self, parent: Entity, parent_rows: list[dict], opts: Options) -> dict:
         out: dict = {}
         if parent.plural != "Datastreams":
@@ -234,18 +237,8 @@ class Reader:
                 out[r["id"]] = self.collection(OBS, opts, restrict=self.restrict_for(parent, r))
             return out
         for slot, sensors in split_ds([r["id"] for r in parent_rows]).items():
-            params: list = [sensors]
-            src = observations_sql([(slot, "r.sensor = p.s")])
-            c = self.compiler(OBS, params=params)
-            where = [c.where(opts.filter)] if opts.filter is not None else ["true"]
-            order = self._tail(OBS, opts, {slot: [0]}, c)
-            sql = (f"SELECT p.s AS __parent, c.* FROM unnest(%s::int[]) p(s) CROSS JOIN "  # noqa: S608 - identifiers from code; values are parameters
-                   f"LATERAL (SELECT e.* FROM ({src}) e WHERE {' AND '.join(where)} "
-                   f"ORDER BY {', '.join(order)} LIMIT %s OFFSET %s) c")
-            rows = self.q(sql, params + [opts.limit + 1, opts.skip])
-            grouped: dict = defaultdict(list)
-            for r in rows:
-                grouped[r.pop("__parent")].append(r)
+            src = observations_sql([(slot, "r.sensor = p.k")])
+            grouped = self._lateral(OBS, src, "int[]", "true", {slot: [0]}, opts, [sensors])
             for s in sensors:
                 got = grouped.get(s, [])
                 n = self.count(OBS, opts, None, {slot: [s]}) if opts.count else None

@@ -45,7 +45,7 @@ def test_latest_observation_per_datastream_is_one_index_probe_each(sta_env):
         scans = raw_scans(plan)
         assert all("Index" in s or "Bitmap Heap" in s for s in scans), plan
         assert "Seq Scan" not in plan
-        assert "Index Cond: (sensor = p.s)" in plan
+        assert "Index Cond: (sensor = p.k)" in plan
 
 
 def test_count_of_a_day_reads_the_rollup(sta_env):
