@@ -1,5 +1,6 @@
-"""Open standard APIs over the store (issue 17): SensorThings API 1.1 and NGSI-LD, read only.
+"""Open standard APIs over the store (issue 17), read only.
 
-Status: only the SensorThings query-language parser (:mod:`standards.sta.odata`) exists so
-far; the HTTP blueprints are not built yet (see docs/standard-apis.md).
+:mod:`standards.sta`: OGC SensorThings API 1.1 at ``/sta/v1.1/`` (a Flask blueprint the
+dashboards app mounts behind its login guard).  NGSI-LD lives in its own subpackage.  See
+docs/standard-apis.md.
 """

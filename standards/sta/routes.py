@@ -134,8 +134,17 @@ def _single(reader: Reader, ent: Entity, cond) -> dict | None:
     return rows[0] if rows else None
 
 
+def _check_select(ent: Entity, select: list[str] | None) -> None:
+    known = {"id", "@iot.id", "@iot.selfLink", "selfLink", "properties", *ent.props,
+             *ent.nav}
+    bad = [s for s in select or () if s not in known]
+    if bad:
+        raise QueryError(f"$select: {ent.singular} has no property {bad[0]!r}")
+
+
 def _rendered(reader: Reader, ent: Entity, rows: list[dict], opts: Options,
               base: str) -> list[dict]:
+    _check_select(ent, opts.select)
     extra = None
     if ent.plural == "Datastreams" and (opts.select is None or "phenomenonTime" in opts.select):
         extra = reader.phenomenon_times(rows)

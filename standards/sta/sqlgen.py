@@ -67,7 +67,10 @@ class Compiler:
             sql, kind = self.expr(node)
             if kind == GEO:
                 raise QueryError("cannot order by a geometry")
-            out.append(f"{sql} {'DESC' if desc else 'ASC'} NULLS LAST")
+            # PostgreSQL's default null placement (last ascending, first descending) is
+            # the order of a b-tree index read either way: ORDER BY time DESC LIMIT 1
+            # stays one backward index probe
+            out.append(f"{sql} {'DESC' if desc else 'ASC'}")
         return out
 
     # ---- expressions -------------------------------------------------------------------

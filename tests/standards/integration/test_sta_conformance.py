@@ -71,6 +71,7 @@ def test_missing_entities_are_404(http, sta_env):
     ("$filter", "st_within(name, geography'POINT(1 2)')"),
     ("$filter", "st_within(location, geography'POLYGON((1 2, 3')"),
     ("$orderby", "name sideways"), ("$orderby", "nosuch"), ("$select", "name,,id"),
+    ("$select", "nosuch"), ("$expand", "Datastreams($select=nosuch)"),
     ("$expand", "Nothing"), ("$expand", "Datastreams($top=x)"), ("$expand", "Datastreams(($"),
     ("$resultFormat", "csv"), ("$bogus", "1"),
 ])

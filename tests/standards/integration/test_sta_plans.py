@@ -46,6 +46,8 @@ def test_latest_observation_per_datastream_is_one_index_probe_each(sta_env):
         assert all("Index" in s or "Bitmap Heap" in s for s in scans), plan
         assert "Seq Scan" not in plan
         assert "Index Cond: (sensor = p.k)" in plan
+        # newest first straight off the index: no sort of a datastream's history
+        assert "Index Scan Backward" in plan and "Sort" not in plan, plan
 
 
 def test_count_of_a_day_reads_the_rollup(sta_env):
