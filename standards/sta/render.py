@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import shapely.wkt
 from shapely.geometry import mapping
 
-from standards.sta.model import Entity, unit_of
+from standards.sta.model import Entity
 
 
 def iso(t: datetime | None) -> str | None:
@@ -93,13 +93,7 @@ def entity(ent: Entity, row: dict, base: str, select: list[str] | None = None,
     return out
 
 
-def unit(unit_text: str) -> dict:
-    """Re-exported for callers that render units outside a Datastream."""
-    return unit_of(unit_text)
-
-
-def data_array(rows: list[dict], base: str, select: list[str] | None,
-               count: int | None) -> list[dict]:
+def data_array(rows: list[dict], base: str, select: list[str] | None) -> list[dict]:
     """Observations grouped per datastream in the ``dataArray`` format."""
     comps = select or ["id", "phenomenonTime", "result"]
     allowed = {"id", "phenomenonTime", "resultTime", "result"}

@@ -197,7 +197,7 @@ def collection_json(reader: Reader, ent: Entity, opts: Options, base: str, url: 
     if count is not None:
         body["@iot.count"] = count
     if opts.result_format:
-        body["value"] = render.data_array(rows, base, opts.select, count)
+        body["value"] = render.data_array(rows, base, opts.select)
     else:
         body["value"] = _rendered(reader, ent, rows, opts, base)
     if more:
