@@ -130,7 +130,7 @@ class Reader:
         sql = (f"SELECT e.* FROM ({src}) e WHERE {' AND '.join(where)} "  # noqa: S608 - identifiers from code; values are parameters
                f"ORDER BY {', '.join(order)} LIMIT %s OFFSET %s")
         rows = self.q(sql, params + [opts.limit + 1, opts.skip])
-        more = len(rows) > opts.limit
+        more = 0 < opts.limit < len(rows)  # $top=0 (a count only) has no next page
         count = self.count(ent, opts, cond, restrict) if opts.count else None
         return rows[:opts.limit], more, count
 
@@ -213,7 +213,7 @@ class Reader:
                 cond = (key_cond(target, "e", "%s") if nav.child_col == "id"
                         else f"e.{nav.child_col} = %s")
                 n = self.count(target, opts, (cond, [k] * cond.count("%s")), ALL)
-            out[k] = (got[:opts.limit], len(got) > opts.limit, n)
+            out[k] = (got[:opts.limit], 0 < opts.limit < len(got), n)
         return out
 
     def _lateral(self, ent: Entity, src: str, arr: str, link: str, restrict, opts: Options,
@@ -242,7 +242,7 @@ class Reader:
             for s in sensors:
                 got = grouped.get(s, [])
                 n = self.count(OBS, opts, None, {slot: [s]}) if opts.count else None
-                out[s * 8 + slot] = (got[:opts.limit], len(got) > opts.limit, n)
+                out[s * 8 + slot] = (got[:opts.limit], 0 < opts.limit < len(got), n)
         return out
 
     def phenomenon_times(self, ds_rows: list[dict]) -> dict[int, tuple]:

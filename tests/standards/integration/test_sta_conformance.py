@@ -93,8 +93,7 @@ def test_top_skip_count_and_next_link(http, sta_env, store_conn):
     last = ok(http, sta_env, "/Things", **{"$skip": str(n - 2)})
     assert len(last["value"]) == 2 and "@iot.nextLink" not in last
     assert ok(http, sta_env, "/Things", **{"$top": "0", "$count": "true"}) == {
-        "@iot.count": n, "value": [], "@iot.nextLink": body["@iot.nextLink"].split("?")[0]
-        + "?%24top=0&%24count=true&%24skip=0"} or True
+        "@iot.count": n, "value": []}
 
 
 def test_select_and_orderby(http, sta_env, store_conn):
