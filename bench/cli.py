@@ -186,8 +186,22 @@ def bench_ngsi(
     print(json.dumps(run(sensors=sensors, minutes=minutes, repeat=repeat)))
 
 
+def bench_sta(
+    sensors: int = typer.Option(2000, help="Traffic sensors (5 datastreams each)."),
+    hours: float = typer.Option(24.0, help="Hours of readings."),
+    interval_s: int = typer.Option(60, help="Seconds between a sensor's readings."),
+    repeat: int = typer.Option(30, help="Requests per query."),
+    database_url: str = typer.Option(None, help="A filled store to use instead."),
+) -> None:
+    """SensorThings p50/p95: latest observation of 1,000 datastreams, a day's count and page."""
+    from bench.sta import run
+
+    print(json.dumps(run(sensors=sensors, hours=hours, interval_s=interval_s, repeat=repeat,
+                         database_url=database_url)))
+
+
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    """Add ``citypulse bench sim|ingest|soak|twin|alerts|dashboard|web|share|share-verify``."""
+    """Add ``citypulse bench sim|ingest|soak|twin|alerts|dashboard|web|sta|share|share-verify``."""
     from bench import share
 
     share.register(bench_app)
@@ -201,3 +215,4 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     bench_app.command("city")(bench_city)
     bench_app.command("web")(bench_web)
     bench_app.command("ngsi")(bench_ngsi)
+    bench_app.command("sta")(bench_sta)

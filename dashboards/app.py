@@ -25,7 +25,7 @@ from citypulse.settings import Settings
 from dashboards import auth, commands_api, data, http_api, ingest_api, openapi, security
 from dashboards.throttle import Throttle
 from sharing import http as sharing_http
-from standards import ngsild
+from standards import ngsild, sta
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,8 @@ def _shell() -> html.Div:
                     html.A("API", href="/api/openapi.json", title="OpenAPI of citypulse's API"),
                     html.A("NGSI-LD", href="/ngsi-ld/v1/types",
                            title="NGSI-LD (Smart Data Models), see docs/standard-apis.md"),
+                    html.A("SensorThings", href="/sta/v1.1/",
+                           title="OGC SensorThings API 1.1, see docs/standard-apis.md"),
                     html.A("log out", href="/logout")], className="nav"),
         dash.page_container,
     ])
@@ -116,6 +118,7 @@ def create_app(settings: Settings) -> dash.Dash:
         settings, pool, auth.require, auth.require_scope, data.audit))
     commands_api.install(server, context)
     server.register_blueprint(ngsild.create_blueprint(settings, pool, auth.require_read))
+    server.register_blueprint(sta.create_blueprint(pool, auth.require_read))
     openapi.install(server)
     app = dash.Dash(
         __name__, server=server, use_pages=True, pages_folder=str(HERE / "pages"),

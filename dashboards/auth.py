@@ -6,17 +6,22 @@ In: ``settings.users_file`` (YAML ``users: [{name, role, password_hash}]``; hash
 /logout and /kiosk to a Flask server and refuses every other request without a session.
 Roles: ``viewer`` < ``operator`` < ``admin``; :func:`require` checks them server-side.
 
-Machine clients: a request to ``/api/...`` carrying ``Authorization: Bearer <key>`` or
-``X-API-Key: <key>`` is authenticated by :func:`citypulse.apikeys.verify` (no session
-needed); the key is in ``flask.g.api_key``.  A view that serves keys checks them with
+Machine clients: a request to ``/api/...``, ``/sta/...`` or ``/ngsi-ld/...`` carrying
+``Authorization: Bearer <key>`` or ``X-API-Key: <key>`` is authenticated by
+:func:`citypulse.apikeys.verify` (no session needed); the key is in ``flask.g.api_key``.
+The standard APIs (``/sta/``, ``/ngsi-ld/``) also take HTTP Basic with a user of the users
+file (``flask.g.basic_user``; failures count in the login throttle and are audited), and
+answer 401 with ``WWW-Authenticate: Basic`` when no credential comes.  A view that serves keys checks them with
 :func:`require_scope` (key only) or :func:`require_read` (a session, or a key with
 ``api:read``).  A key-authenticated request whose view checked neither is answered 403.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
@@ -34,6 +39,9 @@ log = logging.getLogger(__name__)
 ROLES = ("viewer", "operator", "admin")
 DEV_USERS = (("admin", "admin", "admin"), ("operator", "operator", "operator"),
              ("viewer", "viewer", "viewer"))
+KEY_PREFIXES = ("/api/", "/sta/", "/ngsi-ld/")  # paths that take API keys
+STANDARD_PREFIXES = ("/sta/", "/ngsi-ld/")      # ... and HTTP Basic
+BASIC_CACHE_S = 60  # a verified Basic credential is not re-hashed for this long
 OPEN_PATHS = frozenset({"/login", "/logout", "/kiosk", "/healthz", "/_favicon.ico",
                         "/favicon.ico"})
 
@@ -103,6 +111,9 @@ def current() -> tuple[str | None, str | None]:
     """(user name, role) of the current request's session (none for an API-key request)."""
     if flask.g.get("api_key") is not None:  # a key never borrows a browser session's role
         return None, None
+    basic = flask.g.get("basic_user")
+    if basic is not None:
+        return basic.name, basic.role
     return flask.session.get("user"), flask.session.get("role")
 
 
@@ -251,12 +262,46 @@ def install(server: flask.Flask, users: dict[str, User], kiosk_token: str | None
         record("kiosk", "kiosk", outcome="ok")
         return flask.redirect("/wall")
 
+    basic_ok: dict[str, tuple[User, float]] = {}
+
+    def basic_auth(path: str):
+        """None when the request carries no Basic credential, else a refusal or ok."""
+        cred = flask.request.authorization
+        if cred is None or cred.type != "basic" or not path.startswith(STANDARD_PREFIXES):
+            return None
+        name, password = (cred.username or "")[:100], cred.password or ""
+        digest = hashlib.sha256(f"{name}\0{password}".encode()).hexdigest()
+        now = time.monotonic()
+        hit = basic_ok.get(digest)
+        if hit is not None and hit[1] > now:
+            flask.g.basic_user = hit[0]
+            return False
+        addr = flask.request.remote_addr or "?"
+        refusal = throttle.check(name, addr) if throttle else None
+        if refusal is not None:
+            record(name, "basic_auth", outcome=refusal.reason)
+            return flask.jsonify({"error": "too many failed logins: wait"}), 429, {
+                "Retry-After": str(max(1, int(refusal.retry_after_s + 0.999)))}
+        user = authenticate(users, name, password)
+        if user is None:
+            if throttle:
+                throttle.failed(name, addr)
+            record(name, "basic_auth", outcome="unknown_user" if name not in users
+                   else "bad_password")
+            return flask.jsonify({"error": "wrong user or password"}), 401, {
+                "WWW-Authenticate": 'Basic realm="citypulse"'}
+        if len(basic_ok) > 1000:
+            basic_ok.clear()
+        basic_ok[digest] = (user, now + BASIC_CACHE_S)
+        flask.g.basic_user = user
+        return False
+
     @server.before_request
     def guard():
         path = flask.request.path
         if path in OPEN_PATHS or path.startswith("/assets/"):
             return None
-        secret = presented_key() if path.startswith(("/api/", "/ngsi-ld/")) else None
+        secret = presented_key() if path.startswith(KEY_PREFIXES) else None
         if secret is not None:
             info = verify_key(secret) if verify_key else None
             if info is None:
@@ -264,9 +309,16 @@ def install(server: flask.Flask, users: dict[str, User], kiosk_token: str | None
             flask.g.api_key = info
             flask.g.scope_checked = False
             return None
+        basic = basic_auth(path)
+        if basic is not None:
+            return None if basic is False else basic
         if flask.session.get("user"):
             return None
-        if path.startswith(("/_dash", "/api/", "/dash-static/", "/ngsi-ld/")):
+        if path.startswith(STANDARD_PREFIXES) or path in ("/sta", "/ngsi-ld"):
+            return flask.jsonify({"error": "login required: a session, HTTP Basic or an "
+                                           "API key"}), 401, {
+                "WWW-Authenticate": 'Basic realm="citypulse"'}
+        if path.startswith(("/_dash", "/api/", "/dash-static/")):
             return flask.jsonify({"error": "login required"}), 401
         return flask.redirect("/login?next=" + path)
 

@@ -1,6 +1,7 @@
-"""Open standard APIs over the store (issue 17): SensorThings API 1.1 and NGSI-LD, read only.
+"""Open standard APIs over the store (issue 17), read only.
 
-:mod:`standards.ngsild`: NGSI-LD at ``/ngsi-ld/v1/`` (Smart Data Models entities from the
-twin, alerts and registry), mounted by the web app.  :mod:`standards.sta`: so far the
-SensorThings ``$filter``/``$orderby`` parser (see docs/standard-apis.md).
+:mod:`standards.sta`: OGC SensorThings API 1.1 at ``/sta/v1.1/``; :mod:`standards.ngsild`:
+NGSI-LD at ``/ngsi-ld/v1/`` (Smart Data Models entities from the twin, alerts and registry).
+Both are Flask blueprints the dashboards app mounts behind its login guard.  See
+docs/standard-apis.md.
 """

@@ -1,0 +1,173 @@
+"""``citypulse bench sta``: latencies of the SensorThings API's fast paths, as JSON.
+
+A private PostgreSQL (unless ``--database-url`` names a prepared one), ``--sensors``
+traffic sensors (5 datastreams each) with ``--hours`` of readings every ``--interval-s``
+written through :meth:`Store.write_rows` and rolled up, then the real dashboards app (its
+``/sta/v1.1`` behind an API key) served in this process and asked, one request at a time:
+
+- ``latest``: ``Datastreams?$top=1000&$expand=Observations($top=1;$orderby=phenomenonTime
+  desc)`` (the latest observation of 1,000 datastreams), random pages;
+- ``count_day``: ``$count`` of one random datastream's observations over the last full day;
+- ``page_day``: the first page (``$top=100``) of one datastream's day, and ``day_array``:
+  the whole day in one ``dataArray`` page.
+
+p50/p95/max in ms per query, the store's size, and whether each query's plan touches
+``raw`` only through indexes (EXPLAIN of the SQL the request ran).
+"""
+
+from __future__ import annotations
+
+import io
+import random
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import requests
+
+from citypulse import apikeys, schema
+from citypulse.catalogue import MAX_SLOTS
+from citypulse.settings import Settings
+from citypulse.stack import PrivatePostgres
+
+
+def _fill(conn, settings: Settings, sensors: int, hours: float, interval_s: int,
+          now: datetime) -> dict:
+    buf = io.StringIO()
+    for i in range(sensors):
+        buf.write(f"sta-{i:07d}\ttraffic\t{121.9 + (i % 500) * 1e-4:.6f}\t"
+                  f"{30.9 + (i // 500) * 1e-4:.6f}\n")
+    with conn.cursor() as cur, cur.copy(
+            "COPY citypulse.sensors (sensor_id, kind, lon, lat) FROM STDIN") as cp:
+        cp.write(buf.getvalue())
+    ids = [r[0] for r in conn.execute("SELECT id FROM citypulse.sensors ORDER BY id")]
+    store = schema.Store.open(conn, settings, migrate_now=False)
+    steps = int(hours * 3600 // interval_s)
+    start = now - timedelta(seconds=steps * interval_s)
+    pad = (None,) * (MAX_SLOTS - 5)
+    rows, t0 = 0, time.perf_counter()
+    batch: list[tuple] = []
+    for k in range(steps):
+        t = start + timedelta(seconds=k * interval_s)
+        for j, s in enumerate(ids):
+            batch.append((t, s, k, float((k + j) % 40), 30.0 + (k % 50), 12.5, 90.0, -70.0)
+                         + pad)
+        if len(batch) >= 200_000:
+            store.write_rows(conn, batch)
+            rows += len(batch)
+            batch = []
+    if batch:
+        store.write_rows(conn, batch)
+        rows += len(batch)
+    written = time.perf_counter() - t0
+    store.refresh_rollups(conn, settle_s=0)
+    conn.execute("ANALYZE")
+    return {"sensors": len(ids), "datastreams": len(ids) * 5, "readings": rows,
+            "observations": rows * 5, "first": start.isoformat(), "write_s": round(written, 1),
+            "rollup_s": round(time.perf_counter() - t0 - written, 1)}
+
+
+def _stats(ms: list[float]) -> dict:
+    ms = sorted(ms)
+    return {"n": len(ms), "p50_ms": round(statistics.median(ms), 2),
+            "p95_ms": round(ms[max(0, int(len(ms) * 0.95) - 1)], 2),
+            "max_ms": round(ms[-1], 2)}
+
+
+def _time(session, url: str, params: dict, check) -> float:
+    t0 = time.perf_counter()
+    r = session.get(url, params=params, timeout=120)
+    dt = (time.perf_counter() - t0) * 1000
+    if r.status_code != 200:
+        raise RuntimeError(f"{url} {params}: {r.status_code} {r.text[:300]}")
+    check(r.json())
+    return dt
+
+
+def _index_only(db: str, path: str, params: dict) -> bool:
+    """Whether every statement the request runs reads ``raw`` through an index."""
+    from standards.sta.engine import Reader
+    from standards.sta.routes import resolve
+
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute("SET jit = off")
+        reader = Reader(conn)
+        resolve(reader, path, list(params.items()), "B", "B/" + path)
+        for sql, p in reader.executed:
+            plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + sql, p))
+            if any("Seq Scan" in ln and " on raw" in ln for ln in plan.splitlines()):
+                return False
+    return True
+
+
+def run(sensors: int = 2000, hours: float = 24.0, interval_s: int = 60, repeat: int = 30,
+        database_url: str | None = None, seed: int = 1) -> dict:
+    """Fill (unless ``database_url``), serve the app, time each query ``repeat`` times."""
+    with tempfile.TemporaryDirectory(prefix="cp-bench-sta-") as tmp:
+        if database_url:
+            return _measure(database_url, Path(tmp), None, repeat, seed)
+        with PrivatePostgres(Path(tmp) / "pg") as pg:
+            settings = Settings(database_url=pg.url, data_dir=Path(tmp))
+            now = datetime.now(UTC).replace(second=0, microsecond=0)
+            with psycopg.connect(pg.url, autocommit=True) as conn:
+                schema.migrate(conn, settings)
+                info = _fill(conn, settings, sensors, hours, interval_s, now)
+            return _measure(pg.url, Path(tmp), info, repeat, seed)
+
+
+def _measure(db: str, tmp: Path, info: dict | None, repeat: int, seed: int) -> dict:
+    from dashboards.app import create_app
+    from dashboards.serve import serve
+
+    rng = random.Random(seed)
+    with psycopg.connect(db, autocommit=True) as conn:
+        _k, key = apikeys.create(conn, f"bench-sta-{int(time.time())}", ["api:read"],
+                                 created_by="bench")
+        ds_ids = [r[0] * 8 + k for r in conn.execute(
+            "SELECT id FROM citypulse.sensors WHERE kind = 'traffic' ORDER BY id")
+            for k in range(5)]
+        last = conn.execute("SELECT max(time) FROM citypulse.raw").fetchone()[0]
+    day_hi = last.replace(second=0, microsecond=0)
+    day_lo = day_hi - timedelta(days=1)
+    window = (f"phenomenonTime ge {day_lo:%Y-%m-%dT%H:%M:%SZ} and "
+              f"phenomenonTime lt {day_hi:%Y-%m-%dT%H:%M:%SZ}")
+    served = serve(create_app(Settings(database_url=db, data_dir=tmp)))
+    try:
+        s = requests.Session()
+        s.headers["Authorization"] = f"Bearer {key}"
+        base = served.url + "/sta/v1.1"
+        pages = max(1, len(ds_ids) // 1000)
+        latest_q = {"$top": "1000", "$select": "id,name",
+                    "$expand": "Observations($top=1;$orderby=phenomenonTime desc)"}
+
+        def latest_ok(b):
+            assert len(b["value"]) == min(1000, len(ds_ids))
+            assert all(len(d["Observations"]) == 1 for d in b["value"])
+
+        out: dict = {"store": info or {"database_url": "given"}, "datastreams": len(ds_ids)}
+        out["latest_1000"] = _stats([_time(s, base + "/Datastreams", dict(
+            latest_q, **{"$skip": str(1000 * rng.randrange(pages))}), latest_ok)
+            for _ in range(repeat)])
+        count_q = {"$count": "true", "$top": "0", "$filter": window}
+        out["count_day"] = _stats([_time(
+            s, f"{base}/Datastreams({rng.choice(ds_ids)})/Observations", count_q,
+            lambda b: b["@iot.count"] > 0) for _ in range(repeat)])
+        page_q = {"$filter": window, "$top": "100"}
+        out["page_day"] = _stats([_time(
+            s, f"{base}/Datastreams({rng.choice(ds_ids)})/Observations", page_q,
+            lambda b: len(b["value"]) == 100) for _ in range(repeat)])
+        arr_q = {"$filter": window, "$top": "10000", "$resultFormat": "dataArray"}
+        out["day_array"] = _stats([_time(
+            s, f"{base}/Datastreams({rng.choice(ds_ids)})/Observations", arr_q,
+            lambda b: b["value"][0]["dataArray@iot.count"] > 0) for _ in range(repeat)])
+        probe = ds_ids[0]
+        out["index_only"] = {
+            "latest_1000": _index_only(db, "Datastreams", latest_q),
+            "count_day": _index_only(db, f"Datastreams({probe})/Observations", count_q),
+            "page_day": _index_only(db, f"Datastreams({probe})/Observations", page_q)}
+        return out
+    finally:
+        served.stop()
