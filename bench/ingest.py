@@ -24,6 +24,7 @@ from pathlib import Path
 
 import psycopg
 
+from bench import proccpu
 from citypulse import schema
 from citypulse.settings import Settings
 from citypulse.stack import PrivateMosquitto, PrivatePostgres, free_port
@@ -47,6 +48,8 @@ class BenchSpec:
     writer_connections: int = 2
     collectors: int = 1
     dialect: str = "native"  # thingsboard | chirpstack | ttn: the same load through an adapter
+    feeder: str = "wire"     # wire: prebuilt packets (bench.wirefeed); loadgen: device_sim.loadgen
+    encoding: str = "json"   # json | msgpack (MQTT 5 content type); wire feeder only
 
 
 def scrape(port: int) -> dict[str, list]:
@@ -138,11 +141,10 @@ def run_bench(spec: BenchSpec, progress=None) -> dict:
             rss0 = sum(_rss_mb(p.pid) for p in procs)
             say(f"sending {spec.rate:g} readings/s for {spec.duration:g}s "
                 f"({spec.per_message}/message, {spec.collectors} collector(s))")
-            t0 = time.monotonic()
             ep = settings.mqtt
-            load = run_load(LoadSpec(ep.host, ep.port, prefix, tuple(ids), spec.rate,
-                                     spec.duration, spec.per_message, spec.qos, spec.workers,
-                                     dialect=spec.dialect))
+            meter = CpuMeter(ep.port, db_port(db_url), {"collector": [p.pid for p in procs]})
+            load = send(spec, ep.host, ep.port, prefix, ids, tmpd, meter.start)
+            t0 = meter.started
             say(f"sent {load.readings} readings in {load.messages} messages; waiting for commits")
             stored = last = -1
             t_done = time.monotonic()
@@ -158,6 +160,7 @@ def run_bench(spec: BenchSpec, progress=None) -> dict:
                 elif time.monotonic() - t_done > 5:
                     break
                 time.sleep(0.2)
+            cpu = meter.stop(load, stored)
             rss = sum(_rss_mb(p.pid) for p in procs)
             ms = [scrape(p) for p in ports]
         finally:
@@ -199,7 +202,92 @@ def run_bench(spec: BenchSpec, progress=None) -> dict:
             "internal_errors": int(total(ms, im.total(im.INTERNAL_ERRORS))),
             "collectors": spec.collectors,
             "collector_rss_mb": round(rss, 1), "collector_rss_start_mb": round(rss0, 1),
+            "encoding": spec.encoding, "feeder": spec.feeder, "cpu_us_per_reading": cpu,
         }
+
+
+def db_port(url: str) -> int:
+    """The TCP port of a database URL (5432 when absent)."""
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).port or 5432
+
+
+class CpuMeter:
+    """CPU seconds of broker, database (all its processes) and named pids over a run."""
+
+    def __init__(self, broker_port: int, db_port: int, pids: dict[str, list[int]]) -> None:
+        self.broker = proccpu.listener_pid(broker_port)
+        self.db = proccpu.listener_pid(db_port)
+        self.pids = pids
+        self.t0: dict[str, float] = {}
+        self.started = 0.0
+
+    def _now(self) -> dict[str, float]:
+        out = {name: sum(proccpu.cpu(p) for p in pids) for name, pids in self.pids.items()}
+        if self.broker:
+            out["broker"] = proccpu.cpu(self.broker)
+        if self.db:
+            out["database"] = proccpu.tree_cpu(self.db)
+        return out
+
+    def start(self) -> None:
+        """Snapshot now (called just before the load starts)."""
+        self.t0 = self._now()
+        self.started = time.monotonic()
+
+    def stop(self, load: LoadResult, stored: int) -> dict[str, float | None]:
+        """Microseconds of CPU per stored reading, per component (generator from the feeder)."""
+        now = self._now()
+        n = max(1, stored)
+        out: dict[str, float | None] = {"generator": None if load.cpu_s is None
+                                        else round(load.cpu_s * 1e6 / n, 2)}
+        for k in ("broker", *self.pids, "database"):
+            out[k] = round((now[k] - self.t0[k]) * 1e6 / n, 2) if k in now else None
+        return out
+
+
+def send(spec: BenchSpec, host: str, port: int, prefix: str, ids: list[str], tmpd: Path,
+         on_start) -> LoadResult:
+    """Send the load (the wire feeder, or the paho load generator); ``on_start()`` first."""
+    if spec.feeder == "loadgen" or spec.dialect != "native":
+        c0 = proccpu.cpu(os.getpid())
+        on_start()
+        load = run_load(LoadSpec(host, port, prefix, tuple(ids), spec.rate, spec.duration,
+                                 spec.per_message, spec.qos, spec.workers, dialect=spec.dialect))
+        return LoadResult(load.readings, load.messages, load.seconds,
+                          proccpu.cpu(os.getpid()) - c0)
+    path = tmpd / f"feed-{prefix}.json"
+    path.write_text(json.dumps({
+        "host": host, "port": port, "prefix": prefix, "sensor_ids": ids, "rate": spec.rate,
+        "duration": spec.duration, "per_message": spec.per_message, "encoding": spec.encoding,
+        "qos": spec.qos, "readings": int(spec.rate * spec.duration) if spec.rate else 0}))
+    p = subprocess.Popen([sys.executable, "-m", "bench.wirefeed", str(path)],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        line = p.stdout.readline().strip()
+        if line != "ready":
+            raise RuntimeError(f"wire feeder did not start: {line!r}")
+        on_start()
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        doc = json.loads(p.stdout.readline())
+    finally:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    return LoadResult(doc["readings"], doc["messages"], doc["seconds"], doc["cpu_s"])
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What a feeder sent and the CPU it used while sending."""
+
+    readings: int
+    messages: int
+    seconds: float
+    cpu_s: float | None
 
 
 def main_json(spec: BenchSpec) -> str:
