@@ -88,18 +88,44 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+def services(spec: BenchSpec, tmpd: Path, stack: contextlib.ExitStack, say) -> tuple[str, str]:
+    """The database and broker URLs: the spec's, or private servers started in ``stack``."""
+    db_url, mqtt_url = spec.database_url, spec.mqtt_url
+    if db_url is None:
+        say("starting private PostgreSQL")
+        db_url = stack.enter_context(PrivatePostgres(tmpd / "pg", durable=False)).url
+    if mqtt_url is None:
+        say("starting private Mosquitto")
+        mqtt_url = stack.enter_context(PrivateMosquitto(tmpd / "mqtt")).url
+    return db_url, mqtt_url
+
+
+def wait_stored(stored, target: int, stall_s: float = 5.0) -> tuple[int, float]:
+    """Poll ``stored()`` until it reaches ``target`` or stops moving for ``stall_s``.
+
+    Returns the last count and the monotonic time it last grew (or reached the target).
+    """
+    n = last = -1
+    t_done = time.monotonic()
+    settle = time.monotonic() + 120
+    while time.monotonic() < settle:
+        n = stored()
+        if n >= target:
+            return n, time.monotonic()
+        if n != last:
+            last, t_done = n, time.monotonic()
+        elif time.monotonic() - t_done > stall_s:
+            break
+        time.sleep(0.2)
+    return n, t_done
+
+
 def run_bench(spec: BenchSpec, progress=None) -> dict:
     """Run the benchmark (see module docstring); ``progress(str)`` gets status lines."""
     say = progress or (lambda _m: None)
     with tempfile.TemporaryDirectory(prefix="cp-bench-") as tmp, contextlib.ExitStack() as stack:
         tmpd = Path(tmp)
-        db_url, mqtt_url = spec.database_url, spec.mqtt_url
-        if db_url is None:
-            say("starting private PostgreSQL")
-            db_url = stack.enter_context(PrivatePostgres(tmpd / "pg", durable=False)).url
-        if mqtt_url is None:
-            say("starting private Mosquitto")
-            mqtt_url = stack.enter_context(PrivateMosquitto(tmpd / "mqtt")).url
+        db_url, mqtt_url = services(spec, tmpd, stack, say)
         prefix = "bench" + uuid.uuid4().hex[:6]
         settings = Settings(database_url=db_url, mqtt_url=mqtt_url, topic_prefix=prefix)
         ids = [f"{prefix}-s{i:06d}" for i in range(spec.sensors)]
@@ -146,20 +172,9 @@ def run_bench(spec: BenchSpec, progress=None) -> dict:
             load = send(spec, ep.host, ep.port, prefix, ids, tmpd, meter.start)
             t0 = meter.started
             say(f"sent {load.readings} readings in {load.messages} messages; waiting for commits")
-            stored = last = -1
-            t_done = time.monotonic()
-            settle = time.monotonic() + 120
-            while time.monotonic() < settle:
-                stored = int(total([scrape(p) for p in ports],
-                                   im.total(im.STORED)))
-                if stored >= load.readings:
-                    t_done = time.monotonic()
-                    break
-                if stored != last:
-                    last, t_done = stored, time.monotonic()
-                elif time.monotonic() - t_done > 5:
-                    break
-                time.sleep(0.2)
+            stored, t_done = wait_stored(
+                lambda: int(total([scrape(p) for p in ports], im.total(im.STORED))),
+                load.readings)
             cpu = meter.stop(load, stored)
             rss = sum(_rss_mb(p.pid) for p in procs)
             ms = [scrape(p) for p in ports]

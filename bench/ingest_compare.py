@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -25,9 +24,8 @@ import psycopg
 from psycopg import sql
 
 from bench.bare import create_table
-from bench.ingest import BenchSpec, CpuMeter, db_port, run_bench, send
+from bench.ingest import BenchSpec, CpuMeter, db_port, run_bench, send, services, wait_stored
 from citypulse.settings import Settings
-from citypulse.stack import PrivateMosquitto, PrivatePostgres
 
 
 def _pct(values: list[float], q: float) -> float | None:
@@ -65,19 +63,7 @@ def run_bare(spec: BenchSpec, db_url: str, mqtt_url: str, tmpd: Path) -> dict:
         meter = CpuMeter(ep.port, db_port(db_url), {"collector": [p.pid]})
         load = send(spec, ep.host, ep.port, prefix, ids, tmpd, meter.start)
         t0 = meter.started
-        n = last = -1
-        t_done = time.monotonic()
-        settle = time.monotonic() + 120
-        while time.monotonic() < settle:
-            n = stored()
-            if n >= load.readings:
-                t_done = time.monotonic()
-                break
-            if n != last:
-                last, t_done = n, time.monotonic()
-            elif time.monotonic() - t_done > 5:
-                break
-            time.sleep(0.2)
+        n, t_done = wait_stored(stored, load.readings)
         cpu = meter.stop(load, n)
     finally:
         p.send_signal(signal.SIGTERM)
@@ -122,13 +108,7 @@ def run_compare(spec: BenchSpec, shapes: list[int], baseline: bool = True,
     say = progress or (lambda _m: None)
     with tempfile.TemporaryDirectory(prefix="cp-bench-") as tmp, contextlib.ExitStack() as stack:
         tmpd = Path(tmp)
-        db_url, mqtt_url = spec.database_url, spec.mqtt_url
-        if db_url is None:
-            say("starting private PostgreSQL")
-            db_url = stack.enter_context(PrivatePostgres(tmpd / "pg", durable=False)).url
-        if mqtt_url is None:
-            say("starting private Mosquitto")
-            mqtt_url = stack.enter_context(PrivateMosquitto(tmpd / "mqtt")).url
+        db_url, mqtt_url = services(spec, tmpd, stack, say)
         runs = []
         for k in shapes:
             s = replace(spec, per_message=k, database_url=db_url, mqtt_url=mqtt_url)

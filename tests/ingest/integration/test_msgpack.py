@@ -1,0 +1,55 @@
+"""MessagePack payloads (MQTT 5 content type) through the real broker into the collector."""
+
+import time
+
+import msgspec
+import psycopg
+import pytest
+
+from citypulse.wire import payload as wp
+from citypulse.wire import topics as wt
+from tests.ingest.conftest import Publisher, register, wait_until
+
+
+@pytest.fixture
+def cfg(settings):
+    return settings.model_copy(update={"batch_max_ms": 50, "device_rate_limit": 1e6})
+
+
+def _rows(db_url, sql, *args):
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+def test_msgpack_gateway_and_telemetry_next_to_json(cfg, broker, start_collector):
+    p = cfg.topic_prefix
+    register(cfg.database_url, [("m1", "traffic", "gwm"), ("m2", "traffic", "gwm"),
+                                ("j1", "traffic", None)])
+    c = start_collector(cfg)
+    now = int(time.time() * 1000)
+    pub = Publisher(int(broker.url.rsplit(":", 1)[1]))
+    gw = {"m1": [{"ts": now, "seq": 0, "values": {"speed_kmh": 30.5, "vehicle_count": 3}},
+                 {"ts": now + 1, "seq": 1, "values": {"speed_kmh": 31}}],
+          "m2": [{"ts": now, "seq": 0, "values": {"occupancy_pct": 12}}]}
+    pub.publish(wt.gateway("gwm", p), msgspec.msgpack.encode(gw), content_type=wp.CONTENT_MSGPACK)
+    pub.publish(wt.telemetry("j1", p), {"ts": now, "seq": 0, "values": {"speed_kmh": 50}})
+    # announced as MessagePack but not: one dead letter, nothing else lost
+    pub.publish(wt.telemetry("j1", p), b"\xc1\xc1garbage", content_type=wp.CONTENT_MSGPACK)
+    # a bad value inside a MessagePack reading: that reading is dead-lettered with its reason
+    pub.publish(wt.telemetry("j1", p), msgspec.msgpack.encode(
+        {"ts": now + 5, "seq": 1, "values": {"speed_kmh": "fast"}}), content_type=wp.CONTENT_MSGPACK)
+    pub.close(sent=4)
+    assert c.wait_idle(15)
+    assert wait_until(lambda: _rows(cfg.database_url, "SELECT count(*) FROM citypulse.readings")
+                      == [(5,)], 15)
+    got = sorted(_rows(cfg.database_url, "SELECT sensor_id, metric, value, "
+                       "(extract(epoch FROM time)*1000)::int8 FROM citypulse.readings"))
+    assert got == sorted([("m1", "speed_kmh", 30.5, now), ("m1", "vehicle_count", 3.0, now),
+                          ("m1", "speed_kmh", 31.0, now + 1), ("m2", "occupancy_pct", 12.0, now),
+                          ("j1", "speed_kmh", 50.0, now)])
+    dead = sorted(_rows(cfg.database_url, "SELECT reason, detail FROM citypulse.dead_letters"))
+    assert len(dead) == 2 and {r for r, _ in dead} == {wp.MALFORMED}
+    assert any("MessagePack" in d for _, d in dead)
+    assert any("not a finite number" in d for _, d in dead)
+    assert _rows(cfg.database_url, "SELECT count(*) FROM citypulse.gateway_seen "
+                 "WHERE gateway_id = 'gwm'") == [(1,)]
