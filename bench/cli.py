@@ -47,6 +47,10 @@ def bench_ingest(
                                "(bench.wirefeed); loadgen: the paho load generator."),
     encoding: str = typer.Option("json", help="Payload encoding: json or msgpack (MQTT 5 "
                                  "content type application/msgpack)."),
+    profile: str = typer.Option(None, help="py-spy the collector(s) during the load into "
+                                "PROFILE-<i>.txt (collapsed stacks; not for timing runs)."),
+    before: str = typer.Option(None, help="Source tree of an earlier citypulse (git archive "
+                               "REV | tar -x -C DIR): its collector runs first on each shape."),
     baseline: bool = typer.Option(False, "--baseline", help="Also run a bare paho -> msgspec "
                                   "-> COPY pipeline on the same broker, database and load; "
                                   "print the ratios."),
@@ -68,14 +72,14 @@ def bench_ingest(
         shapes = [int(k) for k in per_message.split(",") if k.strip()]
     except ValueError:
         raise typer.BadParameter("--per-message: integers, e.g. 100 or 100,1") from None
-    if baseline or len(shapes) > 1:
+    if baseline or before or len(shapes) > 1:
         from bench.ingest_compare import run_compare
 
         spec = BenchSpec(sensors, rate, duration, shapes[0], qos, workers, mqtt_url,
-                         database_url, writers, collectors, "native", feeder, encoding)
+                         database_url, writers, collectors, "native", feeder, encoding, profile)
         with console.status("bench ingest") as status:
             result = run_compare(spec, shapes, baseline, progress=lambda m: status.update(
-                f"bench ingest: {m}"))
+                f"bench ingest: {m}"), before=before)
         print(json.dumps(result) if as_json else json.dumps(result, indent=2))
         return
     dialects = [d.strip() for d in dialect.split(",") if d.strip()]
@@ -85,7 +89,7 @@ def bench_ingest(
     results = []
     for d in dialects:
         spec = BenchSpec(sensors, rate, duration, shapes[0], qos, workers, mqtt_url,
-                         database_url, writers, collectors, d, feeder, encoding)
+                         database_url, writers, collectors, d, feeder, encoding, profile)
         with console.status(f"bench ingest {d}") as status:
             results.append(run_bench(spec, progress=lambda m, d=d: status.update(
                 f"bench ingest {d}: {m}")))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from pathlib import Path
 import psycopg
 
 from bench import proccpu
+from bench.pyspy import profiler, summarise
 from citypulse import schema
 from citypulse.settings import Settings
 from citypulse.stack import PrivateMosquitto, PrivatePostgres, free_port
@@ -50,6 +52,8 @@ class BenchSpec:
     dialect: str = "native"  # thingsboard | chirpstack | ttn: the same load through an adapter
     feeder: str = "wire"     # wire: prebuilt packets (bench.wirefeed); loadgen: device_sim.loadgen
     encoding: str = "json"   # json | msgpack (MQTT 5 content type); wire feeder only
+    collector_path: str | None = None  # run the collector from this source tree (before/after)
+    profile: str | None = None  # py-spy raw (collapsed) stacks of collector i to <profile>-i.txt
 
 
 def scrape(port: int) -> dict[str, list]:
@@ -116,7 +120,7 @@ def wait_stored(stored, target: int, stall_s: float = 5.0) -> tuple[int, float]:
             last, t_done = n, time.monotonic()
         elif time.monotonic() - t_done > stall_s:
             break
-        time.sleep(0.2)
+        time.sleep(0.5)  # a scrape costs the collector CPU too: not too often
     return n, t_done
 
 
@@ -146,7 +150,8 @@ def run_bench(spec: BenchSpec, progress=None) -> dict:
         share = ["--share", prefix] if spec.collectors > 1 else []
         procs = [subprocess.Popen([sys.executable, "-m", "citypulse", "ingest", "--metrics-port",
                                    str(port), "--client-id", f"{prefix}-collector{i}", *share],
-                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+                                  env=env, stdout=log, stderr=subprocess.STDOUT,
+                                  cwd=spec.collector_path)
                  for i, port in enumerate(ports)]
 
         def total(metrics: list[dict], name: str) -> float:
@@ -169,6 +174,8 @@ def run_bench(spec: BenchSpec, progress=None) -> dict:
                 f"({spec.per_message}/message, {spec.collectors} collector(s))")
             ep = settings.mqtt
             meter = CpuMeter(ep.port, db_port(db_url), {"collector": [p.pid for p in procs]})
+            spies = [profiler(p.pid, f"{spec.profile}-{i}.txt")
+                     for i, p in enumerate(procs)] if spec.profile else []
             load = send(spec, ep.host, ep.port, prefix, ids, tmpd, meter.start)
             t0 = meter.started
             say(f"sent {load.readings} readings in {load.messages} messages; waiting for commits")
@@ -176,6 +183,9 @@ def run_bench(spec: BenchSpec, progress=None) -> dict:
                 lambda: int(total([scrape(p) for p in ports], im.total(im.STORED))),
                 load.readings)
             cpu = meter.stop(load, stored)
+            for spy in spies:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(30)
             rss = sum(_rss_mb(p.pid) for p in procs)
             ms = [scrape(p) for p in ports]
         finally:
@@ -218,6 +228,8 @@ def run_bench(spec: BenchSpec, progress=None) -> dict:
             "collectors": spec.collectors,
             "collector_rss_mb": round(rss, 1), "collector_rss_start_mb": round(rss0, 1),
             "encoding": spec.encoding, "feeder": spec.feeder, "cpu_us_per_reading": cpu,
+            **({"profile": [summarise(f"{spec.profile}-{i}.txt") for i in range(len(procs))]}
+               if spec.profile else {}),
         }
 
 

@@ -103,8 +103,12 @@ def ratios(ours: dict, bare: dict) -> dict:
 
 
 def run_compare(spec: BenchSpec, shapes: list[int], baseline: bool = True,
-                progress=None) -> dict:
-    """Per shape: citypulse, then (with ``baseline``) the bare pipeline; see module docstring."""
+                progress=None, before: str | None = None) -> dict:
+    """Per shape: citypulse, then (with ``baseline``) the bare pipeline; see module docstring.
+
+    ``before``: a source tree of an earlier citypulse (e.g. ``git archive REV``); its
+    collector runs first on the same load, as ``before`` (with its own ratios).
+    """
     say = progress or (lambda _m: None)
     with tempfile.TemporaryDirectory(prefix="cp-bench-") as tmp, contextlib.ExitStack() as stack:
         tmpd = Path(tmp)
@@ -112,14 +116,19 @@ def run_compare(spec: BenchSpec, shapes: list[int], baseline: bool = True,
         runs = []
         for k in shapes:
             s = replace(spec, per_message=k, database_url=db_url, mqtt_url=mqtt_url)
+            entry: dict = {"per_message": k}
+            if before:
+                say(f"{k} readings/message: citypulse before ({before})")
+                entry["before"] = run_bench(replace(s, collector_path=before), progress=say)
             say(f"{k} readings/message: citypulse")
-            ours = run_bench(s, progress=say)
-            entry = {"per_message": k, "citypulse": ours}
+            ours = entry["citypulse"] = run_bench(s, progress=say)
             if baseline:
                 say(f"{k} readings/message: bare pipeline")
                 bare = run_bare(s, db_url, mqtt_url, tmpd)
                 entry["bare"] = bare
                 entry["ratio"] = ratios(ours, bare)
+                if before:
+                    entry["ratio_before"] = ratios(entry["before"], bare)
             runs.append(entry)
         return {"encoding": spec.encoding, "feeder": spec.feeder, "rate": spec.rate,
                 "duration_s": spec.duration, "collectors": spec.collectors,

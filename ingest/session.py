@@ -11,7 +11,6 @@ Nothing raises out of a callback: unexpected exceptions are logged and counted.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 
@@ -22,8 +21,9 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from citypulse.settings import Settings
 from citypulse.wire import topics as wt
-from ingest.batcher import Message
+from ingest.batcher import Inbox, Message
 from ingest.metrics import Metrics
+from ingest.mqttfast import BufferedClient
 from ingest.sources.base import PAYLOAD
 from ingest.sources.hub import SourceHub
 
@@ -39,7 +39,7 @@ class Session:
         self.sources = sources
         self.client_id = client_id
         self.metrics = metrics
-        self.inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
+        self.inbox = Inbox()
         self.accepting = threading.Event()
         self.client: mqtt.Client | None = None
         self.pending = 0  # received, not yet acked
@@ -51,7 +51,7 @@ class Session:
     def connect(self) -> None:
         """Connect in the background (retried until it succeeds) and start the network loop."""
         s = self.settings
-        self.client = c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
+        self.client = c = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
                                       protocol=mqtt.MQTTv5, manual_ack=True)
         ep = s.mqtt
         if ep.username:
