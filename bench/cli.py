@@ -76,7 +76,7 @@ def bench_ingest(
         from bench.ingest_compare import run_compare
 
         spec = BenchSpec(sensors, rate, duration, shapes[0], qos, workers, mqtt_url,
-                         database_url, writers, collectors, "native", feeder, encoding, profile)
+                         database_url, writers, collectors, "native", feeder, encoding, profile=profile)
         with console.status("bench ingest") as status:
             result = run_compare(spec, shapes, baseline, progress=lambda m: status.update(
                 f"bench ingest: {m}"), before=before)
@@ -89,7 +89,7 @@ def bench_ingest(
     results = []
     for d in dialects:
         spec = BenchSpec(sensors, rate, duration, shapes[0], qos, workers, mqtt_url,
-                         database_url, writers, collectors, d, feeder, encoding, profile)
+                         database_url, writers, collectors, d, feeder, encoding, profile=profile)
         with console.status(f"bench ingest {d}") as status:
             results.append(run_bench(spec, progress=lambda m, d=d: status.update(
                 f"bench ingest {d}: {m}")))

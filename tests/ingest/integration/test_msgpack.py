@@ -78,4 +78,6 @@ def test_burst_of_small_messages_read_in_chunks_all_stored_once(cfg, broker, sta
     assert c.wait_idle(15)
     assert _rows(cfg.database_url, "SELECT count(*), count(DISTINCT (sensor, seq)) "
                  "FROM citypulse.raw") == [(n, n)]
-    assert c.metrics.value("citypulse_ingest_seq_gaps_total") == 0
+    # writers commit batches in any order: every gap seen is filled later, none is a loss
+    assert (c.metrics.value("citypulse_ingest_seq_gaps_total")
+            == c.metrics.value("citypulse_ingest_seq_late_total"))
