@@ -145,14 +145,15 @@ class Session:
         try:
             if not self.accepting.is_set():
                 return  # not acked: the broker redelivers it to this session later
-            props = getattr(msg, "properties", None)
+            props = msg.properties
             ctype = getattr(props, "ContentType", None) if props is not None else None
+            topic = msg.topic  # paho decodes it on every access
             with self._pending_lock:
                 self.pending += 1
-            self.inbox.put(Message(self._gen, msg.mid, msg.qos, msg.topic, msg.payload,
+            self.inbox.put(Message(self._gen, msg.mid, msg.qos, topic, msg.payload,
                                    int(time.time() * 1000), ctype,
-                                   "/status/" not in msg.topic and self._one_device(msg.topic)
-                                   and self._rate_limited(msg.topic)))
+                                   "/status/" not in topic and self._one_device(topic)
+                                   and self._rate_limited(topic)))
         except Exception:
             log.exception("event=internal_error where=on_message")
             self.metrics.internal.inc()
