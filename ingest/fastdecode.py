@@ -94,6 +94,13 @@ def decode(payload: bytes, topic: Topic, received_ms: int, *, max_bytes: int = 1
 
 
 _EMPTY: dict = {}
+# name -> (row index, min, max) per kind: the row is (time, sensor, seq, v0..v7)
+_ROW_LIMITS = {k: {n: (i + 3, lo, hi) for n, (i, lo, hi) in m.items()} for k, m in LIMITS.items()}
+if MAX_SLOTS != 8:  # rows() spells the row out: time, sensor, seq and 8 value slots
+    raise ImportError(f"ingest.fastdecode.rows builds 8 value slots, the catalogue has {MAX_SLOTS}")
+# finite bounds reject NaN and infinities by the range check alone
+_FINITE = all(math.isfinite(b) for m in LIMITS.values() for _, lo, hi in m.values()
+              for b in (lo, hi))
 
 
 def rows(payload: bytes, topic: Topic, received_ms: int, content_type: str | None,
@@ -119,26 +126,33 @@ def rows(payload: bytes, topic: Topic, received_ms: int, content_type: str | Non
         gateway = topic.ident
     oldest, newest = window.oldest_ms, window.newest_ms
     out: list[tuple] = []
+    append = out.append
     for sid, items in groups:
         reg = registry.get(sid)
         if reg is None or (gateway is not None and reg.gateway_id != gateway):
             return None
-        limits = LIMITS.get(reg.kind, _EMPTY)
+        limits = _ROW_LIMITS.get(reg.kind, _EMPTY)
+        rid = reg.id
         for it in items:
-            ts = received_ms if it.ts is None else it.ts
+            ts = it.ts
+            if ts is None:
+                ts = received_ms
             seq = it.seq
             values = it.values
             if not (oldest <= ts <= newest and values) or (
                     seq is not None and not 0 <= seq < _SEQ_LIMIT):
                 return None
-            slots = [None] * MAX_SLOTS
-            for name, v in values.items():
-                lim = limits.get(name)
-                if lim is None or not lim[1] <= v <= lim[2] or not math.isfinite(v):
-                    return None
-                slots[lim[0]] = v
             t = times.get(ts)
             if t is None:
                 t = times[ts] = to_time(ts)
-            out.append((t, reg.id, seq, *slots))
+            row = [t, rid, seq, None, None, None, None, None, None, None, None]
+            for name, v in values.items():
+                lim = limits.get(name)
+                if lim is None:
+                    return None
+                i, lo, hi = lim
+                if not lo <= v <= hi or not (_FINITE or math.isfinite(v)):
+                    return None
+                row[i] = v
+            append(tuple(row))
     return out

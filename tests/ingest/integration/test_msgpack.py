@@ -81,3 +81,29 @@ def test_burst_of_small_messages_read_in_chunks_all_stored_once(cfg, broker, sta
     # writers commit batches in any order: every gap seen is filled later, none is a loss
     assert (c.metrics.value("citypulse_ingest_seq_gaps_total")
             == c.metrics.value("citypulse_ingest_seq_late_total"))
+
+
+def test_simulator_publisher_sends_msgpack_with_content_type(cfg, broker, start_collector):
+    """``sim run --encoding msgpack``'s publisher: MessagePack, announced, stored like JSON."""
+    from device_sim import encode
+    from device_sim.mqtt import Publisher as SimPublisher
+
+    p = cfg.topic_prefix
+    register(cfg.database_url, [("g1", "traffic", "gws"), ("g2", "traffic", "gws")])
+    c = start_collector(cfg)
+    now = int(time.time() * 1000)
+    doc = {"g1": [{"ts": now, "seq": 0, "values": {"speed_kmh": 12.5}}],
+           "g2": [{"ts": now, "seq": 0, "values": {"vehicle_count": 4}}]}
+    data, ctype = encode.payload(wp.encode(doc), "msgpack")
+    assert ctype == wp.CONTENT_MSGPACK and msgspec.msgpack.decode(data) == doc
+    assert encode.payload(b"online", "msgpack") == (b"online", None)
+    pub = SimPublisher(broker.url, "sim-mp", encoding="msgpack")
+    pub.connect()
+    assert pub.publish(wt.gateway("gws", p), wp.encode(doc), qos=1)
+    assert pub.publish(wt.gateway("gws", p), b"{garbled", qos=1)  # a fault stays a fault
+    pub.close()
+    assert wait_until(lambda: _rows(cfg.database_url, "SELECT count(*) FROM citypulse.raw")
+                      == [(2,)], 15)
+    assert wait_until(lambda: _rows(cfg.database_url, "SELECT reason FROM citypulse.dead_letters")
+                      == [(wp.MALFORMED,)], 15)
+    assert c.wait_idle(10)
