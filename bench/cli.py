@@ -33,7 +33,8 @@ def bench_ingest(
     sensors: int = typer.Option(1000, help="Sensors registered and publishing."),
     rate: float = typer.Option(5000.0, help="Offered readings per second."),
     duration: float = typer.Option(20.0, help="Seconds of load."),
-    per_message: int = typer.Option(1, help="Readings per MQTT message (>1: gateway payloads)."),
+    per_message: str = typer.Option("1", help="Readings per MQTT message (>1: gateway "
+                                    "payloads); comma-separated for several shapes, e.g. 100,1."),
     qos: int = typer.Option(1, help="MQTT QoS of the load."),
     workers: int = typer.Option(1, help="Load generator processes."),
     writers: int = typer.Option(2, help="Collector writer connections."),
@@ -44,14 +45,46 @@ def bench_ingest(
     dialect: str = typer.Option("native", help="Comma-separated: native, thingsboard, "
                                                "chirpstack, ttn, http: one run each, same "
                                                "load; native always runs first."),
+    feeder: str = typer.Option("wire", help="wire: prebuilt MQTT packets from a socket "
+                               "(bench.wirefeed); loadgen: the paho load generator."),
+    encoding: str = typer.Option("json", help="Payload encoding: json or msgpack (MQTT 5 "
+                                 "content type application/msgpack)."),
+    profile: str = typer.Option(None, help="py-spy the collector(s) during the load into "
+                                "PROFILE-<i>.txt (collapsed stacks; not for timing runs)."),
+    before: str = typer.Option(None, help="Source tree of an earlier citypulse (git archive "
+                               "REV | tar -x -C DIR): its collector runs first on each shape."),
+    baseline: bool = typer.Option(False, "--baseline", help="Also run a bare paho -> msgspec "
+                                  "-> COPY pipeline on the same broker, database and load; "
+                                  "print the ratios."),
 ) -> None:
-    """Drive a load through the real broker into the real database; print JSON figures."""
+    """Drive a load through the real broker into the real database; print JSON figures.
+
+    ``--rate 0`` offers as fast as the broker takes it (``rate x duration`` readings are
+    still the amount: give ``--rate`` and ``--duration`` for a schedule).  CPU microseconds
+    per stored reading for generator, broker, collector(s) and database come from /proc.
+    """
     from rich.console import Console
 
     from bench.ingest import BenchSpec, run_bench
     from device_sim.dialects import DIALECTS
 
     console = Console(stderr=True)
+    if feeder not in ("wire", "loadgen") or encoding not in ("json", "msgpack"):
+        raise typer.BadParameter("--feeder wire|loadgen, --encoding json|msgpack")
+    try:
+        shapes = [int(k) for k in per_message.split(",") if k.strip()]
+    except ValueError:
+        raise typer.BadParameter("--per-message: integers, e.g. 100 or 100,1") from None
+    if baseline or before or len(shapes) > 1:
+        from bench.ingest_compare import run_compare
+
+        spec = BenchSpec(sensors, rate, duration, shapes[0], qos, workers, mqtt_url,
+                         database_url, writers, collectors, "native", feeder, encoding, profile=profile)
+        with console.status("bench ingest") as status:
+            result = run_compare(spec, shapes, baseline, progress=lambda m: status.update(
+                f"bench ingest: {m}"), before=before)
+        print(json.dumps(result) if as_json else json.dumps(result, indent=2))
+        return
     dialects = [d.strip() for d in dialect.split(",") if d.strip()]
     bad = set(dialects) - set(DIALECTS)
     if bad or not dialects:
@@ -60,8 +93,8 @@ def bench_ingest(
     dialects = ["native"] + [d for d in dict.fromkeys(dialects) if d != "native"]
     results = []
     for d in dialects:
-        spec = BenchSpec(sensors, rate, duration, per_message, qos, workers, mqtt_url,
-                         database_url, writers, collectors, d)
+        spec = BenchSpec(sensors, rate, duration, shapes[0], qos, workers, mqtt_url,
+                         database_url, writers, collectors, d, feeder, encoding, profile=profile)
         with console.status(f"bench ingest {d}") as status:
             results.append(run_bench(spec, progress=lambda m, d=d: status.update(
                 f"bench ingest {d}: {m}")))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,8 @@ from pathlib import Path
 
 import psycopg
 
+from bench import proccpu
+from bench.pyspy import profiler, summarise
 from citypulse import schema
 from citypulse.settings import Settings
 from citypulse.stack import PrivateMosquitto, PrivatePostgres, free_port
@@ -47,6 +50,10 @@ class BenchSpec:
     writer_connections: int = 2
     collectors: int = 1
     dialect: str = "native"  # thingsboard | chirpstack | ttn | http: the same load, adapted
+    feeder: str = "wire"     # wire: prebuilt packets (bench.wirefeed); loadgen: device_sim.loadgen
+    encoding: str = "json"   # json | msgpack (MQTT 5 content type); wire feeder only
+    collector_path: str | None = None  # run the collector from this source tree (before/after)
+    profile: str | None = None  # py-spy raw (collapsed) stacks of collector i to <profile>-i.txt
 
 
 def scrape(port: int) -> dict[str, list]:
@@ -85,18 +92,44 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+def services(spec: BenchSpec, tmpd: Path, stack: contextlib.ExitStack, say) -> tuple[str, str]:
+    """The database and broker URLs: the spec's, or private servers started in ``stack``."""
+    db_url, mqtt_url = spec.database_url, spec.mqtt_url
+    if db_url is None:
+        say("starting private PostgreSQL")
+        db_url = stack.enter_context(PrivatePostgres(tmpd / "pg", durable=False)).url
+    if mqtt_url is None:
+        say("starting private Mosquitto")
+        mqtt_url = stack.enter_context(PrivateMosquitto(tmpd / "mqtt")).url
+    return db_url, mqtt_url
+
+
+def wait_stored(stored, target: int, stall_s: float = 5.0) -> tuple[int, float]:
+    """Poll ``stored()`` until it reaches ``target`` or stops moving for ``stall_s``.
+
+    Returns the last count and the monotonic time it last grew (or reached the target).
+    """
+    n = last = -1
+    t_done = time.monotonic()
+    settle = time.monotonic() + 120
+    while time.monotonic() < settle:
+        n = stored()
+        if n >= target:
+            return n, time.monotonic()
+        if n != last:
+            last, t_done = n, time.monotonic()
+        elif time.monotonic() - t_done > stall_s:
+            break
+        time.sleep(0.5)  # a scrape costs the collector CPU too: not too often
+    return n, t_done
+
+
 def run_bench(spec: BenchSpec, progress=None) -> dict:
     """Run the benchmark (see module docstring); ``progress(str)`` gets status lines."""
     say = progress or (lambda _m: None)
     with tempfile.TemporaryDirectory(prefix="cp-bench-") as tmp, contextlib.ExitStack() as stack:
         tmpd = Path(tmp)
-        db_url, mqtt_url = spec.database_url, spec.mqtt_url
-        if db_url is None:
-            say("starting private PostgreSQL")
-            db_url = stack.enter_context(PrivatePostgres(tmpd / "pg", durable=False)).url
-        if mqtt_url is None:
-            say("starting private Mosquitto")
-            mqtt_url = stack.enter_context(PrivateMosquitto(tmpd / "mqtt")).url
+        db_url, mqtt_url = services(spec, tmpd, stack, say)
         prefix = "bench" + uuid.uuid4().hex[:6]
         settings = Settings(database_url=db_url, mqtt_url=mqtt_url, topic_prefix=prefix)
         ids = [f"{prefix}-s{i:06d}" for i in range(spec.sensors)]
@@ -121,7 +154,8 @@ def run_bench(spec: BenchSpec, progress=None) -> dict:
         share = ["--share", prefix] if spec.collectors > 1 else []
         procs = [subprocess.Popen([sys.executable, "-m", "citypulse", "ingest", "--metrics-port",
                                    str(port), "--client-id", f"{prefix}-collector{i}", *share],
-                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+                                  env=env, stdout=log, stderr=subprocess.STDOUT,
+                                  cwd=spec.collector_path)
                  for i, port in enumerate(ports)]
 
         def total(metrics: list[dict], name: str) -> float:
@@ -142,26 +176,20 @@ def run_bench(spec: BenchSpec, progress=None) -> dict:
             rss0 = sum(_rss_mb(p.pid) for p in procs)
             say(f"sending {spec.rate:g} readings/s for {spec.duration:g}s "
                 f"({spec.per_message}/message, {spec.collectors} collector(s))")
-            t0 = time.monotonic()
             ep = settings.mqtt
-            load = run_load(LoadSpec(ep.host, ep.port, prefix, tuple(ids), spec.rate,
-                                     spec.duration, spec.per_message, spec.qos, spec.workers,
-                                     dialect=spec.dialect))
+            meter = CpuMeter(ep.port, db_port(db_url), {"collector": [p.pid for p in procs]})
+            spies = [profiler(p.pid, f"{spec.profile}-{i}.txt")
+                     for i, p in enumerate(procs)] if spec.profile else []
+            load = send(spec, ep.host, ep.port, prefix, ids, tmpd, meter.start)
+            t0 = meter.started
             say(f"sent {load.readings} readings in {load.messages} messages; waiting for commits")
-            stored = last = -1
-            t_done = time.monotonic()
-            settle = time.monotonic() + 120
-            while time.monotonic() < settle:
-                stored = int(total([scrape(p) for p in ports],
-                                   im.total(im.STORED)))
-                if stored >= load.readings:
-                    t_done = time.monotonic()
-                    break
-                if stored != last:
-                    last, t_done = stored, time.monotonic()
-                elif time.monotonic() - t_done > 5:
-                    break
-                time.sleep(0.2)
+            stored, t_done = wait_stored(
+                lambda: int(total([scrape(p) for p in ports], im.total(im.STORED))),
+                load.readings)
+            cpu = meter.stop(load, stored)
+            for spy in spies:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(30)
             rss = sum(_rss_mb(p.pid) for p in procs)
             ms = [scrape(p) for p in ports]
         finally:
@@ -203,7 +231,94 @@ def run_bench(spec: BenchSpec, progress=None) -> dict:
             "internal_errors": int(total(ms, im.total(im.INTERNAL_ERRORS))),
             "collectors": spec.collectors,
             "collector_rss_mb": round(rss, 1), "collector_rss_start_mb": round(rss0, 1),
+            "encoding": spec.encoding, "feeder": spec.feeder, "cpu_us_per_reading": cpu,
+            **({"profile": [summarise(f"{spec.profile}-{i}.txt") for i in range(len(procs))]}
+               if spec.profile else {}),
         }
+
+
+def db_port(url: str) -> int:
+    """The TCP port of a database URL (5432 when absent)."""
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).port or 5432
+
+
+class CpuMeter:
+    """CPU seconds of broker, database (all its processes) and named pids over a run."""
+
+    def __init__(self, broker_port: int, db_port: int, pids: dict[str, list[int]]) -> None:
+        self.broker = proccpu.listener_pid(broker_port)
+        self.db = proccpu.listener_pid(db_port)
+        self.pids = pids
+        self.t0: dict[str, float] = {}
+        self.started = 0.0
+
+    def _now(self) -> dict[str, float]:
+        out = {name: sum(proccpu.cpu(p) for p in pids) for name, pids in self.pids.items()}
+        if self.broker:
+            out["broker"] = proccpu.cpu(self.broker)
+        if self.db:
+            out["database"] = proccpu.tree_cpu(self.db)
+        return out
+
+    def start(self) -> None:
+        """Snapshot now (called just before the load starts)."""
+        self.t0 = self._now()
+        self.started = time.monotonic()
+
+    def stop(self, load: LoadResult, stored: int) -> dict[str, float | None]:
+        """Microseconds of CPU per stored reading, per component (generator from the feeder)."""
+        now = self._now()
+        n = max(1, stored)
+        out: dict[str, float | None] = {"generator": None if load.cpu_s is None
+                                        else round(load.cpu_s * 1e6 / n, 2)}
+        for k in ("broker", *self.pids, "database"):
+            out[k] = round((now[k] - self.t0[k]) * 1e6 / n, 2) if k in now else None
+        return out
+
+
+def send(spec: BenchSpec, host: str, port: int, prefix: str, ids: list[str], tmpd: Path,
+         on_start) -> LoadResult:
+    """Send the load (the wire feeder, or the paho load generator); ``on_start()`` first."""
+    if spec.feeder == "loadgen" or spec.dialect != "native":
+        c0 = proccpu.cpu(os.getpid())
+        on_start()
+        load = run_load(LoadSpec(host, port, prefix, tuple(ids), spec.rate, spec.duration,
+                                 spec.per_message, spec.qos, spec.workers, dialect=spec.dialect))
+        return LoadResult(load.readings, load.messages, load.seconds,
+                          proccpu.cpu(os.getpid()) - c0)
+    path = tmpd / f"feed-{prefix}.json"
+    path.write_text(json.dumps({
+        "host": host, "port": port, "prefix": prefix, "sensor_ids": ids, "rate": spec.rate,
+        "duration": spec.duration, "per_message": spec.per_message, "encoding": spec.encoding,
+        "qos": spec.qos, "readings": int(spec.rate * spec.duration) if spec.rate else 0}))
+    p = subprocess.Popen([sys.executable, "-m", "bench.wirefeed", str(path)],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        line = p.stdout.readline().strip()
+        if line != "ready":
+            raise RuntimeError(f"wire feeder did not start: {line!r}")
+        on_start()
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        doc = json.loads(p.stdout.readline())
+    finally:
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    return LoadResult(doc["readings"], doc["messages"], doc["seconds"], doc["cpu_s"])
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What a feeder sent and the CPU it used while sending."""
+
+    readings: int
+    messages: int
+    seconds: float
+    cpu_s: float | None
 
 
 def main_json(spec: BenchSpec) -> str:

@@ -111,6 +111,8 @@ def sim_run(
     api_key: str = typer.Option(None, help="--dialect http: an API key with scope ingest:http."),
     actuators: Path = typer.Option(None, help="Actuators file (`sim actuators` writes it): "
                                               "their reported states change the readings."),
+    encoding: str = typer.Option("json", help="Payloads: json | msgpack (MessagePack, announced "
+                                 "by the MQTT 5 content type)."),
 ) -> None:
     """Publish the deployment's readings over MQTT; ends with offered vs achieved rates."""
     from dataclasses import replace
@@ -120,6 +122,8 @@ def sim_run(
 
     if dialect not in DIALECTS:
         raise typer.BadParameter(f"--dialect: one of {', '.join(DIALECTS)}")
+    if encoding not in ("json", "msgpack") or (encoding != "json" and dialect != "native"):
+        raise typer.BadParameter("--encoding: json | msgpack (msgpack with --dialect native)")
     if dialect == "http" and not api_key:
         raise typer.BadParameter("--dialect http needs --api-key (scope ingest:http)")
     from device_sim.run import RunConfig, resolve_scenario, run
@@ -154,7 +158,8 @@ def sim_run(
                     scenario=resolve_scenario(scenario), record=record, qos=qos,
                     gateway=gateway, processes=processes, tick=tick, faults=f,
                     max_inflight=max_inflight, ca_file=settings.mqtt_ca_file,
-                    dialect=dialect, http_url=http_url, api_key=api_key, actuators=actuators)
+                    dialect=dialect, http_url=http_url, api_key=api_key, actuators=actuators,
+                    encoding=encoding)
     summary = run(cfg, progress=None if as_json else _progress_printer(duration))
     print(json.dumps(summary.as_dict(), indent=None if as_json else 2))
 

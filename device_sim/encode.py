@@ -4,17 +4,25 @@
 sensors behind a gateway and single payloads for the others (vectorised with polars);
 :func:`encode_batch_reference` does the same one dict at a time (the tests' yardstick).
 Deliberately bad readings (``bad`` codes) come out malformed as their code says.
+
+:func:`payload` re-encodes one JSON payload for the wire: JSON (the default) or MessagePack,
+with the MQTT 5 content type announcing it (None for JSON, the wire contract's default).
+MessagePack carries the same document (``citypulse.wire.payload`` decodes both); a payload
+that is not JSON (a simulated garbled message, a status word) is sent unchanged, so a fault
+stays a fault: ``payload(b'{"ts": 1, "values": {"speed_kmh": 3}}', "msgpack")``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import numpy as np
 import orjson
 import polars as pl
 
 from citypulse.catalogue import KINDS
+from citypulse.wire import payload as wp
 from citypulse.wire import topics
 from device_sim.behaviour import (
     BAD_JSON,
@@ -153,3 +161,16 @@ def encode_batch_reference(fleet: Fleet, batch: Batch, prefix: str, gateway: boo
         nr = sum(len(v) for v in doc.values())
         out.append((topics.gateway(gw, prefix), orjson.dumps(doc), nr))
     return out
+
+
+ENCODINGS = ("json", "msgpack")
+
+
+def payload(data: bytes, encoding: str) -> tuple[bytes, str | None]:
+    """``data`` (JSON) in ``encoding``, with its content type (see the module docstring)."""
+    if encoding != "msgpack" or data[:1] not in (b"{", b"["):
+        return data, None
+    try:
+        return msgspec.msgpack.encode(orjson.loads(data)), wp.CONTENT_MSGPACK
+    except orjson.JSONDecodeError:
+        return data, wp.CONTENT_MSGPACK  # garbled on purpose: announced, and still garbled

@@ -16,8 +16,11 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pyarrow as pa
 import pyarrow.parquet as pq
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from citypulse.settings import MqttEndpoint
+from device_sim import encode
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +73,16 @@ class Publisher:
 
     def __init__(self, url: str, client_id: str, *, will: tuple[str, bytes] | None = None,
                  max_inflight: int = 200, ca_file: Path | None = None,
-                 recorder: Recorder | None = None, t0: float | None = None) -> None:
+                 recorder: Recorder | None = None, t0: float | None = None,
+                 encoding: str = "json") -> None:
         self.endpoint = MqttEndpoint(url)
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  clean_session=True, protocol=mqtt.MQTTv311)
+        self.encoding = encoding  # msgpack: JSON payloads sent as MessagePack (MQTT 5)
+        if encoding == "json":
+            self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                      clean_session=True, protocol=mqtt.MQTTv311)
+        else:  # the content type is an MQTT 5 property
+            self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                      protocol=mqtt.MQTTv5)
         self.client.max_inflight_messages_set(max_inflight)
         self.client.max_queued_messages_set(0)
         self.max_inflight = max_inflight
@@ -140,7 +149,13 @@ class Publisher:
                 if spins > 3000:  # 30 s without acks: give up on this one
                     self.errors += 1
                     return False
-        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        props = None
+        if self.encoding != "json":
+            payload, ctype = encode.payload(payload, self.encoding)
+            if ctype:
+                props = Properties(PacketTypes.PUBLISH)
+                props.ContentType = ctype
+        info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=props)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             self.errors += 1
             if info.rc == mqtt.MQTT_ERR_NO_CONN:

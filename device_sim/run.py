@@ -64,6 +64,7 @@ class RunConfig:
     http_url: str | None = None  # http dialect: the dashboards' base URL
     api_key: str | None = None  # http dialect: a key with scope ingest:http
     actuators: Path | None = None  # actuators file: their reported states change readings
+    encoding: str = "json"  # or msgpack (device_sim.encode; MQTT 5 content type)
 
 
 @dataclass(frozen=True)

@@ -102,7 +102,8 @@ def worker(cfg: RunConfig, wid: int, nworkers: int, counters: Any, stop: Any,
         pub = dialects.HttpPublisher(cfg.http_url or "http://127.0.0.1:8050", cfg.api_key or "")
     else:
         pub = Publisher(cfg.mqtt_url, f"citypulse-sim-{cfg.run_id}-{wid}",
-                        max_inflight=cfg.max_inflight, ca_file=cfg.ca_file, recorder=rec)
+                        max_inflight=cfg.max_inflight, ca_file=cfg.ca_file, recorder=rec,
+                        encoding=cfg.encoding)
     pub.connect()
     # directly connected sensors: retained "online"; a few get their own connection with a
     # last will (retained "offline") as real devices do

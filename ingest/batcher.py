@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 import psycopg
 
@@ -34,9 +34,8 @@ log = logging.getLogger("citypulse.ingest")
 TEMPORARY = (psycopg.OperationalError, psycopg.InterfaceError)
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One received MQTT message, as queued for a writer."""
+class Message(NamedTuple):
+    """One received MQTT message, as queued for a writer (a tuple: cheap to make per message)."""
 
     gen: int          # connection generation: acks only go to the connection it came on
     mid: int
@@ -62,26 +61,64 @@ class Batch:
     received_ms: int | None = field(default=None, compare=False)  # oldest arrival: metrics only
 
 
-def take(inbox: queue.SimpleQueue, settings: Settings) -> list[Message]:
-    """The next messages to batch: wait 0.1 s for one, then up to the batch bounds."""
-    try:
-        first = inbox.get(timeout=0.1)
-    except queue.Empty:
-        return []
-    msgs = [first]
-    deadline = time.monotonic() + settings.batch_max_ms / 1000
-    approx = 1
-    while approx < settings.batch_max_readings:
-        left = deadline - time.monotonic()
-        try:
-            m = inbox.get_nowait() if left <= 0 else inbox.get(timeout=left)
-        except queue.Empty:
-            break
-        msgs.append(m)
-        approx += max(1, len(m.payload) // 80)
-        if left <= 0 and approx >= 64:
-            break
-    return msgs
+class Inbox:
+    """Received messages waiting for a writer, handed over a batch at a time.
+
+    The network thread appends (one lock, no wake-up per message); a writer waits for the
+    first message, then until the batch bounds fill or ``batch_max_ms`` passes, and takes the
+    lot: no per-message hand-off between threads.
+    """
+
+    def __init__(self) -> None:
+        self._items: list[Message] = []
+        self._bytes = 0
+        self._want = 1 << 62
+        self._cond = threading.Condition(threading.Lock())
+
+    def put(self, m: Message) -> None:
+        """Queue one message (network thread)."""
+        with self._cond:
+            self._items.append(m)
+            self._bytes += len(m.payload)
+            if len(self._items) == 1 or self._bytes >= self._want:
+                self._cond.notify()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def take(self, max_readings: int, max_ms: int) -> list[Message]:
+        """The next batch: wait 0.1 s for a message, then up to ``max_ms`` for the bounds."""
+        want = max_readings * 80  # ~80 bytes per reading on the wire
+        with self._cond:
+            if not self._items and not self._cond.wait(0.1) and not self._items:
+                return []
+            deadline = time.monotonic() + max_ms / 1000
+            self._want = want
+            while self._items and self._bytes < want:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            self._want = 1 << 62
+            items = self._items
+            if self._bytes <= want:
+                self._items, self._bytes = [], 0
+                return items
+            n = size = 0
+            for m in items:  # more than a batch: take a batch's worth
+                size += len(m.payload)
+                n += 1
+                if size >= want:
+                    break
+            self._items, self._bytes = items[n:], self._bytes - size
+            if self._items:
+                self._cond.notify()  # another writer can take the rest
+            return items[:n]
+
+
+def take(inbox: Inbox, settings: Settings) -> list[Message]:
+    """The next messages to batch (see :meth:`Inbox.take`)."""
+    return inbox.take(settings.batch_max_readings, settings.batch_max_ms)
 
 
 class Batcher:
@@ -125,6 +162,7 @@ class Batcher:
         seen: dict[str, list[int]] = {}  # gateway heartbeats: id -> [latest ms, messages]
         foreign: list[tuple[str, object]] = []  # (source, Handled)
         src_retry: list = []
+        times: dict[int, datetime] = {}
         hub = self.sources if self.sources is not None and self.sources.active else None
         for m in msgs:
             topic = wt.parse(m.topic, s.topic_prefix)
@@ -156,6 +194,12 @@ class Batcher:
                                         f"over {s.device_rate_limit:g} messages/s",
                                         topic.ident or None))
                 continue
+            if len(m.payload) <= s.max_payload_bytes:  # the typed one-pass path
+                fast = fastdecode.rows(m.payload, topic, m.received_ms, m.content_type,
+                                       self.registry, window, times)
+                if fast is not None:
+                    rows.extend(fast)
+                    continue
             decoded = fastdecode.decode(m.payload, topic, m.received_ms,
                                         max_bytes=s.max_payload_bytes,
                                         content_type=m.content_type)

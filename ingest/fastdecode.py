@@ -1,7 +1,13 @@
 """A typed fast path for decoding well-formed payloads (msgspec), falling back to the wire decoder.
 
-In: the same arguments as :func:`citypulse.wire.payload.decode`.  Out: the same
-:class:`~citypulse.wire.payload.Decoded` it would return.  Well-formed messages (``ts`` an
+:func:`rows` is the collector's hot path: one typed pass from payload bytes straight to store
+rows, validated against the registry snapshot and the catalogue on the way; it gives up
+(None) at the first thing that is not a storable reading, and the message then takes the
+full path (:func:`decode`, then :func:`ingest.validate.validate`), which says exactly what
+is wrong and dead-letters it.  So the fast path never decides a dead letter.
+
+:func:`decode`: in, the same arguments as :func:`citypulse.wire.payload.decode`.  Out: the
+same :class:`~citypulse.wire.payload.Decoded` it would return.  Well-formed messages (``ts`` an
 integer or absent, ``seq`` a non-negative integer or absent, ``values`` a non-empty object of
 finite numbers) are decoded by msgspec straight into typed structs, several times faster
 than walking generic JSON; anything else is handed to the wire decoder, which says exactly
@@ -14,8 +20,10 @@ import math
 
 import msgspec
 
+from citypulse.catalogue import MAX_SLOTS
 from citypulse.wire import payload as wp
 from citypulse.wire.topics import GATEWAY, TELEMETRY, Topic
+from ingest.validate import LIMITS, Window, to_time
 
 _TS_LIMIT = 2**62
 _SEQ_LIMIT = 2**63
@@ -83,3 +91,68 @@ def decode(payload: bytes, topic: Topic, received_ms: int, *, max_bytes: int = 1
         return wp.decode(payload, topic, received_ms, max_bytes=max_bytes,
                          content_type=content_type)
     return wp.Decoded(tuple(out), ())
+
+
+_EMPTY: dict = {}
+# name -> (row index, min, max) per kind: the row is (time, sensor, seq, v0..v7)
+_ROW_LIMITS = {k: {n: (i + 3, lo, hi) for n, (i, lo, hi) in m.items()} for k, m in LIMITS.items()}
+if MAX_SLOTS != 8:  # rows() spells the row out: time, sensor, seq and 8 value slots
+    raise ImportError(f"ingest.fastdecode.rows builds 8 value slots, the catalogue has {MAX_SLOTS}")
+# finite bounds reject NaN and infinities by the range check alone
+_FINITE = all(math.isfinite(b) for m in LIMITS.values() for _, lo, hi in m.values()
+              for b in (lo, hi))
+
+
+def rows(payload: bytes, topic: Topic, received_ms: int, content_type: str | None,
+         registry, window: Window, times: dict[int, object]) -> list[tuple] | None:
+    """Store rows ``(time, sensor, seq, v0..v7)`` of a message whose every reading is storable.
+
+    None when anything is not (malformed, unknown or misplaced sensor, unknown metric, value
+    out of range or not finite, time outside ``window``): the caller then takes the full
+    path.  ``times`` caches epoch ms -> datetime across a batch.  Never raises.
+    """
+    dec = _DECODERS.get((topic.kind, content_type == wp.CONTENT_MSGPACK))
+    if dec is None:
+        return None
+    try:
+        doc = dec.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError, RecursionError):
+        return None
+    if topic.kind == TELEMETRY:
+        groups = ((topic.ident, doc if isinstance(doc, list) else (doc,)),)
+        gateway = None
+    else:
+        groups = doc.items()
+        gateway = topic.ident
+    oldest, newest = window.oldest_ms, window.newest_ms
+    out: list[tuple] = []
+    append = out.append
+    for sid, items in groups:
+        reg = registry.get(sid)
+        if reg is None or (gateway is not None and reg.gateway_id != gateway):
+            return None
+        limits = _ROW_LIMITS.get(reg.kind, _EMPTY)
+        rid = reg.id
+        for it in items:
+            ts = it.ts
+            if ts is None:
+                ts = received_ms
+            seq = it.seq
+            values = it.values
+            if not (oldest <= ts <= newest and values) or (
+                    seq is not None and not 0 <= seq < _SEQ_LIMIT):
+                return None
+            t = times.get(ts)
+            if t is None:
+                t = times[ts] = to_time(ts)
+            row = [t, rid, seq, None, None, None, None, None, None, None, None]
+            for name, v in values.items():
+                lim = limits.get(name)
+                if lim is None:
+                    return None
+                i, lo, hi = lim
+                if not lo <= v <= hi or not (_FINITE or math.isfinite(v)):
+                    return None
+                row[i] = v
+            append(tuple(row))
+    return out

@@ -11,7 +11,6 @@ Nothing raises out of a callback: unexpected exceptions are logged and counted.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 
@@ -22,8 +21,9 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from citypulse.settings import Settings
 from citypulse.wire import topics as wt
-from ingest.batcher import Message
+from ingest.batcher import Inbox, Message
 from ingest.metrics import Metrics
+from ingest.mqttfast import BufferedClient
 from ingest.sources.base import PAYLOAD
 from ingest.sources.hub import SourceHub
 
@@ -39,7 +39,7 @@ class Session:
         self.sources = sources
         self.client_id = client_id
         self.metrics = metrics
-        self.inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
+        self.inbox = Inbox()
         self.accepting = threading.Event()
         self.client: mqtt.Client | None = None
         self.pending = 0  # received, not yet acked
@@ -51,7 +51,7 @@ class Session:
     def connect(self) -> None:
         """Connect in the background (retried until it succeeds) and start the network loop."""
         s = self.settings
-        self.client = c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
+        self.client = c = BufferedClient(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
                                       protocol=mqtt.MQTTv5, manual_ack=True)
         ep = s.mqtt
         if ep.username:
@@ -145,14 +145,15 @@ class Session:
         try:
             if not self.accepting.is_set():
                 return  # not acked: the broker redelivers it to this session later
-            props = getattr(msg, "properties", None)
+            props = msg.properties
             ctype = getattr(props, "ContentType", None) if props is not None else None
+            topic = msg.topic  # paho decodes it on every access
             with self._pending_lock:
                 self.pending += 1
-            self.inbox.put(Message(self._gen, msg.mid, msg.qos, msg.topic, msg.payload,
+            self.inbox.put(Message(self._gen, msg.mid, msg.qos, topic, msg.payload,
                                    int(time.time() * 1000), ctype,
-                                   "/status/" not in msg.topic and self._one_device(msg.topic)
-                                   and self._rate_limited(msg.topic)))
+                                   "/status/" not in topic and self._one_device(topic)
+                                   and self._rate_limited(topic)))
         except Exception:
             log.exception("event=internal_error where=on_message")
             self.metrics.internal.inc()

@@ -103,7 +103,7 @@ def to_time(ms: int) -> datetime:
 
 
 # kind -> metric name -> (slot, min, max): one dict lookup per value on the hot path
-_LIMITS = {k.name: {m.name: (i, m.min, m.max) for i, m in enumerate(k.metrics)}
+LIMITS = {k.name: {m.name: (i, m.min, m.max) for i, m in enumerate(k.metrics)}
            for k in KINDS.values()}
 
 
@@ -125,6 +125,9 @@ def merge_rows(rows: Iterable[tuple]) -> tuple[list[tuple], int]:
 
     Returns the unique rows and the number of metric values dropped as duplicates.
     """
+    rows = rows if isinstance(rows, list) else list(rows)
+    if len({(r[1], r[0]) for r in rows}) == len(rows):  # the usual case: nothing to merge
+        return rows, 0
     merged: dict[tuple, tuple] = {}
     dups = 0
     for r in rows:
@@ -184,7 +187,7 @@ def validate(decoded: wp.Decoded, topic: Topic, topic_str: str, payload: bytes,
                                     detail, rd.sensor_id))
             if ts_ms is None:
                 continue
-        limits = _LIMITS.get(reg.kind, {})
+        limits = LIMITS.get(reg.kind, {})
         slots: list = [None] * MAX_SLOTS
         any_good = False
         for name, value in rd.values:

@@ -42,7 +42,8 @@ class Writer:
         self._db_down = db_down
         self._stopping = stopping
         self._seq_lock = threading.Lock()
-        self._last_seq: dict[int, tuple[int, int]] = {}
+        self._low: dict[int, int] = {}   # per sensor: lowest and highest seq seen
+        self._high: dict[int, int] = {}
 
     @property
     def store(self) -> schema.Store:
@@ -171,24 +172,25 @@ class Writer:
                 m.arrival.observe(max(0.0, now.timestamp() - batch.received_ms / 1000))
         gaps = late = 0
         with self._seq_lock:
-            last = self._last_seq
+            low, high = self._low, self._high
             for r in batch.rows:
                 seq = r[2]
                 if seq is None:
                     continue
-                seen = last.get(r[1])  # (lowest, highest) seq seen for this sensor
-                if seen is None:
-                    last[r[1]] = (seq, seq)
-                    continue
-                low, high = seen
-                if seq > high:
-                    gaps += seq - high - 1
-                    last[r[1]] = (low, seq)
-                elif seq < low:  # arrived before everything seen so far: a gap below
-                    gaps += low - seq - 1
-                    last[r[1]] = (seq, high)
-                elif seq != low and seq != high:
-                    late += 1  # fills a gap counted earlier
+                sensor = r[1]
+                hi = high.get(sensor)
+                if hi is None:
+                    low[sensor] = high[sensor] = seq
+                elif seq > hi:
+                    gaps += seq - hi - 1
+                    high[sensor] = seq
+                else:
+                    lo = low[sensor]
+                    if seq < lo:  # arrived before everything seen so far: a gap below
+                        gaps += lo - seq - 1
+                        low[sensor] = seq
+                    elif seq != lo and seq != hi:
+                        late += 1  # fills a gap counted earlier
         if gaps:
             m.seq_gaps.inc(gaps)
         if late:

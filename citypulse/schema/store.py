@@ -95,7 +95,7 @@ class Store:
         psycopg errors (nothing is written then); the caller tells temporary from permanent.
         """
         with conn.transaction():
-            result = self.write_rows(conn, rows)
+            result = self._write_rows(conn, rows)
             if gateways:
                 self.touch_gateways(conn, gateways)
             with conn.cursor() as cur:
@@ -121,13 +121,19 @@ class Store:
         if not rows:
             return WriteResult(0, 0, 0)
         with conn.transaction():
-            try:
-                with conn.transaction(), conn.cursor() as cur:
-                    self._copy(cur, sql.Identifier("citypulse", "raw"), rows)
-                result = WriteResult(len(rows), 0, 0)
-            except psycopg.errors.UniqueViolation:
-                result = self._merge(conn, rows)
-            self._mark_dirty(conn, rows)
+            return self._write_rows(conn, rows)
+
+    def _write_rows(self, conn: psycopg.Connection, rows: Sequence[Row]) -> WriteResult:
+        """:meth:`write_rows` inside the caller's transaction (one savepoint, for the COPY)."""
+        if not rows:
+            return WriteResult(0, 0, 0)
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                self._copy(cur, sql.Identifier("citypulse", "raw"), rows)
+            result = WriteResult(len(rows), 0, 0)
+        except psycopg.errors.UniqueViolation:
+            result = self._merge(conn, rows)
+        self._mark_dirty(conn, rows)
         return result
 
     @staticmethod
@@ -147,10 +153,8 @@ class Store:
     @staticmethod
     def _mark_dirty(conn: psycopg.Connection, rows: Sequence[Row]) -> None:
         minutes = {t.replace(second=0, microsecond=0) for t in {r[0] for r in rows}}
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO citypulse.rollup_dirty (bucket) VALUES (%s) ON CONFLICT DO NOTHING",
-                [(m,) for m in sorted(minutes)])
+        conn.execute("INSERT INTO citypulse.rollup_dirty (bucket) "
+                     "SELECT unnest(%s::timestamptz[]) ON CONFLICT DO NOTHING", (sorted(minutes),))
 
     @staticmethod
     def touch_gateways(conn: psycopg.Connection, seen: Mapping[str, tuple[datetime, int]]

@@ -113,6 +113,9 @@ def test_rate_limit_dead_letters_flooder_only(cfg, broker, start_collector):
         pub.publish(wt.telemetry("calm", p), {"ts": now + i, "seq": i, "values": {"laeq_db": 40}})
         hold(0.12, "calm sends at ~8/s, under the 10/s limit under test")
     pub.close(sent=205)
+    # acked by the broker is not yet received by the collector: wait for all 205 to land
+    assert wait_until(lambda: _rows(cfg.database_url, "SELECT (SELECT count(*) FROM citypulse.raw)"
+                                    " + (SELECT count(*) FROM citypulse.dead_letters)") == [(205,)], 30)
     assert c.wait_idle(15)
     got = dict(_rows(cfg.database_url, "SELECT s.sensor_id, count(*) FROM citypulse.raw r JOIN citypulse.sensors s ON s.id = r.sensor GROUP BY 1"))
     limited = _rows(cfg.database_url, "SELECT sensor_id, count(*) FROM citypulse.dead_letters WHERE reason = 'rate_limited' GROUP BY 1")

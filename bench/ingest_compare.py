@@ -1,0 +1,135 @@
+"""``citypulse bench ingest --baseline``: citypulse next to a bare paho -> COPY pipeline.
+
+In: a :class:`~bench.ingest.BenchSpec` and the payload shapes (readings per message).  Out:
+a dict (printed as JSON) with, per shape, the citypulse run, the bare run
+(:mod:`bench.bare`) over the same broker and database with the same prebuilt load, and their
+ratios: stored/s (citypulse / bare) and CPU microseconds per reading per component
+(generator, broker, collector, database).  Both runs of a shape happen in one invocation,
+back to back, so the machine's other load hits both alike; compare ratios, not absolutes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from bench.bare import create_table
+from bench.ingest import BenchSpec, CpuMeter, db_port, run_bench, send, services, wait_stored
+from citypulse.settings import Settings
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    v = sorted(values)
+    return v[min(len(v) - 1, int(q * len(v)))]
+
+
+def run_bare(spec: BenchSpec, db_url: str, mqtt_url: str, tmpd: Path) -> dict:
+    """One run of the bare pipeline with the same load as :func:`bench.ingest.run_bench`."""
+    prefix = "bare" + uuid.uuid4().hex[:6]
+    table = f"{prefix}_raw"
+    ids = [f"{prefix}-s{i:06d}" for i in range(spec.sensors)]
+    ep = Settings(database_url=db_url, mqtt_url=mqtt_url).mqtt
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        create_table(conn, table)
+    stats = tmpd / f"{prefix}.stats.json"
+    cfg = tmpd / f"{prefix}.json"
+    cfg.write_text(json.dumps({
+        "host": ep.host, "port": ep.port, "prefix": prefix, "sensor_ids": ids,
+        "encoding": spec.encoding, "database_url": db_url, "table": table,
+        "stats": str(stats), "client_id": prefix + "-sub"}))
+    p = subprocess.Popen([sys.executable, "-m", "bench.bare", str(cfg)],
+                         stdout=subprocess.PIPE, text=True)
+
+    def stored() -> int:
+        with contextlib.suppress(OSError, ValueError):
+            return json.loads(stats.read_text())["stored"]
+        return 0
+
+    try:
+        if p.stdout.readline().strip() != "ready":
+            raise RuntimeError("bare subscriber did not start")
+        meter = CpuMeter(ep.port, db_port(db_url), {"collector": [p.pid]})
+        load = send(spec, ep.host, ep.port, prefix, ids, tmpd, meter.start)
+        t0 = meter.started
+        n, t_done = wait_stored(stored, load.readings)
+        cpu = meter.stop(load, n)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    final = json.loads(stats.read_text())
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        rows, distinct = conn.execute(sql.SQL(
+            "SELECT count(*), count(DISTINCT (sensor, seq)) FROM {}").format(
+            sql.Identifier(table))).fetchone()
+        conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(table)))
+    lags = final.get("lags", [])
+    p50, p99 = _pct(lags, 0.5), _pct(lags, 0.99)
+    return {
+        "pipeline": "bare", "per_message": spec.per_message, "encoding": spec.encoding,
+        "sent": load.readings, "messages": load.messages,
+        "offered_per_s": round(load.readings / max(1e-6, load.seconds), 1),
+        "stored": rows, "stored_per_s": round(rows / max(1e-6, t_done - t0), 1),
+        "p50_latency_ms": None if p50 is None else round(p50 * 1000, 1),
+        "p99_latency_ms": None if p99 is None else round(p99 * 1000, 1),
+        "lost": load.readings - distinct, "duplicates": rows - distinct,
+        "decode_errors": final.get("errors", 0), "cpu_us_per_reading": cpu,
+    }
+
+
+def ratios(ours: dict, bare: dict) -> dict:
+    """Ratios citypulse / bare: stored/s and CPU per reading per component."""
+    def div(a, b):
+        return None if a is None or not b else round(a / b, 2)
+
+    out = {"stored_per_s": div(ours["stored_per_s"], bare["stored_per_s"])}
+    for k, v in ours["cpu_us_per_reading"].items():
+        out[f"cpu_{k}"] = div(v, bare["cpu_us_per_reading"].get(k))
+    return out
+
+
+def run_compare(spec: BenchSpec, shapes: list[int], baseline: bool = True,
+                progress=None, before: str | None = None) -> dict:
+    """Per shape: citypulse, then (with ``baseline``) the bare pipeline; see module docstring.
+
+    ``before``: a source tree of an earlier citypulse (e.g. ``git archive REV``); its
+    collector runs first on the same load, as ``before`` (with its own ratios).
+    """
+    say = progress or (lambda _m: None)
+    with tempfile.TemporaryDirectory(prefix="cp-bench-") as tmp, contextlib.ExitStack() as stack:
+        tmpd = Path(tmp)
+        db_url, mqtt_url = services(spec, tmpd, stack, say)
+        runs = []
+        for k in shapes:
+            s = replace(spec, per_message=k, database_url=db_url, mqtt_url=mqtt_url)
+            entry: dict = {"per_message": k}
+            if before:
+                say(f"{k} readings/message: citypulse before ({before})")
+                entry["before"] = run_bench(replace(s, collector_path=before), progress=say)
+            say(f"{k} readings/message: citypulse")
+            ours = entry["citypulse"] = run_bench(s, progress=say)
+            if baseline:
+                say(f"{k} readings/message: bare pipeline")
+                bare = run_bare(s, db_url, mqtt_url, tmpd)
+                entry["bare"] = bare
+                entry["ratio"] = ratios(ours, bare)
+                if before:
+                    entry["ratio_before"] = ratios(entry["before"], bare)
+            runs.append(entry)
+        return {"encoding": spec.encoding, "feeder": spec.feeder, "rate": spec.rate,
+                "duration_s": spec.duration, "collectors": spec.collectors,
+                "writer_connections": spec.writer_connections, "runs": runs}

@@ -1,0 +1,37 @@
+"""Plumbing of ``citypulse bench ingest --baseline``: the wire feeder, the bare pipeline, ratios."""
+
+from bench.ingest import BenchSpec
+from bench.ingest_compare import run_compare
+from bench.wirefeed import _Acks, varint
+
+COMPONENTS = ("generator", "broker", "collector", "database")
+
+
+def test_varint_and_puback_stream_split_anywhere():
+    assert varint(0) == b"\x00" and varint(127) == b"\x7f" and varint(128) == b"\x80\x01"
+    assert varint(16_384) == b"\x80\x80\x01"
+    stream = b"\x40\x02\x00\x01" + b"\x40\x03\x00\x02\x10" + b"\x40\x04\x00\x03\x87\x00"
+    for cut in range(len(stream) + 1):
+        a = _Acks()
+        a.feed(stream[:cut])
+        a.feed(stream[cut:])
+        assert (a.acked, a.failed, a.buf) == (3, 1, b"")
+
+
+def test_baseline_runs_both_pipelines_on_both_shapes(pg, broker):
+    spec = BenchSpec(sensors=20, rate=300, duration=2, mqtt_url=broker.url, database_url=pg.url,
+                     encoding="msgpack")
+    out = run_compare(spec, [5, 1], baseline=True)
+    assert [r["per_message"] for r in out["runs"]] == [5, 1]
+    for run in out["runs"]:
+        ours, bare = run["citypulse"], run["bare"]
+        for r in (ours, bare):
+            assert r["sent"] == 600 and r["stored"] == r["sent"]
+            assert r["lost"] == 0 and r["duplicates"] == 0
+            assert r["messages"] == 600 // run["per_message"]
+            assert set(r["cpu_us_per_reading"]) == set(COMPONENTS)
+            assert r["cpu_us_per_reading"]["broker"] is not None  # found by its port
+            assert r["cpu_us_per_reading"]["database"] is not None
+        assert ours["dead_letters"] == 0 and bare["decode_errors"] == 0
+        assert set(run["ratio"]) == {"stored_per_s"} | {f"cpu_{k}" for k in COMPONENTS}
+        assert run["ratio"]["stored_per_s"] > 0
