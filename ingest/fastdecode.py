@@ -108,7 +108,8 @@ def rows(payload: bytes, topic: Topic, received_ms: int, content_type: str | Non
     """Store rows ``(time, sensor, seq, v0..v7)`` of a message whose every reading is storable.
 
     None when anything is not (malformed, unknown or misplaced sensor, unknown metric, value
-    out of range or not finite, time outside ``window``): the caller then takes the full
+    out of range or not finite, time outside ``window`` or ahead of arrival beyond its clock
+    policy): the caller then takes the full
     path.  ``times`` caches epoch ms -> datetime across a batch.  Never raises.
     """
     dec = _DECODERS.get((topic.kind, content_type == wp.CONTENT_MSGPACK))
@@ -125,6 +126,8 @@ def rows(payload: bytes, topic: Topic, received_ms: int, content_type: str | Non
         groups = doc.items()
         gateway = topic.ident
     oldest, newest = window.oldest_ms, window.newest_ms
+    if window.ahead_ms is not None:  # a clock ahead of its arrival: the full path's policy
+        newest = min(newest, received_ms + window.ahead_ms)
     out: list[tuple] = []
     append = out.append
     for sid, items in groups:

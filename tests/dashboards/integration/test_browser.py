@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import time
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import numpy as np
 import psycopg
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from dashboards import data
 from dashboards.serve import login
@@ -129,11 +131,20 @@ def _status(db_url: str, alert_id: int) -> tuple[str, str | None]:
 
 
 def _select(page, alert_id: int) -> None:
+    """Click the alert's row until its detail shows (a click before Dash has bound the row's
+    callback is lost, so the click is repeated, within the page's default timeout)."""
     page.wait_for_selector("table.queue")
-    page.locator(f'tr[id*=\'"index":{alert_id}\']').click()
-    page.wait_for_function(
-        f"() => document.querySelector('#em-detail') && "
-        f"document.querySelector('#em-detail').innerText.includes('#{alert_id} ')")
+    shown = (f"() => document.querySelector('#em-detail') && "
+             f"document.querySelector('#em-detail').innerText.includes('#{alert_id} ')")
+    deadline = time.monotonic() + 60
+    while True:
+        page.locator(f'tr[id*=\'"index":{alert_id}\']').click()
+        try:
+            page.wait_for_function(shown, timeout=5_000)
+            return
+        except PlaywrightTimeout:
+            if time.monotonic() > deadline:
+                raise
 
 
 def test_severity_badges_use_analytics_colours(dash_server, page):
