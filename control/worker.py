@@ -9,7 +9,8 @@ until the retry budget is spent, and every audit event published on
 ``{prefix}/v1/commands/events``.  ``set_interval`` goes through the device shadow.
 A device that came through a configured source adapter (a ``citypulse.source_devices`` row)
 is commanded on that source's downlink instead (:mod:`control.downlinks`: ThingsBoard
-gateway RPC, ChirpStack downlink queue), and the source's answers move the command on.
+gateway RPC, ChirpStack and The Things Stack downlink queues), and the source's answers move
+the command on.
 
 Restart-safe: every decision is persisted before the message goes out, and on start (and
 on every reconnect to the broker) the worker re-sends what is ``sent``/``delivered`` -- a

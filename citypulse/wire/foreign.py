@@ -9,6 +9,7 @@ each layout is written once:
     application/{application id}/device/{devEui}/event/{event}     ChirpStack v4 integration
     application/{application id}/device/{devEui}/command/down      ChirpStack downlink queue
     v3/{application id}@{tenant id}/devices/{device id}/{event}    The Things Stack v3
+    v3/{application id}@{tenant id}/devices/{device id}/down/{push|sent|ack|nack|failed}
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ CHIRPSTACK_EVENTS = ("up", "status", "join")
 # acknowledged a confirmed downlink, or it timed out: ``acknowledged`` false or absent)
 CHIRPSTACK_DOWNLINK_EVENTS = ("txack", "ack")
 TTN_EVENTS = ("up", "join")
+# downlink outcomes: sent (a gateway transmitted it), ack / nack (the device acknowledged the
+# confirmed downlink, or rejected it), failed (the stack could not schedule it)
+TTN_DOWNLINK_EVENTS = ("down/sent", "down/ack", "down/nack", "down/failed")
 
 
 def chirpstack(application: str, dev_eui: str, event: str = "up") -> str:
@@ -53,10 +57,16 @@ def ttn(application: str, device: str, event: str = "up") -> str:
     return f"v3/{application}/devices/{device}/{event}"
 
 
-def parse_ttn(topic: str) -> tuple[str, str, str] | None:
-    """(application@tenant, device id, event) of a v3 topic we take, else None."""
-    parts = topic.split("/")
+def ttn_push(application: str, device: str) -> str:
+    """The The Things Stack v3 topic that appends a downlink to a device's queue."""
+    return ttn(application, device, "down/push")
+
+
+def parse_ttn(topic: str, events: tuple[str, ...] = TTN_EVENTS
+              ) -> tuple[str, str, str] | None:
+    """(application@tenant, device id, event) of a v3 topic of ``events``, else None."""
+    parts = topic.split("/", 4)
     if (len(parts) == 5 and parts[0] == "v3" and parts[2] == "devices"
-            and parts[4] in TTN_EVENTS and parts[1] and parts[3]):
+            and parts[4] in events and parts[1] and parts[3]):
         return parts[1], parts[3], parts[4]
     return None

@@ -1,6 +1,6 @@
 """Downlinks: commands to devices that came through a source adapter, on that source's wire.
 
-In: a source name (``thingsboard``, ``chirpstack``; more by adding a module to :data:`BUILTIN`
+In: a source name (``thingsboard``, ``chirpstack``, ``ttn``; more by adding a module to :data:`BUILTIN`
 that defines ``DOWNLINK``, a :class:`~control.downlinks.base.Downlink` named like its source
 in :mod:`ingest.sources`).  Out: the downlink, which turns a command record and the device's
 :class:`~control.downlinks.base.Route` (from ``citypulse.source_devices``, written by the
@@ -30,6 +30,7 @@ __all__ = ["Answer", "Downlink", "Route", "available", "command_of", "get", "rou
 BUILTIN = (
     "control.downlinks.thingsboard",
     "control.downlinks.chirpstack",
+    "control.downlinks.ttn",
 )
 
 

@@ -6,7 +6,9 @@ readings keyed by device id: ``decoded_payload`` fields mapped to catalogue metr
 ``f_cnt`` as seq, the earliest gateway ``rx_metadata[].time`` (else the uplink's
 ``received_at``) as reading time, the best RSSI as ``rssi_dbm``, SNR as device health.
 
-Trust: ``network_server`` (the stack checked the MIC; its MQTT user is the application).
+Trust: ``network_server`` (the stack checked the MIC; its MQTT user is the application).  For
+downlinks (``control.downlinks``) the same user reads its application's ``down/push`` and
+publishes the ``down/sent|ack|nack|failed`` events.
 """
 
 from __future__ import annotations
@@ -24,6 +26,19 @@ class TheThingsStack(LoRaWANSource):
     title = "The Things Stack v3 MQTT (v3/{app}@{tenant}/devices/+/up|join)"
     scope_help = "the application as {application id}@{tenant id}"
     events, topic, parse = wf.TTN_EVENTS, staticmethod(wf.ttn), staticmethod(wf.parse_ttn)
+
+    def acl_topics(self, scope: str | None) -> list[str]:
+        """See :class:`~ingest.sources.base.Source`: uplink events and downlink outcomes."""
+        return [self.topic(scope, "+", e) for e in self.events + wf.TTN_DOWNLINK_EVENTS]
+
+    def acl_reads(self, scope: str | None) -> list[str]:
+        """See :class:`~ingest.sources.base.Source`: its application's downlink pushes."""
+        return [wf.ttn_push(scope or "+", "+")]
+
+    def commands_acl(self) -> list[tuple[str, str]]:
+        """See :class:`~ingest.sources.base.Source`."""
+        return [("write", wf.ttn_push("+", "+"))] + [
+            ("read", self.topic("+", "+", e)) for e in wf.TTN_DOWNLINK_EVENTS]
 
     def named_device(self, doc: dict) -> str | None:
         """See :class:`~ingest.sources.base.LoRaWANSource`: ``end_device_ids.device_id``."""

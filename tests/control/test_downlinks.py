@@ -11,14 +11,15 @@ from ingest.credentials import SourceAccount, acl_text
 
 TB = downlinks.get("thingsboard")
 CS = downlinks.get("chirpstack")
+TTN = downlinks.get("ttn")
 REC = {"id": uuid.UUID("0b0b0b0b-0000-4000-8000-000000000001"), "seq": 42, "method": "show",
        "params": {"text": "Flood"}}
 
 
 def test_registry_names_its_downlinks():
-    assert {d.name for d in downlinks.available()} == {"thingsboard", "chirpstack"}
-    with pytest.raises(KeyError, match="known: thingsboard, chirpstack"):
-        downlinks.get("ttn")
+    assert {d.name for d in downlinks.available()} == {"thingsboard", "chirpstack", "ttn"}
+    with pytest.raises(KeyError, match="known: thingsboard, chirpstack, ttn"):
+        downlinks.get("http")
 
 
 def test_thingsboard_rpc_request_and_replies():
@@ -62,9 +63,51 @@ def test_chirpstack_queue_request_and_outcomes():
         assert CS.answers(t, bad) == [], (t, bad)
 
 
+def test_ttn_push_request_and_outcomes():
+    topic, body = TTN.request(REC, Route("ttn", "pump-7", "app1@tenant1"))
+    assert topic == "v3/app1@tenant1/devices/pump-7/down/push"
+    assert orjson.loads(body) == {"downlinks": [{
+        "f_port": 10, "decoded_payload": {"method": "show", "params": {"text": "Flood"}},
+        "confirmed": True, "priority": "NORMAL",
+        "correlation_ids": [f"citypulse:{REC['id']}"]}]}
+    with pytest.raises(ValueError, match="no application yet"):
+        TTN.request(REC, Route("ttn", "pump-7", None))
+    ev = "v3/app1@tenant1/devices/pump-7/down/"
+    assert all(TTN.claims(ev + e) for e in ("sent", "ack", "nack", "failed"))
+    assert not any(TTN.claims(t) for t in (ev + "push", ev + "queued", "v3/a@t/devices/d/up"))
+    cid = str(REC["id"])
+    ids = ["as:downlink:01HX", f"citypulse:{cid}"]
+
+    def said(event, down):
+        key = "downlink_" + event
+        doc = {key: {"downlink": down, "error": {"name": "no_gateway",
+                                                  "message_format": "no gateway available"}}
+               if event == "failed" else down}
+        return TTN.answers(ev + event, orjson.dumps({"end_device_ids": {"device_id": "pump-7"},
+                                                     "correlation_ids": ids, **doc}))
+
+    assert said("sent", {"f_cnt": 3, "correlation_ids": ids}) == [
+        Answer("uuid", cid, "pump-7", "received", {"f_cnt": 3})]
+    assert said("ack", {"correlation_ids": ids}) == [Answer("uuid", cid, "pump-7", "ok", {})]
+    nack = said("nack", {"correlation_ids": ids})[0]
+    assert nack.status == "error" and "nack" in nack.reason
+    failed = said("failed", {"correlation_ids": ids})[0]
+    assert failed.status == "error" and "no gateway available" in failed.reason
+    # the outer correlation ids are enough when the downlink body has none
+    assert TTN.answers(ev + "ack", orjson.dumps({"correlation_ids": ids, "downlink_ack": {}})
+                       )[0].value == cid
+    for t, bad in ((ev + "ack", b"{not json"), (ev + "ack", b"[]"), (ev + "ack", b"{}"),
+                   (ev + "ack", orjson.dumps({"downlink_ack": {"correlation_ids": ["as:x"]}})),
+                   (ev + "ack", orjson.dumps({"correlation_ids": ["citypulse:not-a-uuid"]})),
+                   (ev + "ack", orjson.dumps({"downlink_ack": "x", "correlation_ids": 3})),
+                   ("v3/a@t/devices/d/up", orjson.dumps({"correlation_ids": ids}))):
+        assert TTN.answers(t, bad) == [], (t, bad)
+
+
 def test_acl_grants_downlink_topics_to_worker_gateway_and_network_server():
     acl = acl_text([], "city", [SourceAccount.parse("thingsboard:gw-north"),
-                                SourceAccount.parse("chirpstack:cs-ns=app-1")])
+                                SourceAccount.parse("chirpstack:cs-ns=app-1"),
+                                SourceAccount.parse("ttn:tts=app1@tenant1")])
     blocks: dict[str, list[str]] = {}
     user = ""
     for line in acl.splitlines():
@@ -84,3 +127,11 @@ def test_acl_grants_downlink_topics_to_worker_gateway_and_network_server():
             "topic write application/app-1/device/+/event/ack",
             "topic write application/app-1/device/+/event/txack"} <= cs
     assert not any("application/+/" in line for line in cs)
+    assert "topic write v3/+/devices/+/down/push" in worker
+    assert {f"topic read v3/+/devices/+/down/{e}" for e in ("sent", "ack", "nack", "failed")
+            } <= set(blocks["user commands"])
+    tts = set(blocks["user tts"])
+    assert {"topic read v3/app1@tenant1/devices/+/down/push",
+            "topic write v3/app1@tenant1/devices/+/down/ack",
+            "topic write v3/app1@tenant1/devices/+/down/failed"} <= tts
+    assert not any("v3/+/" in line for line in tts)

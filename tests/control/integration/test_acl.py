@@ -84,3 +84,39 @@ def test_downlink_topics_reach_only_the_gateway_and_the_network_server_of_the_ap
         assert got("pmp-1") == []  # a sensor reads no downlink and sends no RPC reply
         for c in who.values():
             c.close()
+
+
+def test_ttn_downlinks_reach_only_the_stack_account_of_the_application(tmp_path):
+    dep = tmp_path / "dep.csv"
+    dep.write_text("sensor_id,kind,lon,lat,gateway_id\npmp-1,pump,121.93,30.9,\n")
+    out = tmp_path / "auth"
+    write_credentials(dep, out, prefix=P, accounts=[SourceAccount.parse("ttn:tts=app1@t1")])
+    with (out / "credentials.csv").open() as f:
+        pw = {r["username"]: r["password"] for r in csv.DictReader(f)}
+    v3 = "v3/{}/devices/d1/{}".format
+    with PrivateMosquitto(tmp_path / "mq", password_file=out / "passwd",
+                          acl_file=out / "acl") as mq:
+        who = {u: Client(mq.port, u, pw[u]) for u in ("commands", "tts", "pmp-1")}
+        assert all(c.wait_connect() for c in who.values())
+        for u, subs in (("commands", ["v3/+/devices/+/down/ack", "v3/+/devices/+/down/sent"]),
+                        ("tts", ["v3/+/devices/+/down/push"]),
+                        ("pmp-1", ["v3/+/devices/+/down/push", "v3/+/devices/+/down/ack"])):
+            for t in subs:
+                who[u].subscribe(t)
+        m = uuid.uuid4().hex
+        who["commands"].publish(v3("app2@t1", "down/push"), f"app2-{m}".encode())
+        who["commands"].publish(v3("app1@t1", "down/push"), f"app1-{m}".encode())
+        who["tts"].publish(v3("app2@t1", "down/ack"), f"spoof-{m}".encode())
+        who["tts"].publish(v3("app1@t1", "down/sent"), f"sent-{m}".encode())
+        who["tts"].publish(v3("app1@t1", "down/ack"), f"ack-{m}".encode())
+        who["pmp-1"].publish(v3("app1@t1", "down/ack"), f"sensor-{m}".encode())
+
+        def got(u):
+            return sorted(p.decode().removesuffix(m) for _, p in who[u].messages)
+
+        # the worker hears only app1's outcomes; the stack reads only app1's pushes
+        assert wait_for(lambda: got("commands") == ["ack-", "sent-"], 10), got("commands")
+        assert wait_for(lambda: got("tts") == ["app1-"], 10), got("tts")
+        assert got("pmp-1") == []  # a sensor reads no downlink and sends no outcome
+        for c in who.values():
+            c.close()
