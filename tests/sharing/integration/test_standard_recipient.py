@@ -92,6 +92,13 @@ def test_sta_recipient_sees_its_kinds_and_fields_only(env, share_conn):
     assert got["value"] == [] and got["@iot.count"] == 0
     any_obs = _get(env, "water-lab", STA + "/Observations", **{"$top": "200"}).json()["value"]
     assert any_obs and all((o["@iot.id"] >> 42) % 8 == LEVEL for o in any_obs)
+    # expansions and filter paths go through the same cut
+    t = _get(env, "water-lab", f"{STA}/Things({water[0]})",
+             **{"$expand": "Datastreams($expand=ObservedProperty)"}).json()
+    assert [d["ObservedProperty"]["name"] for d in t["Datastreams"]] == ["level_m"]
+    hidden = _get(env, "water-lab", STA + "/Datastreams", **{
+        "$filter": "Thing/properties/gateway_id ne 'no-such-gateway'"}).json()["value"]
+    assert hidden == []
 
 
 def test_sta_observations_equal_the_store_and_are_evidenced(env, share_conn):
