@@ -22,7 +22,7 @@ from psycopg_pool import ConnectionPool
 
 from citypulse import apikeys
 from citypulse.settings import Settings
-from dashboards import auth, commands_api, data, http_api, ingest_api, openapi, security
+from dashboards import auth, commands_api, data, http_api, ingest_api, openapi, recipients, security
 from dashboards.throttle import Throttle
 from sharing import http as sharing_http
 from standards import ngsild, sta
@@ -117,8 +117,9 @@ def create_app(settings: Settings) -> dash.Dash:
     server.register_blueprint(sharing_http.create_blueprint(
         settings, pool, auth.require, auth.require_scope, data.audit))
     commands_api.install(server, context)
-    server.register_blueprint(ngsild.create_blueprint(settings, pool, auth.require_read))
-    server.register_blueprint(sta.create_blueprint(pool, auth.require_read))
+    std_read, std_access = recipients.install(server, settings, pool)
+    server.register_blueprint(ngsild.create_blueprint(settings, pool, std_read, std_access))
+    server.register_blueprint(sta.create_blueprint(pool, std_read, std_access))
     openapi.install(server)
     app = dash.Dash(
         __name__, server=server, use_pages=True, pages_folder=str(HERE / "pages"),

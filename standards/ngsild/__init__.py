@@ -14,8 +14,8 @@ registry (:mod:`standards.ngsild.entities`); queries: :mod:`standards.ngsild.que
 from __future__ import annotations
 
 
-def create_blueprint(settings, pool, require_read):
+def create_blueprint(settings, pool, require_read, access=None):
     """The NGSI-LD blueprint (see :func:`standards.ngsild.http.create_blueprint`)."""
     from standards.ngsild.http import create_blueprint as _create
 
-    return _create(settings, pool, require_read)
+    return _create(settings, pool, require_read, access)

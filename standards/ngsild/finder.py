@@ -35,13 +35,38 @@ class Query:
     offset: int = 0
     at: datetime | None = None
     congested_above: float = 0.6
+    access: object = None  # a sharing recipient's sharing.access.Access (None: everything)
 
     def types_asked(self) -> list[str]:
         """The entity types to look at, in the served order."""
         wanted = set(self.types or E.TYPES)
         if self.ids and not self.types:
             wanted = {t for t, _ in filter(None, map(E.local_id, self.ids))}
+        if self.access is not None:  # a recipient reads devices of its kinds only
+            wanted &= set(RECIPIENT_TYPES)
         return [t for t in E.TYPES if t in wanted]
+
+
+RECIPIENT_TYPES = (E.DEVICE, E.MODEL)
+
+
+def _trim(e: dict, access) -> dict | None:
+    """``e`` as a recipient may see it (None: not at all)."""
+    if e["type"] == E.MODEL:
+        kind = e["name"]
+        if kind not in access.metrics:
+            return None
+        return {**e, "measuredMetrics": [m for m in e["measuredMetrics"]
+                                         if m in access.metrics[kind]]}
+    kind = E.local_id(e["refDeviceModel"])[1]
+    hidden = {"gatewayId"}
+    if kind not in access.position:
+        hidden.add("location")
+    if kind not in access.segment:
+        hidden.add("refRoadSegment")
+    if kind not in access.zone:
+        hidden.add("refZone")
+    return {k: v for k, v in e.items() if k not in hidden}
 
 
 def _keep(query: Query) -> Callable[[dict], bool]:
@@ -69,7 +94,9 @@ def _built(conn: psycopg.Connection, kind: str, query: Query) -> list[dict]:
         return E.crowd(conn, query.at)
     if kind == E.ALERT:
         return E.alerts(conn)
-    return E.device_models()
+    if query.access is None:
+        return E.device_models()
+    return [t for t in (_trim(e, query.access) for e in E.device_models()) if t]
 
 
 def _device_where(query: Query) -> tuple[str, tuple]:
@@ -82,6 +109,10 @@ def _device_where(query: Query) -> tuple[str, tuple]:
     if bbox is not None:
         clauses.append("s.lon BETWEEN %s AND %s AND s.lat BETWEEN %s AND %s")
         params += [bbox[0], bbox[2], bbox[1], bbox[3]]
+    if query.access is not None:
+        clauses.append("s.kind = ANY(%s)")
+        params.append(sorted(query.access.position) if query.geo is not None
+                      else query.access.kinds)
     return " AND ".join(clauses), tuple(params)
 
 
@@ -89,13 +120,19 @@ def _devices(conn: psycopg.Connection, query: Query, alone: bool) -> tuple[list[
     where, params = _device_where(query)
     simple = query.q is None and query.geo is None and query.id_pattern is None \
         and not query.attrs
+    if query.access is not None:
+        def fetch(*a):
+            return [_trim(e, query.access) for e in E.devices(conn, *a)]
+    else:
+        def fetch(*a):
+            return E.devices(conn, *a)
     if alone and simple:
         total = conn.execute("SELECT count(*) FROM citypulse.sensors s"  # noqa: S608
                              + (f" WHERE {where}" if where else ""), params).fetchone()[0]
-        page = E.devices(conn, where, params, query.limit, query.offset) if query.limit else []
+        page = fetch(where, params, query.limit, query.offset) if query.limit else []
         return page, total
     keep = _keep(query)
-    found = [e for e in E.devices(conn, where, params) if keep(e)]
+    found = [e for e in fetch(where, params) if keep(e)]
     return (found[query.offset:query.offset + query.limit] if alone else found), len(found)
 
 
@@ -116,11 +153,11 @@ def find(conn: psycopg.Connection, query: Query) -> tuple[list[dict], int]:
 
 
 def one(conn: psycopg.Connection, entity_id: str, at: datetime | None = None,
-        congested_above: float = 0.6) -> dict | None:
+        congested_above: float = 0.6, access=None) -> dict | None:
     """The entity ``entity_id`` as it is now (or at ``at``), or None."""
     parsed = E.local_id(entity_id)
     if parsed is None:
         return None
     page, _ = find(conn, Query(types=[parsed[0]], ids=[entity_id], limit=1, at=at,
-                               congested_above=congested_above))
+                               congested_above=congested_above, access=access))
     return page[0] if page else None

@@ -164,9 +164,13 @@ def _render(items: list[dict], many: bool, opts: set[str], accept: str,
     return resp
 
 
-def create_blueprint(settings: Settings, pool: Any,
-                     require_read: Callable[[], object]) -> flask.Blueprint:
-    """The NGSI-LD blueprint over ``pool``; ``require_read`` guards every view."""
+def create_blueprint(settings: Settings, pool: Any, require_read: Callable[[], object],
+                     access: Callable[[], object] | None = None) -> flask.Blueprint:
+    """The NGSI-LD blueprint over ``pool``; ``require_read`` guards every view.
+
+    ``access()`` (after it) gives a sharing recipient's :class:`sharing.access.Access`
+    (it then sees only Devices and DeviceModels of its kinds), or None for everything.
+    """
     bp = flask.Blueprint("ngsild", __name__, url_prefix=PREFIX)
     threshold = E.congestion_threshold(settings)
 
@@ -190,6 +194,7 @@ def create_blueprint(settings: Settings, pool: Any,
     def entities():
         accept, opts = _accept(), _options()
         query, count = _query(threshold)
+        query.access = access() if access else None
         with pool.connection() as conn:
             page, total = finder.find(conn, query)
         resp = _render(page, True, opts, accept, query.attrs)
@@ -203,7 +208,8 @@ def create_blueprint(settings: Settings, pool: Any,
         if ":" not in entity_id:
             raise _bad(f"{entity_id!r} is not a URI")
         with pool.connection() as conn:
-            found = finder.one(conn, entity_id, congested_above=threshold)
+            found = finder.one(conn, entity_id, congested_above=threshold,
+                               access=access() if access else None)
         if found is None:
             raise Problem(404, "ResourceNotFound", f"no entity {entity_id}")
         return _render([found], False, opts, accept, _list("attrs"))
@@ -211,8 +217,9 @@ def create_blueprint(settings: Settings, pool: Any,
     @bp.get("/types")
     def types():
         accept = _accept()
+        shown = finder.RECIPIENT_TYPES if access and access() is not None else E.TYPES
         doc = {"id": "urn:ngsi-ld:EntityTypeList:citypulse", "type": "EntityTypeList",
-               "typeList": list(E.TYPES)}
+               "typeList": list(shown)}
         if accept == LD:
             doc["@context"] = _context_url()
         return flask.Response(orjson.dumps(doc), mimetype=LD if accept == LD else JSON)
@@ -232,7 +239,7 @@ def create_blueprint(settings: Settings, pool: Any,
         out: list[dict] = []
         with pool.connection() as conn:
             for kind in kinds:
-                if kind in temporal.SERIES:
+                if kind in temporal.SERIES and not (access and access() is not None):
                     out += temporal.evolution(conn, kind, start, end, ids, _list("attrs"),
                                               last_n, "temporalValues" in opts)
         if single:

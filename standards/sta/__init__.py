@@ -16,8 +16,13 @@ PREFIX = "/sta/v1.1"
 STATEMENT_TIMEOUT_MS = 30_000
 
 
-def create_blueprint(pool, require_read: Callable[[], str]):
-    """The SensorThings blueprint; ``require_read()`` is the host app's access check."""
+def create_blueprint(pool, require_read: Callable[[], str],
+                     access: Callable[[], object] | None = None):
+    """The SensorThings blueprint; ``require_read()`` is the host app's access check.
+
+    ``access()`` (called after it) gives a sharing recipient's
+    :class:`sharing.access.Access`, or None for a reader who sees everything.
+    """
     import flask
     import psycopg
     import shapely.wkt
@@ -62,7 +67,7 @@ def create_blueprint(pool, require_read: Callable[[], str]):
                 # the UNION over slots and partitions looks expensive to the planner, and
                 # JIT-compiling it costs seconds where the index scans take milliseconds
                 conn.execute("SET LOCAL jit = off")
-                reader = Reader(conn, feature_ids(conn))
+                reader = Reader(conn, feature_ids(conn), access() if access else None)
                 answer = resolve(reader, path, args, base, url)
         except QueryError as exc:
             return error(400, str(exc))

@@ -16,7 +16,7 @@ from collections import defaultdict
 import psycopg
 from psycopg.rows import dict_row
 
-from standards.sta import counts
+from standards.sta import counts, limit
 from standards.sta.model import ENTITIES, SLOTS, Entity, observations_sql
 from standards.sta.odata import Node, QueryError
 from standards.sta.query import Options
@@ -61,10 +61,22 @@ def routed_ds(filt: Node | None) -> int | None:
 class Reader:
     """One request's reads on one connection; ``executed`` keeps the SQL for EXPLAIN tests."""
 
-    def __init__(self, conn: psycopg.Connection, feature_ids=None) -> None:
+    def __init__(self, conn: psycopg.Connection, feature_ids=None, access=None) -> None:
         self.conn = conn
         self.feature_ids = feature_ids
+        self.access = access  # a sharing recipient's limits (None: everything)
         self.executed: list[tuple[str, list]] = []
+
+    def sql_of(self, ent: Entity) -> str:
+        """``ent``'s SQL, cut to the recipient's access if there is one."""
+        return ent.sql if self.access is None else limit.entity_sql(ent, self.access)
+
+    def obs_sql(self, branches: list[tuple[int, str]]) -> str:
+        """Observations SQL of ``branches``, each also cut to the recipient's access."""
+        if self.access is not None:
+            branches = [(k, " AND ".join(c for c in (extra, limit.obs_condition(k, self.access))
+                                         if c)) for k, extra in branches]
+        return observations_sql(branches)
 
     def q(self, sql: str, params) -> list[dict]:
         """Run ``sql``; rows as dicts."""
@@ -75,15 +87,15 @@ class Reader:
 
     def compiler(self, ent: Entity, alias: str = "e", params: list | None = None) -> Compiler:
         """A filter compiler for ``ent`` that appends to ``params``."""
-        return Compiler(ent, alias, self.feature_ids, params)
+        return Compiler(ent, alias, self.feature_ids, params, sql_of=self.sql_of)
 
     # ---- sources -----------------------------------------------------------------------
     def source(self, ent: Entity, restrict, params: list) -> str:
         """FROM-clause SQL of ``ent``; for Observations ``restrict`` is slot -> sensors."""
         if ent is not OBS:
-            return ent.sql
+            return self.sql_of(ent)
         if restrict is ALL:
-            return observations_sql([(k, "") for k in SLOTS])
+            return self.obs_sql([(k, "") for k in SLOTS])
         branches = []
         for slot, sensors in sorted(restrict.items()):
             if len(sensors) == 1:
@@ -92,7 +104,7 @@ class Reader:
             else:
                 branches.append((slot, "r.sensor = ANY(%s::int[])"))
                 params.append(sensors)
-        return observations_sql(branches) if branches else observations_sql([(0, "false")])
+        return self.obs_sql(branches) if branches else observations_sql([(0, "false")])
 
     def _tail(self, ent: Entity, opts: Options, restrict, c: Compiler) -> list[str]:
         order = c.order(opts.orderby) if opts.orderby else (
@@ -136,7 +148,7 @@ class Reader:
 
     def count(self, ent: Entity, opts: Options, cond, restrict) -> int:
         """``$count``: rollups for one datastream's time window, else ``count(*)``."""
-        if ent is OBS and restrict is not ALL and not cond:
+        if ent is OBS and restrict is not ALL and not cond and self.access is None:
             pairs = [(k, s) for k, ss in restrict.items() for s in ss]
             if len(pairs) == 1:
                 window = counts.time_window(opts.filter, pinned=routed_ds(opts.filter))
@@ -153,7 +165,7 @@ class Reader:
                 return None
             ds, ms = key >> 42, key & ((1 << 42) - 1)
             params = [ds // 8, ms, ms]
-            src = observations_sql([(ds % 8, "r.sensor = %s AND r.time >= to_timestamp(%s / "
+            src = self.obs_sql([(ds % 8, "r.sensor = %s AND r.time >= to_timestamp(%s / "
                                      "1000.0) - interval '1 ms' AND r.time < to_timestamp("
                                      "%s / 1000.0) + interval '1 ms'")])
             where = "e.id = %s" + (f" AND {cond[0]}" if cond else "")
@@ -167,7 +179,7 @@ class Reader:
         if cond:
             where += f" AND {cond[0]}"
             params += cond[1]
-        rows = self.q(f"SELECT e.* FROM ({ent.sql}) e WHERE {where}", params)  # noqa: S608 - identifiers from code; values are parameters
+        rows = self.q(f"SELECT e.* FROM ({self.sql_of(ent)}) e WHERE {where}", params)  # noqa: S608 - identifiers from code; values are parameters
         return rows[0] if rows else None
 
     def restrict_for(self, parent: Entity, row: dict):
@@ -179,10 +191,10 @@ class Reader:
             where = {"segment": "p.segment_id = %s", "zone": "p.segment_id IS NULL AND "
                      "p.zone_id = %s"}.get(kind)
             if where is None:
-                rows = self.q(f"SELECT d.id FROM ({ENTITIES['Datastreams'].sql}) d "  # noqa: S608 - identifiers from code; values are parameters
+                rows = self.q(f"SELECT d.id FROM ({self.sql_of(ENTITIES['Datastreams'])}) d "  # noqa: S608 - identifiers from code; values are parameters
                               "WHERE d.sensor_row = %s", [int(ident)])
             else:
-                rows = self.q(f"SELECT d.id FROM ({ENTITIES['Datastreams'].sql}) d JOIN "  # noqa: S608 - identifiers from code; values are parameters
+                rows = self.q(f"SELECT d.id FROM ({self.sql_of(ENTITIES['Datastreams'])}) d JOIN "  # noqa: S608 - identifiers from code; values are parameters
                               f"citypulse.sensor_placement p ON p.sensor = d.sensor_row "
                               f"WHERE {where}", [ident])
             return split_ds([r["id"] for r in rows])
@@ -205,7 +217,7 @@ class Reader:
         arr = "text[]" if (target.str_id and nav.child_col == "id") or nav.parent_col == "foi" \
             else "bigint[]"
         link = key_cond(target, "e", "p.k") if nav.child_col == "id" else f"e.{nav.child_col} = p.k"
-        grouped = self._lateral(target, target.sql, arr, link, ALL, opts, params)
+        grouped = self._lateral(target, self.sql_of(target), arr, link, ALL, opts, params)
         for k in keys:
             got = grouped.get(k, [])
             n = None
@@ -237,7 +249,7 @@ class Reader:
                 out[r["id"]] = self.collection(OBS, opts, restrict=self.restrict_for(parent, r))
             return out
         for slot, sensors in split_ds([r["id"] for r in parent_rows]).items():
-            src = observations_sql([(slot, "r.sensor = p.k")])
+            src = self.obs_sql([(slot, "r.sensor = p.k")])
             grouped = self._lateral(OBS, src, "int[]", "true", {slot: [0]}, opts, [sensors])
             for s in sensors:
                 got = grouped.get(s, [])

@@ -45,8 +45,10 @@ class Compiler:
 
     def __init__(self, entity: Entity, alias: str = "e",
                  feature_ids: Callable[[str, object], list[str]] | None = None,
-                 params: list | None = None, depth: int = 0) -> None:
+                 params: list | None = None, depth: int = 0,
+                 sql_of: Callable[[Entity], str] | None = None) -> None:
         self.entity, self.alias = entity, alias
+        self.sql_of = sql_of or (lambda e: e.sql)
         self.feature_ids = feature_ids
         self.params = [] if params is None else params
         self.depth = depth
@@ -162,7 +164,7 @@ class Compiler:
             raise QueryError("navigation paths are limited to 5 steps")
         target = ENTITIES[nav.target]
         b = f"n{self.depth + 1}"
-        inner = Compiler(target, b, self.feature_ids, self.params, self.depth + 1)
+        inner = Compiler(target, b, self.feature_ids, self.params, self.depth + 1, self.sql_of)
         sql, kind = inner.prop(rest)
         if kind == GEO:
             raise QueryError("geometries of related entities cannot be used in $filter")
@@ -171,7 +173,7 @@ class Compiler:
             cond = f"{b}.sensor_row = ({local}) / 8 AND {b}.slot = mod({local}, 8)"
         else:
             cond = f"{b}.{nav.child_col} = {local}"
-        return f"(SELECT {sql} FROM ({target.sql}) {b} WHERE {cond} LIMIT 1)", kind  # noqa: S608 - identifiers from code; values are parameters
+        return f"(SELECT {sql} FROM ({self.sql_of(target)}) {b} WHERE {cond} LIMIT 1)", kind  # noqa: S608 - identifiers from code; values are parameters
 
     def compare(self, n: Node) -> str:
         """A comparison (``eq null`` is ``IS NULL``)."""
