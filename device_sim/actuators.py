@@ -63,6 +63,7 @@ class Device:
     busy_until: float = 0.0
     executions: int = 0
     last_report: float = 0.0
+    until: float | None = None  # monotonic time a timed command (plan, siren) runs out
 
 
 class ActuatorSim:
@@ -220,10 +221,13 @@ class ActuatorSim:
                 if plan not in PLANS:
                     return f"plan {plan} is not installed in this controller ({sorted(PLANS)})"
                 s["plan"], s["cycle_s"] = float(plan), float(PLANS[plan])
+                dev.until = None if plan == 1 else time.monotonic() + float(
+                    p.get("duration_s", 1800))  # then back to plan 1
             case "siren", "sound":
                 s["sounding"] = 1.0
+                dev.until = time.monotonic() + float(p.get("duration_s", 120))
             case "siren", "stop":
-                s["sounding"] = 0.0
+                s["sounding"], dev.until = 0.0, None
             case _:
                 return f"{dev.kind} does not know the method {name!r}"
         return None
@@ -232,6 +236,7 @@ class ActuatorSim:
     def _report_due(self) -> None:
         now = time.monotonic()
         for dev in self.devices.values():
+            self._run_out(dev, now)
             if now - dev.last_report < dev.interval_s:
                 continue
             with self.lock:
@@ -246,6 +251,18 @@ class ActuatorSim:
                 body = {"ts": int(time.time() * 1000), "values": dict(dev.state)}
             self.session.publish(topics.telemetry(dev.device_id, self.prefix),
                                  orjson.dumps(body), qos=0)
+
+    def _run_out(self, dev: Device, now: float) -> None:
+        """A timed command past its ``duration_s``: the plan goes back to 1, the siren stops."""
+        if dev.until is None or now < dev.until:
+            return
+        with self.lock:
+            dev.until = None
+            if dev.kind == "signal":
+                dev.state["plan"], dev.state["cycle_s"] = 1.0, float(PLANS[1])
+            elif dev.kind == "siren":
+                dev.state["sounding"] = 0.0
+            dev.last_report = 0.0  # report the change at once
 
     def effects(self) -> dict[str, dict[str, float]]:
         """What the actuators do to the city.

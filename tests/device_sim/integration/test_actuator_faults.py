@@ -62,3 +62,24 @@ def test_a_device_with_a_drop_profile_loses_a_share_of_its_commands(broker, topi
         c.loop_stop()
         c.disconnect()
         sim.close()
+
+
+def test_timed_commands_run_out_after_their_duration(broker, topic_prefix):
+    """A signal plan goes back to plan 1 and a siren stops once ``duration_s`` has passed."""
+    import time
+
+    sim = ActuatorSim(broker.url, topic_prefix, [("sig-t", "signal"), ("sir-t", "siren")],
+                      client_id=f"sim-{topic_prefix}", telemetry=False)
+    try:
+        sig, sir = sim.devices["sig-t"], sim.devices["sir-t"]
+        assert sim._apply(sig, "set_plan", {"plan": 9, "duration_s": 600}) is None
+        assert sim._apply(sir, "sound", {"pattern": "alert", "duration_s": 60}) is None
+        now = time.monotonic()
+        sim._run_out(sig, now + 61)
+        sim._run_out(sir, now + 61)
+        assert sig.state["plan"] == 9.0 and sir.state["sounding"] == 0.0  # 60 s siren ran out
+        sim._run_out(sig, now + 601)
+        assert sig.state["plan"] == 1.0 and sig.state["cycle_s"] == 90.0
+        assert sim._apply(sig, "set_plan", {"plan": 1}) is None and sig.until is None
+    finally:
+        sim.close()
