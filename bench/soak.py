@@ -81,12 +81,15 @@ class RssSampler(threading.Thread):
         self.samples: list[tuple[float, float]] = []
         self.on_sample = on_sample or (lambda _t, _mb: None)
         self._halt = threading.Event()
+        self.armed = threading.Event()  # set once the collector is up and the load starts
         self._t0 = time.monotonic()
 
     def run(self) -> None:
         """Sample until stopped."""
         pid = None
         while not self._halt.wait(self.every):
+            if not self.armed.is_set():  # a collector still starting is not its steady size
+                continue
             pid = pid or _children_ingest_pid(os.getpid())
             mb = _rss_mb(pid) if pid else None
             if mb is None:
@@ -111,9 +114,15 @@ def run_soak(duration_s: float, rate: float, sensors: int, per_message: int,
     sampler = RssSampler(sample_s, lambda t, mb: say(f"{t:,.0f}s of {duration_s:,.0f}s, "
                                                      f"collector RSS {mb:.1f} MB"))
     sampler.start()
+
+    def on_progress(msg: str) -> None:
+        if msg.startswith("sending"):  # run_bench: the collector is connected, load begins
+            sampler.armed.set()
+        say(msg)
+
     try:
         res = run_bench(BenchSpec(sensors=sensors, rate=rate, duration=duration_s,
-                                  per_message=per_message, qos=1), progress=say)
+                                  per_message=per_message, qos=1), progress=on_progress)
     finally:
         sampler.stop()
     samples = sampler.samples
