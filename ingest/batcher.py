@@ -27,7 +27,7 @@ from ingest import fastdecode
 from ingest import registry as reg
 from ingest.metrics import Metrics
 from ingest.sources.hub import SourceHub
-from ingest.validate import DeadLetter, Window, dead_letter, merge_rows, to_time, validate
+from ingest.validate import DeadLetter, Window, dead_letter, to_time, validate
 
 log = logging.getLogger("citypulse.ingest")
 
@@ -235,7 +235,8 @@ class Batcher:
             dups += h.duplicates
         for (k, source), n in kinds.items():
             self.metrics.messages.labels(k, source).inc(n)
-        unique, more = merge_rows(rows)
-        return Batch(tuple(unique), tuple(dead), tuple(status), dups + more,
+        # rows repeating a (sensor, time) are folded by the store only when its unique key
+        # stops the COPY (Store.write_rows), not checked here for every batch
+        return Batch(tuple(rows), tuple(dead), tuple(status), dups,
                      tuple((g, to_time(t), n) for g, (t, n) in seen.items()), tuple(side),
                      tuple(foreign), min((m.received_ms for m in msgs), default=None))

@@ -24,6 +24,7 @@ import orjson
 
 from citypulse.catalogue import DEVICE_KINDS as KINDS
 from citypulse.catalogue import MAX_SLOTS
+from citypulse.schema import merge_rows
 from citypulse.wire import payload as wp
 from citypulse.wire.topics import GATEWAY, Topic
 
@@ -118,34 +119,6 @@ def dead_letter(received_ms: int, topic: str, reason: str, data: bytes, detail: 
 
 def _frag(sensor_id: str, ts: int, seq: int | None, values: Iterable[tuple[str, float]]) -> bytes:
     return orjson.dumps({"sensor_id": sensor_id, **wp.reading_obj(ts, dict(values), seq)})
-
-
-def merge_rows(rows: Iterable[tuple]) -> tuple[list[tuple], int]:
-    """Merge rows with the same (sensor, time): first value of each slot wins.
-
-    Returns the unique rows and the number of metric values dropped as duplicates.
-    """
-    rows = rows if isinstance(rows, list) else list(rows)
-    if len({(r[1], r[0]) for r in rows}) == len(rows):  # the usual case: nothing to merge
-        return rows, 0
-    merged: dict[tuple, tuple] = {}
-    dups = 0
-    for r in rows:
-        key = (r[1], r[0])
-        cur = merged.setdefault(key, r)
-        if cur is r:
-            continue
-        new = list(cur)
-        for i in range(3, 3 + MAX_SLOTS):
-            if r[i] is not None:
-                if new[i] is None:
-                    new[i] = r[i]
-                else:
-                    dups += 1
-        if new[2] is None:
-            new[2] = r[2]
-        merged[key] = tuple(new)
-    return list(merged.values()), dups
 
 
 def validate(decoded: wp.Decoded, topic: Topic, topic_str: str, payload: bytes,

@@ -100,13 +100,13 @@ class Writer:
             self._bisect(conn, list(batch.rows), spooled)
             return
         if spooled:  # seq and dead letters were counted when it was spooled
-            self.metrics.stored.inc(len(batch.rows) - res.duplicates)
+            self.metrics.stored.inc(res.stored)
             if res.duplicates:
                 self.metrics.duplicates.inc(res.duplicates)
             return
         self.metrics.commit.observe(time.perf_counter() - t0)
         self.metrics.batch_rows.observe(len(batch.rows))
-        self.account(batch, duplicates=res.duplicates)
+        self.account(batch, duplicates=res.duplicates, stored=res.stored)
 
     def _write_all(self, conn: psycopg.Connection, rows, batch: Batch) -> schema.WriteResult:
         if not batch.side:
@@ -124,9 +124,10 @@ class Writer:
         try:
             res = self.store.write_batch(conn, rows)
             if spooled:
-                self.metrics.stored.inc(len(rows) - res.duplicates)
+                self.metrics.stored.inc(res.stored)
             else:
-                self.account(Batch(tuple(rows), (), ()), duplicates=res.duplicates)
+                self.account(Batch(tuple(rows), (), ()), duplicates=res.duplicates,
+                             stored=res.stored)
             return
         except TEMPORARY:
             raise
@@ -153,8 +154,12 @@ class Writer:
                     log.info("event=spool_drained")
                 self._db_down.clear()
 
-    def account(self, batch: Batch, *, duplicates: int = 0, spooled: bool = False) -> None:
-        """Update metrics after a commit (or spool) of ``batch``."""
+    def account(self, batch: Batch, *, duplicates: int = 0, spooled: bool = False,
+                stored: int | None = None) -> None:
+        """Update metrics after a commit (or spool) of ``batch``.
+
+        ``stored``: the rows the store took (default: all but ``duplicates``).
+        """
         m = self.metrics
         for d in batch.dead:
             m.dead.labels(d.reason).inc()
@@ -163,7 +168,7 @@ class Writer:
         if not batch.rows:
             return
         if not spooled:
-            m.stored.inc(len(batch.rows) - duplicates)
+            m.stored.inc(len(batch.rows) - duplicates if stored is None else stored)
             now = datetime.now(UTC)
             step = max(1, len(batch.rows) // 256)
             for r in batch.rows[::step]:

@@ -47,10 +47,11 @@ from citypulse.schema.store import (
     Row,
     Store,
     WriteResult,
+    merge_rows,
 )
 
 __all__ = [
     "BACKENDS", "DEAD_COLUMNS", "POSTGRES", "RAW_COLUMNS", "RAW_TYPES", "TIMESCALE",
     "UPKEEP_LOCK", "Row", "Step", "Store", "WriteResult", "connect", "current_backend",
-    "detect_backend", "migrate", "plan", "split_statements", "sync_catalogue",
+    "detect_backend", "merge_rows", "migrate", "plan", "split_statements", "sync_catalogue",
 ]

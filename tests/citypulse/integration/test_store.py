@@ -41,6 +41,23 @@ def test_write_then_duplicate_is_dropped_and_new_metric_merged(db, store):
     assert db.execute("SELECT max(v0) FROM citypulse.raw WHERE seq < 100").fetchone()[0] == 10.0
 
 
+def test_a_batch_repeating_its_own_keys_is_folded_when_the_copy_stops(db, store):
+    # the collector hands batches over unchecked: the unique key finds the repeats
+    t = [NOW + timedelta(seconds=i) for i in range(4)]
+    batch = [_row(t[0], 1, 0, 10.0), _row(t[1], 1, 1, 11.0, 41.0),
+             _row(t[0], 1, 0, None, 40.0),        # the rest of a split reading
+             _row(t[1], 1, 1, 99.0, 99.0),        # a redelivery inside the batch
+             _row(t[2], 1, 2, 12.0)]
+    res = store.write_rows(db, batch)
+    assert res == schema.WriteResult(3, 0, 2) and res.stored == 3
+    got = db.execute("SELECT time, v0, v1 FROM citypulse.raw ORDER BY time").fetchall()
+    assert got == [(t[0], 10.0, 40.0), (t[1], 11.0, 41.0), (t[2], 12.0, None)]
+    # against stored rows too: one new metric merged, one repeat dropped, one new row
+    again = [_row(t[2], 1, 2, None, 42.0), _row(t[2], 1, 2, None, 43.0), _row(t[3], 1, 3, 1.0)]
+    assert store.write_rows(db, again) == schema.WriteResult(1, 1, 1)
+    assert db.execute("SELECT v1 FROM citypulse.raw WHERE time = %s", (t[2],)).fetchone() == (42.0,)
+
+
 def test_readings_view_names_metrics_by_kind(db, store):
     store.write_rows(db, [_row(NOW, 2, 1, 3.5, 41.0, 1.0, 80.0)])
     got = db.execute("SELECT sensor_id, kind, metric, value FROM citypulse.readings "
