@@ -289,7 +289,7 @@ def create_blueprint(settings: Settings, pool: Any, require_read: Callable[[], o
             raise Problem(406, "NotAcceptable", "temporal entities are JSON or JSON-LD")
         a = flask.request.args
         start, end = temporal.time_range(a.get("timerel"), _time("timeAt"),
-                                         _time("endTimeAt"))
+                                         _time("endTimeAt"), optional=single)
         kinds = _list("type") or sorted({t for t, _ in filter(None, map(E.local_id, ids or []))})
         if not kinds:
             raise _bad("give type (TrafficFlowObserved, CrowdFlowObserved) or id")

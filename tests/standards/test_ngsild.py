@@ -301,6 +301,13 @@ def test_temporal_values_come_from_the_twin_rollup(std_server, viewer, db):
               status=400).json()
     assert bad["type"].endswith("/BadRequestData") and "endTimeAt" in bad["detail"]
     get(viewer, std_server, "/temporal/entities", {"type": "TrafficFlowObserved"}, status=400)
+    # one entity's temporal query is optional (CIM 009 5.7.3): then the last 7 days, all the
+    # stored minutes that have ended (the seed's last one may not have yet)
+    r = get(viewer, std_server, f"/temporal/entities/{eid.replace('%', '%25')}",
+            {"attrs": "averageVehicleSpeed"}).json()
+    assert len(rows) <= len(r["averageVehicleSpeed"]) <= len(rows) + 1
+    assert [i["value"] for i in r["averageVehicleSpeed"][:len(rows)]] == pytest.approx(
+        [max(0.0, s) for _b, s in rows])
 
 
 
