@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pyproj import Geod
 
-from standards.ngsild.entities import urn
+from standards.ngsild.entities import TYPES, urn
 from twin import state
 
 pytestmark = pytest.mark.integration
@@ -61,6 +61,7 @@ def answers(std_server, read_key, store):
              "coordinates": [lon, lat]}
     calls = [
         ["n_devices", "count", {"type": "Device"}],
+        ["types", "types.list", {}],
         ["devices", "query", {"type": "Device"}],
         ["traffic", "query", {"type": "TrafficFlowObserved"}],
         ["crowd", "query", {"type": "CrowdFlowObserved"}],
@@ -94,6 +95,7 @@ def value(e: dict, attr: str):
 def test_it_connects_with_an_api_key_and_with_basic(std_server, answers, store):
     assert answers["broker"] is None  # connected (it raises otherwise); vendor not guessed
     assert answers["n_devices"] == len(store["sensors"])
+    assert answers["types"] == list(TYPES)  # GET /types
     basic = run_client(std_server, "basic:viewer:viewer", [["n", "count", {"type": "Device"}]])
     assert basic["n"] == len(store["sensors"])
 
