@@ -18,7 +18,8 @@ system-deps:
 
 deps: system-deps $(STAMP) assets vendor
 
-# vendor SDKs the tests drive (tb-mqtt-client), in their own virtualenv: see tests/vendor-requirements.txt
+# vendor SDKs the tests drive (tb-mqtt-client, ngsildclient), in their own virtualenv: see
+# tests/vendor-requirements.txt
 vendor: $(STAMP)
 	$(BIN)/python tests/ingest/vendor.py
 

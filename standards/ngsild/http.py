@@ -7,6 +7,9 @@ aborts with 401/403 otherwise).  Out, all GET::
     /ngsi-ld/v1/entities?type=&id=&idPattern=&attrs=&q=&georel=&geometry=&coordinates=
                         &geoproperty=&limit=&offset=&count=&options=keyValues
     /ngsi-ld/v1/entities/{id}?attrs=&options=
+    POST /ngsi-ld/v1/entityOperations/query?limit=&offset=&count=&options=
+         body {"type": "Query", "entities": [{"type", "id", "idPattern"}], "attrs": [...],
+               "q": "...", "geoQ": {"georel", "geometry", "coordinates", "geoproperty"}}
     /ngsi-ld/v1/types
     /ngsi-ld/v1/temporal/entities?type=&id=&attrs=&timerel=&timeAt=&endTimeAt=&lastN=
                                  &options=temporalValues&limit=&offset=
@@ -17,13 +20,14 @@ aborts with 401/403 otherwise).  Out, all GET::
 ``application/ld+json`` (``@context`` in the body) or ``application/geo+json``; anything
 else 406.  Errors are NGSI-LD ProblemDetails (``type``
 ``https://uri.etsi.org/ngsi-ld/errors/BadRequestData`` 400, ``ResourceNotFound`` 404,
-``OperationNotSupported`` 405, ``NotAcceptable`` 406).  Writes are not offered (405).
+``OperationNotSupported`` 405, ``NotAcceptable`` 406).  Writes are not offered (405); the
+POST query (ETSI GS CIM 009 6.23) is a read and answers like ``GET /entities``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import flask
@@ -60,8 +64,13 @@ def _bad(detail: str) -> Problem:
     return Problem(400, "BadRequestData", detail)
 
 
-def _list(name: str) -> list[str] | None:
-    text = flask.request.args.get(name)
+Args = Mapping[str, str]
+QUERY_KEYS = ("type", "entities", "attrs", "q", "geoQ", "@context")  # of a Query body
+GEO_KEYS = ("georel", "geometry", "coordinates", "geoproperty")
+
+
+def _list(name: str, args: Args | None = None) -> list[str] | None:
+    text = (flask.request.args if args is None else args).get(name)
     if text is None:
         return None
     items = [x.strip() for x in text.split(",") if x.strip()]
@@ -70,8 +79,8 @@ def _list(name: str) -> list[str] | None:
     return items
 
 
-def _int(name: str, default: int, top: int | None = None) -> int:
-    text = flask.request.args.get(name)
+def _int(name: str, default: int, top: int | None = None, args: Args | None = None) -> int:
+    text = (flask.request.args if args is None else args).get(name)
     if text is None:
         return default
     if not text.isdigit() or (top is not None and int(text) > top):
@@ -104,8 +113,7 @@ def _context_url() -> str:
     return flask.request.host_url.rstrip("/") + PREFIX + "/contexts/" + views.CITYPULSE_CONTEXT
 
 
-def _geo() -> Any:
-    a = flask.request.args
+def _geo(a: Args) -> Any:
     georel = a.get("georel")
     if georel is None:
         if a.get("geometry") or a.get("coordinates"):
@@ -117,8 +125,12 @@ def _geo() -> Any:
                      a.get("geoproperty", "location"))
 
 
-def _query(settings_threshold: float) -> tuple[finder.Query, bool]:
-    a = flask.request.args
+def _query(settings_threshold: float, body: Args | None = None) -> tuple[finder.Query, bool]:
+    """The query of the URL's parameters, or of ``body`` (a POST Query, see _body_args)."""
+    a = flask.request.args if body is None else body
+    if body is None and "geoQ" in a:
+        raise _bad("geoQ is not a parameter of GET /entities (ETSI GS CIM 009 6.4.3.2): use "
+                   "georel, geometry and coordinates, or POST /entityOperations/query")
     id_pattern = None
     if a.get("idPattern"):
         try:
@@ -126,9 +138,9 @@ def _query(settings_threshold: float) -> tuple[finder.Query, bool]:
         except re.error as exc:
             raise _bad(f"idPattern: {exc}") from None
     query = finder.Query(
-        types=_list("type"), ids=_list("id"), id_pattern=id_pattern,
-        q=parse_q(a["q"]) if "q" in a else None, geo=_geo(), attrs=_list("attrs"),
-        limit=_int("limit", DEFAULT_LIMIT, MAX_LIMIT), offset=_int("offset", 0),
+        types=_list("type", a), ids=_list("id", a), id_pattern=id_pattern,
+        q=parse_q(a["q"]) if "q" in a else None, geo=_geo(a), attrs=_list("attrs", a),
+        limit=_int("limit", DEFAULT_LIMIT, MAX_LIMIT, a), offset=_int("offset", 0, args=a),
         congested_above=settings_threshold)
     count = a.get("count", "false")
     if count not in ("true", "false"):
@@ -138,6 +150,46 @@ def _query(settings_threshold: float) -> tuple[finder.Query, bool]:
     if query.limit == 0 and count != "true":
         raise _bad("limit=0 is only allowed with count=true")
     return query, count == "true"
+
+
+def _body_args() -> dict[str, str]:
+    """A POST Query body (CIM 009 5.2.23) as the GET parameters it stands for.
+
+    The URL's limit, offset and count are kept.  Several entity selectors may each give only a
+    type (one selector may also give id and idPattern).
+    """
+    body = flask.request.get_json(force=True, silent=True)
+    if not isinstance(body, dict) or body.get("type") != "Query":
+        raise _bad('body: give a JSON object {"type": "Query", "entities": [...], ...}')
+    if unknown := sorted(set(body) - set(QUERY_KEYS)):
+        raise _bad(f"body: {unknown} not supported (use entities, attrs, q, geoQ)")
+    args = {k: v for k, v in flask.request.args.items() if k in ("limit", "offset", "count")}
+    selectors = body.get("entities", [])
+    if not isinstance(selectors, list) or not all(
+            isinstance(x, dict) and set(x) <= {"type", "id", "idPattern"} and
+            all(isinstance(v, str) for v in x.values()) for x in selectors):
+        raise _bad("entities: a list of {type, id, idPattern} with string values")
+    if len(selectors) > 1 and any(set(x) != {"type"} for x in selectors):
+        raise _bad("entities: several selectors may each give only a type")
+    if selectors:
+        args.update({k: v for k, v in selectors[0].items() if k != "type"})
+        args["type"] = ",".join(x["type"] for x in selectors if "type" in x)
+    attrs = body.get("attrs")
+    if attrs is not None:
+        if not isinstance(attrs, list) or not all(isinstance(x, str) for x in attrs):
+            raise _bad("attrs: a list of attribute names")
+        args["attrs"] = ",".join(attrs)
+    if "q" in body:
+        if not isinstance(body["q"], str):
+            raise _bad("q: a string")
+        args["q"] = body["q"]
+    geo = body.get("geoQ")
+    if geo is not None:
+        if not isinstance(geo, dict) or not set(geo) <= set(GEO_KEYS):
+            raise _bad(f"geoQ: an object of {', '.join(GEO_KEYS)}")
+        args.update({k: v if isinstance(v, str) else orjson.dumps(v).decode()
+                     for k, v in geo.items()})
+    return {k: v for k, v in args.items() if v != ""}
 
 
 def _render(items: list[dict], many: bool, opts: set[str], accept: str,
@@ -192,8 +244,15 @@ def create_blueprint(settings: Settings, pool: Any, require_read: Callable[[], o
 
     @bp.get("/entities")
     def entities():
+        return query_answer(None)
+
+    @bp.post("/entityOperations/query")
+    def entities_by_post():
+        return query_answer(_body_args())
+
+    def query_answer(body: Args | None):
         accept, opts = _accept(), _options()
-        query, count = _query(threshold)
+        query, count = _query(threshold, body)
         query.access = access() if access else None
         with pool.connection() as conn:
             page, total = finder.find(conn, query)
@@ -230,7 +289,7 @@ def create_blueprint(settings: Settings, pool: Any, require_read: Callable[[], o
             raise Problem(406, "NotAcceptable", "temporal entities are JSON or JSON-LD")
         a = flask.request.args
         start, end = temporal.time_range(a.get("timerel"), _time("timeAt"),
-                                         _time("endTimeAt"))
+                                         _time("endTimeAt"), optional=single)
         kinds = _list("type") or sorted({t for t, _ in filter(None, map(E.local_id, ids or []))})
         if not kinds:
             raise _bad("give type (TrafficFlowObserved, CrowdFlowObserved) or id")

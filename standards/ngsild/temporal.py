@@ -1,7 +1,8 @@
 """Temporal evolution of TrafficFlowObserved and CrowdFlowObserved from the twin's rollups.
 
 In: a connection, the entity type, optional ids, attributes and a time range
-(``timerel`` before / after / between with ``timeAt`` / ``endTimeAt``), ``lastN``.  Out:
+(``timerel`` before / after / between with ``timeAt`` / ``endTimeAt``; for one entity
+optional: the last 7 days), ``lastN``.  Out:
 temporal entities, one per segment or zone that has data in the range, each attribute an
 array of instances ``{"type": "Property", "value", "observedAt"}`` (or, with
 ``temporalValues``, ``{"type": "Property", "values": [[value, observedAt], ...]}``).
@@ -44,9 +45,16 @@ class TemporalError(ValueError):
         self.parameter = parameter
 
 
-def time_range(timerel: str | None, time_at: datetime | None,
-               end_at: datetime | None) -> tuple[datetime, datetime]:
-    """[start, end) of a temporal query; TemporalError when incomplete or too long."""
+def time_range(timerel: str | None, time_at: datetime | None, end_at: datetime | None,
+               optional: bool = False) -> tuple[datetime, datetime]:
+    """[start, end) of a temporal query; TemporalError when incomplete or too long.
+
+    ``optional``: retrieving one entity, whose temporal query CIM 009 (5.7.3) makes optional;
+    without timerel, timeAt and endTimeAt that is the last :data:`MAX_RANGE` up to now.
+    """
+    if optional and timerel is None and time_at is None and end_at is None:
+        now = datetime.now(UTC)
+        return now - MAX_RANGE, now
     if timerel is None:
         raise TemporalError("timerel", "give timerel=before|after|between and timeAt")
     if time_at is None:

@@ -301,3 +301,84 @@ def test_temporal_values_come_from_the_twin_rollup(std_server, viewer, db):
               status=400).json()
     assert bad["type"].endswith("/BadRequestData") and "endTimeAt" in bad["detail"]
     get(viewer, std_server, "/temporal/entities", {"type": "TrafficFlowObserved"}, status=400)
+    # one entity's temporal query is optional (CIM 009 5.7.3): then the last 7 days, all the
+    # stored minutes that have ended (the seed's last one may not have yet)
+    r = get(viewer, std_server, f"/temporal/entities/{eid.replace('%', '%25')}",
+            {"attrs": "averageVehicleSpeed"}).json()
+    assert len(rows) <= len(r["averageVehicleSpeed"]) <= len(rows) + 1
+    assert [i["value"] for i in r["averageVehicleSpeed"][:len(rows)]] == pytest.approx(
+        [max(0.0, s) for _b, s in rows])
+
+
+
+def test_query_by_post_answers_like_get(std_server, read_key, db):
+    """POST /entityOperations/query (ETSI GS CIM 009 6.23): a Query body, GET's answers."""
+    import requests
+
+    client = requests.Session()
+    client.headers["X-API-Key"] = read_key  # a machine client: no session, no Origin
+    lon, lat = db.execute("SELECT lon, lat FROM citypulse.sensors ORDER BY sensor_id "
+                          "LIMIT 1 OFFSET 500").fetchone()
+    q = 'controlledProperty=="noiseLevel"|controlledProperty=="trafficFlow"'
+    body = {"type": "Query", "entities": [{"type": "Device"}], "q": q,
+            "attrs": ["location", "controlledProperty"],
+            "geoQ": {"georel": "near;maxDistance==1500", "geometry": "Point",
+                     "coordinates": [lon, lat]}}
+    params = {"type": "Device", "q": q, "attrs": "location,controlledProperty",
+              "georel": "near;maxDistance==1500", "geometry": "Point",
+              "coordinates": json.dumps([lon, lat]), "options": "keyValues"}
+
+    def post(b, status=200, **url):
+        r = client.post(std_server.url + API + "/entityOperations/query", json=b, params=url,
+                        timeout=60)
+        assert r.status_code == status, r.text[:500]
+        return r.json(), r.headers
+
+    by_get = every(client, std_server, params)
+    by_post, headers = post(body, limit=1000, count="true", options="keyValues")
+    n_devices, = db.execute("SELECT count(*) FROM citypulse.sensors").fetchone()
+    assert 5 < len(by_post) < n_devices and by_post == by_get
+    assert headers["NGSILD-Results-Count"] == str(len(by_get))
+    normalized, _ = post(body, limit=3, offset=3)
+    assert [e["id"] for e in normalized] == [e["id"] for e in by_get[3:6]]
+    assert normalized[0]["location"] == {"type": "GeoProperty", "value": by_get[3]["location"]}
+    # several selectors (types), one selector with an id
+    got, _ = post({"type": "Query", "entities": [{"type": "DeviceModel"}, {"type": "Alert"}]},
+                  limit=1000)
+    assert sorted(e["id"] for e in got) == sorted(
+        e["id"] for e in every(client, std_server, {"type": "DeviceModel,Alert"}))
+    one = {"type": "Query", "entities": [{"type": got[0]["type"], "id": got[0]["id"]}]}
+    assert [e["id"] for e in post(one)[0]] == [got[0]["id"]]
+    # a GET with the Query body's geoQ is refused, not answered with every entity
+    r = get(client, std_server, "/entities", {"type": "Device", "geoQ": "near;maxDistance==9"},
+            status=400).json()
+    assert r["type"].endswith("/BadRequestData") and "geoQ" in r["detail"]
+    assert requests.post(std_server.url + API + "/entityOperations/query", json=one,
+                         timeout=30).status_code == 401
+
+
+@pytest.mark.parametrize(("body", "fragment"), [
+    ("not json", "body"),
+    ({"entities": [{"type": "Device"}]}, "body"),
+    ({"type": "Query"}, "at least one of"),
+    ({"type": "Query", "entities": [{"type": "Device"}], "temporalQ": {}}, "temporalQ"),
+    ({"type": "Query", "entities": [{"type": "Device", "id": "urn:x:1"}, {"type": "Alert"}]},
+     "several selectors"),
+    ({"type": "Query", "entities": [{"type": 3}]}, "entities"),
+    ({"type": "Query", "entities": [{"type": "Device"}], "attrs": "location"}, "attrs"),
+    ({"type": "Query", "entities": [{"type": "Device"}], "q": "speed>>3"}, "q:"),
+    ({"type": "Query", "entities": [{"type": "Device"}], "geoQ": {"georel": "within"}},
+     "geometry and coordinates"),
+    ({"type": "Query", "entities": [{"type": "Device"}], "geoQ": {"georel": "near",
+                                                                   "where": "here"}}, "geoQ"),
+])
+def test_bad_post_queries_answer_problem_details(std_server, read_key, body, fragment):
+    import requests
+
+    r = requests.post(std_server.url + API + "/entityOperations/query",
+                      data=body if isinstance(body, str) else json.dumps(body),
+                      headers={"X-API-Key": read_key, "Content-Type": "application/json"},
+                      timeout=30)
+    assert r.status_code == 400, r.text[:300]
+    assert r.json()["type"] == "https://uri.etsi.org/ngsi-ld/errors/BadRequestData"
+    assert fragment in r.json()["detail"]
