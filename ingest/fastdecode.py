@@ -29,7 +29,7 @@ _TS_LIMIT = 2**62
 _SEQ_LIMIT = 2**63
 
 
-class _Item(msgspec.Struct):
+class _Item(msgspec.Struct, gc=False):
     values: dict[str, float]
     ts: int | None = None
     seq: int | None = None
