@@ -162,6 +162,10 @@ def sim_run(
                     encoding=encoding)
     summary = run(cfg, progress=None if as_json else _progress_printer(duration))
     print(json.dumps(summary.as_dict(), indent=None if as_json else 2))
+    if summary.failed_workers:  # the summary is printed, but the run did not do its job
+        typer.echo(f"sim run: publishing worker(s) failed: {', '.join(summary.failed_workers)} "
+                   "(see the log above)", err=True)
+        raise typer.Exit(1)
 
 
 def _progress_printer(duration: float | None):

@@ -82,6 +82,7 @@ class RunSummary:
     messages_per_s: float
     publish_errors: int
     record: str | None
+    failed_workers: tuple[str, ...] = ()  # publishing processes that exited with an error
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -198,7 +199,7 @@ def run(cfg: RunConfig, progress: Callable[[dict], None] | None = None,
         readings=int(tot["readings"]), messages=int(tot["messages"]),
         messages_per_s=round(tot["messages"] / elapsed, 1),
         publish_errors=int(tot["errors"]) + len(failed),
-        record=str(cfg.record) if cfg.record else None)
+        record=str(cfg.record) if cfg.record else None, failed_workers=tuple(failed))
 
 
 def _totals(counters: Any, n: int, elapsed: float, offered: float,

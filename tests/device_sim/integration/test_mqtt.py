@@ -197,3 +197,47 @@ def test_publisher_waits_for_a_broker_that_is_not_up_yet(broker_own, caplog):
     connecting.join(30)
     assert not connecting.is_alive() and pub.client.is_connected()
     pub.close()
+
+
+
+def test_sim_run_exits_nonzero_when_a_publishing_worker_dies(tmp_path, broker):
+    """A worker killed mid-run: the summary still prints and names it, the exit code is 1."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import paho.mqtt.client as mqtt
+
+    from tests.support import wait_until
+
+    dep = tmp_path / "d.parquet"
+    cli = [sys.executable, "-m", "citypulse"]
+    subprocess.run(cli + ["sim", "deploy", "--sensors", "40", "--out", str(dep)], check=True,
+                   capture_output=True)
+    seen = []
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    sub.on_message = lambda *_a: seen.append(1)
+    sub.connect("127.0.0.1", int(broker.url.rsplit(":", 1)[1]))
+    sub.subscribe("#")
+    sub.loop_start()
+    p = subprocess.Popen(cli + ["sim", "run", "--deployment", str(dep), "--duration", "8",
+                                "--mqtt-url", broker.url, "--processes", "1", "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: seen, timeout=60)  # the worker is publishing
+        children = Path(f"/proc/{p.pid}/task/{p.pid}/children").read_text().split()
+        workers = [int(c) for c in children
+                   if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert len(workers) == 1
+        os.kill(workers[0], signal.SIGKILL)
+        out, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+        sub.loop_stop()
+    assert p.returncode == 1, err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["failed_workers"] and summary["publish_errors"] >= 1
+    assert "publishing worker(s) failed" in err
