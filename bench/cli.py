@@ -233,6 +233,18 @@ def bench_sta(
                          database_url=database_url)))
 
 
+def bench_hotpath(
+    per_message: str = typer.Option("100,1", help="Readings per message, comma-separated."),
+    readings: int = typer.Option(200_000, help="Readings per pass."),
+    encoding: str = typer.Option("json", help="json or msgpack."),
+    repeat: int = typer.Option(7, help="Passes; the best is reported."),
+) -> None:
+    """The collector's per-reading Python work next to the bare pipeline's, in-process (JSON)."""
+    from bench.hotpath import run
+
+    print(json.dumps([run(int(k), readings, encoding, repeat) for k in per_message.split(",")]))
+
+
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     """Add ``citypulse bench sim|ingest|soak|twin|alerts|dashboard|web|sta|share|share-verify``."""
     from bench import share
@@ -249,3 +261,4 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     bench_app.command("web")(bench_web)
     bench_app.command("ngsi")(bench_ngsi)
     bench_app.command("sta")(bench_sta)
+    bench_app.command("hotpath")(bench_hotpath)

@@ -175,28 +175,38 @@ class Writer:
                 m.lag.observe(max(0.0, (now - r[0]).total_seconds()))
             if batch.received_ms is not None:
                 m.arrival.observe(max(0.0, now.timestamp() - batch.received_ms / 1000))
-        gaps = late = 0
         with self._seq_lock:
-            low, high = self._low, self._high
-            for r in batch.rows:
-                seq = r[2]
-                if seq is None:
-                    continue
-                sensor = r[1]
-                hi = high.get(sensor)
-                if hi is None:
-                    low[sensor] = high[sensor] = seq
-                elif seq > hi:
-                    gaps += seq - hi - 1
-                    high[sensor] = seq
-                else:
-                    lo = low[sensor]
-                    if seq < lo:  # arrived before everything seen so far: a gap below
-                        gaps += lo - seq - 1
-                        low[sensor] = seq
-                    elif seq != lo and seq != hi:
-                        late += 1  # fills a gap counted earlier
+            gaps, late = count_seq(self._low, self._high, batch.rows)
         if gaps:
             m.seq_gaps.inc(gaps)
         if late:
             m.seq_late.inc(late)
+
+
+def count_seq(low: dict[int, int], high: dict[int, int], rows) -> tuple[int, int]:
+    """Seq accounting of ``rows``: ``(gaps, late)``, updating per-sensor ``low``/``high``.
+
+    A seq above the sensor's highest opens a gap of the seqs skipped; one below its lowest, a
+    gap below; one in between fills a gap counted earlier (late).  Rows without seq count
+    nothing.
+    """
+    gaps = late = 0
+    for r in rows:
+        seq = r[2]
+        if seq is None:
+            continue
+        sensor = r[1]
+        hi = high.get(sensor)
+        if hi is None:
+            low[sensor] = high[sensor] = seq
+        elif seq > hi:
+            gaps += seq - hi - 1
+            high[sensor] = seq
+        else:
+            lo = low[sensor]
+            if seq < lo:  # arrived before everything seen so far: a gap below
+                gaps += lo - seq - 1
+                low[sensor] = seq
+            elif seq != lo and seq != hi:
+                late += 1  # fills a gap counted earlier
+    return gaps, late

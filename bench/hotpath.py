@@ -1,0 +1,118 @@
+"""``citypulse bench hotpath``: the collector's per-reading Python work, part by part, as JSON.
+
+In-process and single-threaded, no broker and no database: the same prebuilt payloads as
+``bench ingest`` (:mod:`bench.wirefeed`'s shape: 2 values per reading, gateway messages of
+``per_message`` readings or single telemetry messages, JSON or MessagePack) go through
+
+- ``decode``: the typed msgspec decode alone (the floor both pipelines share);
+- ``bare``: the bare pipeline's ``on_message`` (:mod:`bench.bare`: decode, one row tuple
+  per reading with its datetime);
+- ``rows``: the collector's :func:`ingest.fastdecode.rows` (decode, registry and gateway
+  check, clock window, per-value catalogue range check, row tuples);
+- ``seq``: the collector's seq-gap accounting (:func:`ingest.writer.count_seq`) of the rows,
+  every sensor seen before (the steady state).
+
+Out: microseconds per reading, best of ``repeat`` passes, and the guarantees' cost
+(``rows - bare`` and ``seq``).  Where these differ from ``bench ingest --baseline``'s
+end-to-end figures, the difference is paho, the hand-off between threads, COPY and commit.
+"""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+import orjson
+
+from bench.bare import Bare
+from bench.wirefeed import VALUES
+from citypulse.settings import Settings
+from citypulse.wire import payload as wp
+from citypulse.wire import topics as wt
+from ingest import fastdecode
+from ingest.registry import Registered
+from ingest.validate import Window
+from ingest.writer import count_seq
+
+PREFIX = "citypulse"
+
+
+class _Msg:
+    __slots__ = ("payload", "topic")
+
+    def __init__(self, topic: str, payload: bytes) -> None:
+        self.topic, self.payload = topic, payload
+
+
+def _payloads(per_message: int, sensors: list[str], messages: int, now_ms: int,
+              msgpack: bool) -> list[tuple[str, bytes]]:
+    enc = msgspec.msgpack.encode if msgpack else orjson.dumps
+    out = []
+    for k in range(messages):
+        chunk = [sensors[(k * per_message + j) % len(sensors)] for j in range(per_message)]
+        items = {sid: [{"ts": now_ms - messages + k, "seq": k, "values": VALUES}]
+                 for sid in chunk}
+        if per_message == 1:
+            out.append((wt.telemetry(chunk[0], PREFIX), enc(items[chunk[0]][0])))
+        else:
+            out.append((wt.gateway("gw-0", PREFIX), enc(items)))
+    return out
+
+
+def _best(fn, repeat: int, n: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return round(best / n * 1e6, 3)
+
+
+def run(per_message: int = 100, readings: int = 200_000, encoding: str = "json",
+        repeat: int = 7) -> dict:
+    """Per-reading microseconds of each part (see the module docstring)."""
+    msgpack = encoding == "msgpack"
+    sensors = [f"hp-{i:05d}" for i in range(max(per_message, 2000))]
+    gw = None if per_message == 1 else "gw-0"
+    registry = {sid: Registered(i + 1, "traffic", gw) for i, sid in enumerate(sensors)}
+    now_ms = int(time.time() * 1000)
+    msgs = _payloads(per_message, sensors, max(1, readings // per_message), now_ms, msgpack)
+    n = len(msgs) * per_message
+    ctype = wp.CONTENT_MSGPACK if msgpack else None
+    parsed = [(wt.parse(t, PREFIX), p) for t, p in msgs]
+    window = Window.of(now_ms, Settings())
+    bare = Bare({"prefix": PREFIX, "sensor_ids": sensors, "encoding": encoding})
+    bare_msgs = [_Msg(t, p) for t, p in msgs]
+    dec = fastdecode._DECODERS[("telemetry" if per_message == 1 else "gateway", msgpack)]
+
+    def decode() -> None:
+        for _t, p in parsed:
+            dec.decode(p)
+
+    def bare_path() -> None:
+        bare.rows = []
+        for m in bare_msgs:
+            bare.on_message(None, None, m)
+
+    rows: list[tuple] = []
+
+    def rows_path() -> None:
+        rows.clear()
+        times: dict = {}
+        for topic, p in parsed:
+            rows.extend(fastdecode.rows(p, topic, now_ms, ctype, registry, window, times))
+
+    rows_path()
+    if len(rows) != n or bare.errors:
+        raise RuntimeError("hotpath: the payloads did not all decode")
+    ids = [r.id for r in registry.values()]  # seq accounting's steady state: all seen before
+    out = {"per_message": per_message, "encoding": encoding, "readings": n,
+           "us_per_reading": {
+               "decode": _best(decode, repeat, n), "bare": _best(bare_path, repeat, n),
+               "rows": _best(rows_path, repeat, n),
+               "seq": _best(lambda: count_seq(dict.fromkeys(ids, -1), dict.fromkeys(ids, -1),
+                                              rows), repeat, n)}}
+    us = out["us_per_reading"]
+    out["guarantees_us"] = {"validation_and_rows_vs_bare": round(us["rows"] - us["bare"], 3),
+                            "seq_accounting": us["seq"]}
+    return out
