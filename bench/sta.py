@@ -10,7 +10,8 @@ time (its fill figures are kept in ``fill.json`` there) instead of loading it ag
 Queries:
 
 - ``latest``: ``Datastreams?$top=1000&$expand=Observations($top=1;$orderby=phenomenonTime
-  desc)`` (the latest observation of 1,000 datastreams), random pages;
+  desc)`` (the latest observation of 1,000 datastreams), random pages (``$skip``), and
+  ``latest_1000_first_page``: the same without ``$skip``;
 - ``count_day``: ``$count`` of one random datastream's observations over the last full day;
 - ``page_day``: the first page (``$top=100``) of one datastream's day, and ``day_array``:
   the whole day in one ``dataArray`` page.
@@ -167,6 +168,8 @@ def _measure(db: str, tmp: Path, info: dict | None, repeat: int, seed: int) -> d
         out["latest_1000"] = _stats([_time(s, base + "/Datastreams", dict(
             latest_q, **{"$skip": str(1000 * rng.randrange(pages))}), latest_ok)
             for _ in range(repeat)])
+        out["latest_1000_first_page"] = _stats([_time(s, base + "/Datastreams", latest_q,
+                                                      latest_ok) for _ in range(repeat)])
         count_q = {"$count": "true", "$top": "0", "$filter": window}
         out["count_day"] = _stats([_time(
             s, f"{base}/Datastreams({rng.choice(ds_ids)})/Observations", count_q,
