@@ -210,13 +210,17 @@ def bench_commands(
 
 def bench_ngsi(
     sensors: int = typer.Option(20_000, help="Sensors seeded (full scale: 200000)."),
-    minutes: int = typer.Option(30, help="Minutes of readings seeded."),
+    minutes: int = typer.Option(30, help="Minutes of readings seeded (a day: 1440)."),
+    step_min: int = typer.Option(1, help="Minutes between a sensor's seeded readings."),
     repeat: int = typer.Option(30, help="Timed requests per case."),
+    pg_dir: Path = typer.Option(None, help="Keep the private PostgreSQL here; a later run "
+                                "with the same directory reuses its seeded city."),
 ) -> None:
     """NGSI-LD latency: GET /entities for all segments and zones, devices, temporal (JSON)."""
     from bench.ngsi import run
 
-    print(json.dumps(run(sensors=sensors, minutes=minutes, repeat=repeat)))
+    print(json.dumps(run(sensors=sensors, minutes=minutes, repeat=repeat, step_min=step_min,
+                         pg_dir=pg_dir)))
 
 
 def bench_sta(
@@ -225,12 +229,14 @@ def bench_sta(
     interval_s: int = typer.Option(60, help="Seconds between a sensor's readings."),
     repeat: int = typer.Option(30, help="Requests per query."),
     database_url: str = typer.Option(None, help="A filled store to use instead."),
+    pg_dir: Path = typer.Option(None, help="Keep the private PostgreSQL here; a later run "
+                                "with the same directory reuses its filled store."),
 ) -> None:
     """SensorThings p50/p95: latest observation of 1,000 datastreams, a day's count and page."""
     from bench.sta import run
 
     print(json.dumps(run(sensors=sensors, hours=hours, interval_s=interval_s, repeat=repeat,
-                         database_url=database_url)))
+                         database_url=database_url, pg_dir=pg_dir)))
 
 
 def bench_hotpath(

@@ -3,7 +3,8 @@
 In: a migrated database connection (autocommit), a sensor count and a history length.
 Out: sensors registered on the twin's city model (traffic on segments, people in zones,
 logistics trackers with origin/destination zones, the rest as points), readings for the
-last ``minutes`` minutes (rush-hour-like congestion moving round the rings), some sensors
+last ``minutes`` minutes, every ``step_min`` minutes (rush-hour-like congestion moving round
+the rings), some sensors
 offline, dead letters, open alerts (through analytics' lifecycle) and, by default, one
 pass of the twin's worker over it (placement and per-minute state).  Returns a summary.
 Deterministic for a given ``seed``; vectorised (200,000 sensors register in seconds).
@@ -27,7 +28,7 @@ from dashboards import data
 
 def seed(conn: psycopg.Connection, settings: Settings, sensors: int = 2000,
          minutes: int = 30, now: datetime | None = None, seed: int = 7,
-         alerts: int = 4, aggregate: bool = True) -> dict:
+         alerts: int = 4, aggregate: bool = True, step_min: int = 1) -> dict:
     """Fill the store with a small living city; returns counts of what was written.
 
     With ``aggregate`` the twin's worker pass runs once, so the twin's state tables hold
@@ -83,7 +84,7 @@ def seed(conn: psycopg.Connection, settings: Settings, sensors: int = 2000,
     ids = dict(conn.execute("SELECT sensor_id, id FROM citypulse.sensors").fetchall())
     store = Store.open(conn, settings, migrate_now=False)
     n_readings = _readings(conn, store, ids, segs, seg_of, n_trf, n_ppl, zones, zone_of,
-                           now, minutes, rng)
+                           now, minutes, rng, step_min)
     offline = [f"{pk[i][:3]}-{i:06d}" for i in range(0, n_pt, 97)][:500]
     with conn.cursor() as cur:
         cur.executemany("INSERT INTO citypulse.sensor_status VALUES (%s, 'offline', %s) "
@@ -108,11 +109,11 @@ def seed(conn: psycopg.Connection, settings: Settings, sensors: int = 2000,
 
 
 def _readings(conn, store, ids, segs, seg_of, n_trf, n_ppl, zones, zone_of, now, minutes,
-              rng) -> int:
-    """Traffic and people readings once a minute; a jam moves round the rings over time."""
+              rng, step_min) -> int:
+    """Traffic and people readings every ``step_min``; a jam moves round the rings over time."""
     total = 0
     pad = (None,) * (MAX_SLOTS - 5)
-    for m in range(minutes, -1, -1):
+    for m in range(minutes, -1, -step_min):
         t = now - timedelta(minutes=m)
         phase = (minutes - m) / max(1, minutes) * 2 * math.pi
         batch = []

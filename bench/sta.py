@@ -3,10 +3,15 @@
 A private PostgreSQL (unless ``--database-url`` names a prepared one), ``--sensors``
 traffic sensors (5 datastreams each) with ``--hours`` of readings every ``--interval-s``
 written through :meth:`Store.write_rows` and rolled up, then the real dashboards app (its
-``/sta/v1.1`` behind an API key) served in this process and asked, one request at a time:
+``/sta/v1.1`` behind an API key) served in this process and asked, one request at a time.
+With ``--pg-dir`` the private PostgreSQL lives in that directory and is kept (stopped)
+after the run: a later run with the same directory measures the store filled the first
+time (its fill figures are kept in ``fill.json`` there) instead of loading it again.
+Queries:
 
 - ``latest``: ``Datastreams?$top=1000&$expand=Observations($top=1;$orderby=phenomenonTime
-  desc)`` (the latest observation of 1,000 datastreams), random pages;
+  desc)`` (the latest observation of 1,000 datastreams), random pages (``$skip``), and
+  ``latest_1000_first_page``: the same without ``$skip``;
 - ``count_day``: ``$count`` of one random datastream's observations over the last full day;
 - ``page_day``: the first page (``$top=100``) of one datastream's day, and ``day_array``:
   the whole day in one ``dataArray`` page.
@@ -18,6 +23,7 @@ p50/p95/max in ms per query, the store's size, and whether each query's plan tou
 from __future__ import annotations
 
 import io
+import json
 import random
 import statistics
 import tempfile
@@ -104,18 +110,29 @@ def _index_only(db: str, path: str, params: dict) -> bool:
 
 
 def run(sensors: int = 2000, hours: float = 24.0, interval_s: int = 60, repeat: int = 30,
-        database_url: str | None = None, seed: int = 1) -> dict:
-    """Fill (unless ``database_url``), serve the app, time each query ``repeat`` times."""
+        database_url: str | None = None, seed: int = 1, pg_dir: Path | None = None) -> dict:
+    """Fill (unless ``database_url`` or a filled ``pg_dir``), serve the app, time each query."""
     with tempfile.TemporaryDirectory(prefix="cp-bench-sta-") as tmp:
         if database_url:
             return _measure(database_url, Path(tmp), None, repeat, seed)
-        with PrivatePostgres(Path(tmp) / "pg") as pg:
-            settings = Settings(database_url=pg.url, data_dir=Path(tmp))
-            now = datetime.now(UTC).replace(second=0, microsecond=0)
-            with psycopg.connect(pg.url, autocommit=True) as conn:
-                schema.migrate(conn, settings)
-                info = _fill(conn, settings, sensors, hours, interval_s, now)
-            return _measure(pg.url, Path(tmp), info, repeat, seed)
+        home = Path(pg_dir) if pg_dir else Path(tmp)
+        with PrivatePostgres(home / "pg") as pg:
+            return _measure(pg.url, Path(tmp), _filled(pg.url, home, sensors, hours,
+                                                       interval_s), repeat, seed)
+
+
+def _filled(db: str, home: Path, sensors: int, hours: float, interval_s: int) -> dict:
+    """The fill figures: of this run's fill, or of the one that filled ``home`` before."""
+    done = home / "fill.json"
+    if done.exists():
+        return {**json.loads(done.read_text()), "reused": str(home)}
+    settings = Settings(database_url=db, data_dir=home)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    with psycopg.connect(db, autocommit=True) as conn:
+        schema.migrate(conn, settings)
+        info = _fill(conn, settings, sensors, hours, interval_s, now)
+    done.write_text(json.dumps(info))
+    return info
 
 
 def _measure(db: str, tmp: Path, info: dict | None, repeat: int, seed: int) -> dict:
@@ -151,6 +168,8 @@ def _measure(db: str, tmp: Path, info: dict | None, repeat: int, seed: int) -> d
         out["latest_1000"] = _stats([_time(s, base + "/Datastreams", dict(
             latest_q, **{"$skip": str(1000 * rng.randrange(pages))}), latest_ok)
             for _ in range(repeat)])
+        out["latest_1000_first_page"] = _stats([_time(s, base + "/Datastreams", latest_q,
+                                                      latest_ok) for _ in range(repeat)])
         count_q = {"$count": "true", "$top": "0", "$filter": window}
         out["count_day"] = _stats([_time(
             s, f"{base}/Datastreams({rng.choice(ds_ids)})/Observations", count_q,

@@ -112,6 +112,11 @@ class Reader:
         if ent is OBS:
             single = restrict is not ALL and len(restrict) == 1
             order += ["e.sensor_row"] if single else ["e.sensor_row", "e.ds"]
+        elif ent.plural == "Datastreams":
+            # the order of id (sensor row * 8 + slot) as the sensors' primary key gives it,
+            # so a page is read along that index (id itself is computed: a sort of every
+            # datastream, 1 M of them at 200,000 sensors)
+            order += ["e.sensor_row", "e.slot"]
         else:
             order.append("e.id")
         return order
@@ -141,6 +146,13 @@ class Reader:
         order = self._tail(ent, opts, restrict, c)
         sql = (f"SELECT e.* FROM ({src}) e WHERE {' AND '.join(where)} "  # noqa: S608 - identifiers from code; values are parameters
                f"ORDER BY {', '.join(order)} LIMIT %s OFFSET %s")
+        if ent.plural == "Datastreams" and not opts.orderby:
+            # the page's keys first, then its rows: a deep $skip sorts two integers per
+            # datastream instead of whole rows (1 M at 200,000 sensors: half the time)
+            # (the kind's id ``sensor`` too: a slot alone matches a metric of every kind)
+            keys = sql.replace("SELECT e.*", "SELECT e.sensor_row, e.slot, e.sensor", 1)
+            sql = (f"SELECT e.* FROM ({src}) e JOIN ({keys}) k ON e.sensor_row = k.sensor_row"  # noqa: S608 - as above
+                   f" AND e.slot = k.slot AND e.sensor = k.sensor ORDER BY {', '.join(order)}")
         rows = self.q(sql, params + [opts.limit + 1, opts.skip])
         more = 0 < opts.limit < len(rows)  # $top=0 (a count only) has no next page
         count = self.count(ent, opts, cond, restrict) if opts.count else None
