@@ -127,49 +127,51 @@ class Store:
         upserted when changed; ``gateways`` heartbeats as :meth:`touch_gateways`.  Raises
         psycopg errors (nothing is written then); the caller tells temporary from permanent.
         """
-        with conn.transaction():
-            result = self._write_rows(conn, rows)
-            if gateways:
-                self.touch_gateways(conn, gateways)
-            with conn.cursor() as cur:
-                if dead:
-                    with cur.copy(_COPY_DEAD) as copy:
-                        copy.set_types(_DEAD_TYPES)
-                        for d in dead:
-                            copy.write_row(d)
-                if status:
-                    cur.executemany(_STATUS_UPSERT, list(status))
-        return result
+        # the COPY goes first and without a savepoint of its own: when the unique key stops
+        # it, the whole transaction is redone with the merge (the rare path), so the usual
+        # batch costs no SAVEPOINT/RELEASE round trips
+        try:
+            return self._batch(conn, rows, dead, status, gateways, merge=False)
+        except psycopg.errors.UniqueViolation:
+            return self._batch(conn, rows, dead, status, gateways, merge=True)
 
     def write_rows(self, conn: psycopg.Connection, rows: Sequence[Row]) -> WriteResult:
         """Write reading rows in one transaction; a (sensor, time, metric) seen before is dropped.
 
         Fast path: binary COPY straight into the table.  When the batch collides with rows
         already stored (a redelivery, also into a compressed chunk) or repeats a (sensor,
-        time) itself, the unique key stops the COPY and it falls back: :func:`merge_rows`
-        folds the batch's own repeats (first value of each slot wins), then
-        ``citypulse.merge_raw`` keeps the first value of each metric and adds metrics not
-        stored yet.  So the usual batch pays no duplicate check in Python.  The result's
-        ``duplicates`` counts rows not stored plus metric values the batch repeated; rows
-        stored are ``inserted + merged``.  Raises psycopg errors; the caller tells temporary
-        from permanent ones.
+        time) itself, the unique key stops the COPY and the transaction is redone with the
+        merge: :func:`merge_rows` folds the batch's own repeats (first value of each slot
+        wins), then ``citypulse.merge_raw`` keeps the first value of each metric and adds
+        metrics not stored yet.  So the usual batch pays no duplicate check in Python.  The
+        result's ``duplicates`` counts rows not stored plus metric values the batch
+        repeated; rows stored are ``inserted + merged``.  Raises psycopg errors; the caller
+        tells temporary from permanent ones.
         """
-        if not rows:
-            return WriteResult(0, 0, 0)
-        with conn.transaction():
-            return self._write_rows(conn, rows)
+        return self.write_batch(conn, rows) if rows else WriteResult(0, 0, 0)
 
-    def _write_rows(self, conn: psycopg.Connection, rows: Sequence[Row]) -> WriteResult:
-        """:meth:`write_rows` inside the caller's transaction (one savepoint, for the COPY)."""
-        if not rows:
-            return WriteResult(0, 0, 0)
-        try:
-            with conn.transaction(), conn.cursor() as cur:
-                self._copy(cur, sql.Identifier("citypulse", "raw"), rows)
-            result = WriteResult(len(rows), 0, 0)
-        except psycopg.errors.UniqueViolation:
-            result = self._merge(conn, rows)
-        self._mark_dirty(conn, rows)
+    def _batch(self, conn: psycopg.Connection, rows: Sequence[Row], dead: Sequence[tuple],
+               status: Sequence[tuple[str, str, datetime]],
+               gateways: Mapping[str, tuple[datetime, int]] | None, merge: bool) -> WriteResult:
+        """:meth:`write_batch`'s one transaction, the rows by COPY or (``merge``) merged."""
+        with conn.transaction(), conn.cursor() as cur:
+            result = WriteResult(0, 0, 0)
+            if rows:
+                if merge:
+                    result = self._merge(conn, rows)
+                else:
+                    self._copy(cur, sql.Identifier("citypulse", "raw"), rows)
+                    result = WriteResult(len(rows), 0, 0)
+                self._mark_dirty(conn, rows)
+            if gateways:
+                self.touch_gateways(conn, gateways)
+            if dead:
+                with cur.copy(_COPY_DEAD) as copy:
+                    copy.set_types(_DEAD_TYPES)
+                    for d in dead:
+                        copy.write_row(d)
+            if status:
+                cur.executemany(_STATUS_UPSERT, list(status))
         return result
 
     @staticmethod
