@@ -14,6 +14,8 @@ sensor or gateway id).  Never raises: a topic outside the contract parses as ``u
     city/v1/commands/events                   (citypulse: every command's status changes)
     city/v1/shadow/{device_id}/desired        (retained, versioned desired state)
     city/v1/shadow/{device_id}/reported       (the device's reported state)
+    city/v1/committed                         (citypulse internal, QoS 1: one message per
+                                              committed batch, citypulse.wire.committed)
 """
 
 from __future__ import annotations
@@ -124,6 +126,11 @@ def shadow_desired(device_id: str, prefix: str = "city") -> str:
 def shadow_reported(device_id: str, prefix: str = "city") -> str:
     """State a device reports back for its shadow."""
     return f"{prefix}/{VERSION}/shadow/{device_id}/reported"
+
+
+def committed(prefix: str = "city") -> str:
+    """Internal topic a collector announces each committed batch on (CITYPULSE_STA_MQTT)."""
+    return f"{prefix}/{VERSION}/committed"
 
 
 def command_subscriptions(prefix: str = "city") -> list[str]:
