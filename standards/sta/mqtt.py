@@ -39,26 +39,15 @@ from standards.sta.render import entity
 
 log = logging.getLogger("citypulse.sta.mqtt")
 
-VERSION = PREFIX.rsplit("/", 1)[1]  # "v1.1": the MQTT topics start with the version
 OBSERVATIONS = ENTITIES["Observations"]
 _MS = timedelta(milliseconds=1)
-
-
-def datastream_topic(ds: int) -> str:
-    """``v1.1/Datastreams(<ds>)/Observations``: new observations of one Datastream."""
-    return f"{VERSION}/Datastreams({ds})/Observations"
-
-
-def entity_set_topic() -> str:
-    """``v1.1/Observations``: every new observation."""
-    return f"{VERSION}/{OBSERVATIONS.plural}"
 
 
 def messages(readings: Iterable[wc.Reading], base: str,
              entity_set: bool = False) -> list[tuple[str, bytes]]:
     """Readings -> ``(topic, Observation JSON)`` per non-null slot; ``base`` ends in ``/v1.1``."""
     out = []
-    every = entity_set_topic() if entity_set else None
+    every = wt.sta_observations() if entity_set else None
     for r in readings:
         ms = (r.time - wc.EPOCH) // _MS
         for slot, value in enumerate(r.values):
@@ -68,7 +57,7 @@ def messages(readings: Iterable[wc.Reading], base: str,
             row = {"id": observation_id(ds, ms), "phenomenonTime": r.time,
                    "resultTime": r.time, "result": value}
             body = orjson.dumps(entity(OBSERVATIONS, row, base))
-            out.append((datastream_topic(ds), body))
+            out.append((wt.sta_datastream_observations(ds), body))
             if every:
                 out.append((every, body))
     return out
@@ -127,7 +116,7 @@ def run_relay(settings: Settings) -> None:
     signal.signal(signal.SIGINT, lambda *_a: done.set())
     relay.start()
     print(f"sta mqtt: relaying {wt.committed(settings.topic_prefix)} to "
-          f"{datastream_topic(0).replace('(0)', '(<id>)')} on {settings.mqtt}", flush=True)
+          f"{wt.sta_all()} on {settings.mqtt}", flush=True)
     while not done.wait(1.0):
         pass
     relay.stop()
