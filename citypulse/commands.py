@@ -76,7 +76,8 @@ def up(
 
     Starts a private Mosquitto and PostgreSQL (unless CITYPULSE_MQTT_URL /
     CITYPULSE_DATABASE_URL are set to running servers), migrates, then runs each stage's
-    service: collector, simulator (demo), twin, alerts, dashboards.
+    service: collector, simulator (demo), twin, alerts, dashboards, and the SensorThings
+    MQTT relay when CITYPULSE_STA_MQTT is true.
     """
     from citypulse import schema
     from citypulse.stack import PrivateMosquitto, PrivatePostgres

@@ -20,6 +20,7 @@ import contextlib
 import logging
 from collections.abc import Sequence
 
+import paho.mqtt.client as mqtt
 import psycopg
 from psycopg import sql
 
@@ -60,7 +61,10 @@ class Announcer:
             if result.inserted != len(rows):  # merged into stored rows: announce what is stored
                 rows = stored(conn, rows)
             if rows:
-                self._last = self.session.client.publish(self.topic, wc.encode(rows), qos=1)
+                info = self.session.client.publish(self.topic, wc.encode(rows), qos=1)
+                if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:  # paho holds 65,535 at most
+                    raise RuntimeError("announcement dropped: the MQTT client's queue is full")
+                self._last = info
                 self.metrics.committed_published.inc()
         except Exception:
             log.exception("event=internal_error where=announce rows=%d", len(rows))

@@ -193,10 +193,9 @@ def test_relay_comes_back_after_the_broker_restarts(settings, broker_own, relay_
     cfg = settings.model_copy(update={"mqtt_url": broker_own.url})
     relay = relay_of(cfg)
     broker_own.stop()
-    wait_until(lambda: not relay.session.connected.is_set(), 10, "the relay saw the broker go")
+    wait_until(lambda: not relay.connected, 10, "the relay saw the broker go")
     broker_own.start()
-    assert wait_until(lambda: relay.wait_ready(0.1) and relay.session.client.is_connected(), 20,
-                      "the relay reconnected")
+    assert relay.wait_ready(20), "the relay did not reconnect"
     sub = Subscriber(broker_own.port, [wt.sta_all()])
     pub = Publisher(broker_own.port)
     pub.publish(wt.committed(cfg.topic_prefix),
