@@ -203,3 +203,11 @@ def test_relay_comes_back_after_the_broker_restarts(settings, broker_own, relay_
     pub.close(sent=1)
     wait_until(lambda: len(sub.got()) == 2, 10, "both observations relayed")
     assert sorted(o["result"] for o in sub.got()) == [1.0, 2.0]
+
+
+def test_bench_relays_every_observation():
+    from bench.sta_mqtt import run
+
+    r = run(batches=2, rows=10, slots=2, timeout=30)
+    assert r["complete"] and r["received"] == r["observations"] == 40
+    assert r["relay_bad_messages"] == 0
