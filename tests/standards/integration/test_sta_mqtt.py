@@ -19,7 +19,8 @@ import psycopg
 import pytest
 import requests
 
-from citypulse import apikeys
+from citypulse import apikeys, schema
+from citypulse.settings import Settings
 from citypulse.wire import committed as wc
 from citypulse.wire import topics as wt
 from ingest.metrics import COMMITTED_PUBLISHED, total
@@ -65,7 +66,6 @@ def _port(url: str) -> int:
 @pytest.fixture
 def web(db_url, tmp_path):
     """The real web app on a fresh database, and an API key that may read."""
-    from citypulse.settings import Settings
     from dashboards.app import create_app
     from dashboards.serve import serve
 
@@ -203,6 +203,31 @@ def test_relay_comes_back_after_the_broker_restarts(settings, broker_own, relay_
     pub.close(sent=1)
     wait_until(lambda: len(sub.got()) == 2, 10, "both observations relayed")
     assert sorted(o["result"] for o in sub.got()) == [1.0, 2.0]
+
+
+def test_a_spooled_batch_goes_out_when_it_is_drained_into_the_database(
+        pg_own, broker, topic_prefix, tmp_path, start_collector):  # noqa: F811
+    cfg = Settings(database_url=pg_own.url, mqtt_url=broker.url, topic_prefix=topic_prefix,
+                   spool_dir=tmp_path / "spool", batch_max_ms=50, device_rate_limit=1e5,
+                   sta_mqtt=True)
+    with psycopg.connect(pg_own.url, autocommit=True) as conn:
+        schema.Store.open(conn, cfg)
+    register(cfg.database_url, [("m1", "traffic", None)])
+    sensor = _sensor_ids(cfg.database_url)["m1"]
+    sub = Subscriber(_port(broker.url), [wt.committed(topic_prefix)])
+    c = start_collector(cfg)
+    pg_own.stop()
+    pub = Publisher(_port(broker.url))
+    pub.publish(wt.telemetry("m1", topic_prefix),
+                {"ts": int(time.time() * 1000) - 5000, "values": {"speed_kmh": 12.5}})
+    pub.close(sent=1)
+    wait_until(lambda: c.metrics.value("citypulse_ingest_spool_bytes") > 0 and c.wait_idle(1),
+               60, "the reading spooled and acked")
+    assert sub.messages == []  # spooled is not committed: nothing announced yet
+    pg_own.start()
+    wait_until(lambda: sub.messages, 60, "the drained batch announced")
+    [reading] = wc.decode(sub.messages[0][1])
+    assert (reading.sensor, reading.values[1]) == (sensor, 12.5)
 
 
 def test_bench_relays_every_observation():
