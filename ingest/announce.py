@@ -34,8 +34,8 @@ from ingest.metrics import Metrics
 log = logging.getLogger("citypulse.ingest")
 
 _STORED = sql.SQL(
-    "SELECT {} FROM citypulse.raw r JOIN unnest(%s::int4[], %s::timestamptz[]) AS k(sensor, time)"
-    " ON r.sensor = k.sensor AND r.time = k.time").format(
+    "SELECT {} FROM citypulse.raw r WHERE (r.sensor, r.time) IN "
+    "(SELECT * FROM unnest(%s::int4[], %s::timestamptz[]))").format(
         sql.SQL(", ").join(sql.Identifier("r", c) for c in RAW_COLUMNS))
 
 
@@ -80,5 +80,5 @@ class Announcer:
 
 
 def stored(conn: psycopg.Connection, rows: Sequence[tuple]) -> list[tuple]:
-    """The stored rows at the (sensor, time) keys of ``rows``."""
+    """The stored rows at the (sensor, time) keys of ``rows`` (each once, keys may repeat)."""
     return conn.execute(_STORED, ([r[1] for r in rows], [r[0] for r in rows])).fetchall()
