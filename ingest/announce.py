@@ -49,6 +49,7 @@ class Announcer:
         self.session = Session(settings.mqtt_url, client_id + "-committed", [],
                                lambda *_a: None, ca_file=settings.mqtt_ca_file, connect=False)
         self._last = None  # the latest publish: close() waits for it to reach the broker
+        self.session.client.on_publish = self._on_publish
 
     def start(self) -> None:
         """Connect in the background (paho retries until the broker is there)."""
@@ -68,6 +69,11 @@ class Announcer:
                 self.metrics.committed_published.inc()
         except Exception:
             log.exception("event=internal_error where=announce rows=%d", len(rows))
+            self.metrics.internal.inc()
+
+    def _on_publish(self, _c, _u, _mid, reason, _props) -> None:
+        if reason.is_failure:  # e.g. an ACL without the collector's write on the topic
+            log.warning("event=announce_refused topic=%s reason=%s", self.topic, reason)
             self.metrics.internal.inc()
 
     def close(self, timeout: float = 5.0) -> None:
