@@ -14,9 +14,10 @@ topic of the Datastream's Observations) and, with ``sta_mqtt_entity_set``, on
 
 The relay's MQTT session is persistent (clean start off, session expiry, manual acks), so
 announcements made while it is away, or not relayed when it stopped, are delivered when it
-comes back; a lost broker is retried by paho's loop with capped backoff.  A message that is not the committed format is logged and
-counted (:attr:`Relay.bad`), never raised.  Delivery is at least once: a subscriber may see
-an observation twice (same ``@iot.id``), e.g. after a redelivery to a collector.
+comes back; a lost broker is retried by paho's loop with capped backoff.  A message that is
+not the committed format is logged and counted (:attr:`Relay.bad`), never raised.  Delivery
+is at least once: a subscriber may see an observation twice (same ``@iot.id``), e.g. after a
+redelivery to a collector.
 """
 
 from __future__ import annotations
