@@ -24,6 +24,8 @@ COPY twin ./twin
 COPY analytics ./analytics
 COPY dashboards ./dashboards
 COPY sharing ./sharing
+COPY standards ./standards
+COPY control ./control
 COPY bench ./bench
 COPY scripts ./scripts
 RUN pip install -c constraints.txt . \

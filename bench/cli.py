@@ -251,8 +251,19 @@ def bench_hotpath(
     print(json.dumps([run(int(k), readings, encoding, repeat) for k in per_message.split(",")]))
 
 
+def bench_sta_mqtt(
+    batches: int = typer.Option(20, help="Committed batches fed to the relay."),
+    rows: int = typer.Option(1000, help="Readings per batch."),
+    slots: int = typer.Option(5, help="Metrics per reading (one observation each)."),
+) -> None:
+    """SensorThings MQTT relay: observations per second and CPU per observation."""
+    from bench.sta_mqtt import run
+
+    print(json.dumps(run(batches=batches, rows=rows, slots=slots)))
+
+
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    """Add ``citypulse bench sim|ingest|soak|twin|alerts|dashboard|web|sta|share|share-verify``."""
+    """Add ``citypulse bench sim|ingest|soak|twin|alerts|dashboard|web|sta|sta-mqtt|share|...``."""
     from bench import share
 
     share.register(bench_app)
@@ -268,3 +279,4 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     bench_app.command("ngsi")(bench_ngsi)
     bench_app.command("sta")(bench_sta)
     bench_app.command("hotpath")(bench_hotpath)
+    bench_app.command("sta-mqtt")(bench_sta_mqtt)

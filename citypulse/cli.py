@@ -27,6 +27,7 @@ import ingest.cli
 import ingest.credentials_cli
 import ingest.sources.cli
 import sharing.cli
+import standards.cli
 import twin.cli
 from citypulse.settings import ConfigError
 
@@ -47,6 +48,7 @@ _COMMAND_MODULES = (
     twin.cli,
     analytics.cli,
     dashboards.cli,
+    standards.cli,
     control.cli,
     device_sim.actuators_cli,
     sharing.cli,

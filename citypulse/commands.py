@@ -21,6 +21,8 @@ db_app = typer.Typer(no_args_is_help=True, help="Database schema and upkeep.")
 # adds itself by appending to UP_SERVICES in its cli.register(); the order of registration
 # follows the pipeline.
 UP_SERVICES: list[tuple[str, list[str]]] = []
+# Services `citypulse up` runs only when a boolean setting is on: name -> settings field.
+UP_WHEN: dict[str, str] = {}
 
 
 @db_app.command("migrate")
@@ -74,7 +76,8 @@ def up(
 
     Starts a private Mosquitto and PostgreSQL (unless CITYPULSE_MQTT_URL /
     CITYPULSE_DATABASE_URL are set to running servers), migrates, then runs each stage's
-    service: collector, simulator (demo), twin, alerts, dashboards.
+    service: collector, simulator (demo), twin, alerts, dashboards, and the SensorThings
+    MQTT relay when CITYPULSE_STA_MQTT is true.
     """
     from citypulse import schema
     from citypulse.stack import PrivateMosquitto, PrivatePostgres
@@ -124,7 +127,8 @@ def up(
         _say(f"database {settings.database_url}\nbroker   {settings.mqtt_url}")
         env["CITYPULSE_DEMO_SENSORS"] = str(sensors)  # settings.demo_sensors of `sim run --demo`
         for name, argv in UP_SERVICES:
-            if name.startswith("sim") and not demo:
+            if (name.startswith("sim") and not demo) or (
+                    name in UP_WHEN and not getattr(base, UP_WHEN[name])):
                 continue
             p = subprocess.Popen([sys.executable, "-m", "citypulse", *argv], env=env)
             procs.append((name, p))

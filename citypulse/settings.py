@@ -106,6 +106,18 @@ class Settings(BaseSettings):
         50.0, gt=0, description="Messages/s one device or gateway may send before dead letters."
     )
 
+    # --- SensorThings MQTT (standards/sta/mqtt.py, docs/standard-apis.md) ----------------
+    sta_mqtt: bool = Field(
+        False, description="Collectors publish each committed batch on the internal topic "
+                           "{prefix}/v1/committed and `citypulse up` runs `citypulse sta mqtt`, "
+                           "which relays each observation to v1.1/Datastreams(id)/Observations.")
+    sta_mqtt_entity_set: bool = Field(
+        False, description="The relay also publishes every observation on v1.1/Observations.")
+    web_public_url: str | None = Field(
+        None, description="The web app's URL as clients reach it (the @iot.selfLink of "
+                          "observations sent over MQTT; default http://DASHBOARD_HOST:"
+                          "DASHBOARD_PORT).")
+
     # --- source adapters (ingest/sources/) ---------------------------------------------
     sources: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -292,6 +304,14 @@ class Settings(BaseSettings):
     def web_tls(self) -> bool:
         """Whether the web server itself speaks HTTPS."""
         return self.web_tls_cert is not None
+
+    @property
+    def web_url(self) -> str:
+        """The web app's URL: web_public_url, else its own bind address and scheme."""
+        if self.web_public_url:
+            return self.web_public_url.rstrip("/")
+        scheme = "https" if self.web_tls else "http"
+        return f"{scheme}://{self.dashboard_host}:{self.dashboard_port}"
 
     @property
     def mqtt(self) -> MqttEndpoint:

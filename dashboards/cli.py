@@ -30,8 +30,7 @@ def dashboard(
     settings = load_settings(dashboard_host=host, dashboard_port=port,
                              database_url=database_url, web_workers=workers,
                              web_threads=threads)
-    scheme = "https" if settings.web_tls else "http"
-    url = f"{scheme}://{settings.dashboard_host}:{settings.dashboard_port}"
+    url = settings.web_url
     try:
         print(f"dashboards on {url}/wall (log in at {url}/login); {settings.web_workers} "
               f"workers x {settings.web_threads} threads", flush=True)

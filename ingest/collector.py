@@ -3,7 +3,8 @@
 In: :class:`~citypulse.settings.Settings` (broker and database URLs, topic prefix, batch
 bounds, spool, share group, metrics port).  Out: readings in ``citypulse.raw``, rejects in
 ``citypulse.dead_letters``, device status in ``citypulse.sensor_status``, Prometheus metrics
-at ``/metrics``.  Entry points::
+at ``/metrics``; with ``sta_mqtt`` on, each committed batch announced on the internal
+``committed`` topic (:mod:`ingest.announce`).  Entry points::
 
     run_collector(settings)                 # blocks; SIGTERM/SIGINT flush and return
     c = Collector(settings); c.start(); ...; c.stop()   # in-process (tests)
@@ -39,6 +40,7 @@ from prometheus_client import start_http_server
 from citypulse import schema
 from citypulse.settings import Settings
 from ingest import registry as reg
+from ingest.announce import Announcer
 from ingest.batcher import TEMPORARY, Batch, Batcher, Message, take
 from ingest.metrics import Metrics
 from ingest.session import Session
@@ -68,8 +70,11 @@ class Collector:
         self.session = Session(settings, self.client_id, self.metrics, self.sources)
         self.batcher = Batcher(settings, self.metrics, self._connect_db, self._db_down,
                                self.sources)
+        self.announcer = Announcer(settings, self.client_id, self.metrics) if settings.sta_mqtt \
+            else None  # CITYPULSE_STA_MQTT: each committed batch on the internal topic
         self.writer = Writer(lambda: self.store, self.spool, self.metrics, self._connect_db,
-                             self._db_down, self._stopping)
+                             self._db_down, self._stopping,
+                             self.announcer.committed if self.announcer else None)
         self._threads: list[threading.Thread] = []
         self._http = None
         self.metrics_port: int | None = None
@@ -127,6 +132,8 @@ class Collector:
             self._http, _ = start_http_server(s.metrics_port, addr=s.metrics_host,
                                               registry=self.metrics.registry)
             self.metrics_port = self._http.server_port
+        if self.announcer is not None:
+            self.announcer.start()
         for i in range(s.writer_connections):
             self._spawn(self._writer_loop, f"writer-{i}")
         self._spawn(self._upkeep_loop, "upkeep")
@@ -150,6 +157,8 @@ class Collector:
         for t in self._threads:
             t.join(max(0.1, deadline - time.monotonic()))
         self.session.close()
+        if self.announcer is not None:
+            self.announcer.close()
         if self._http is not None:
             self._http.shutdown()
         log.info("event=stopped client_id=%s", self.client_id)

@@ -10,8 +10,11 @@ directory (see :func:`write_credentials`):
   (and its own status); a directly connected device reads only its own
   ``commands/<itself>`` and ``shadow/<itself>/desired`` and writes only its own
   ``commands/<itself>/response`` and ``shadow/<itself>/reported``; ``commands`` (the
-  commands worker) sends commands and desired shadows and reads answers; ``collector`` may read telemetry, gateway and status topics (also
-  through ``$share/...``), ``alerts`` publishes alerts, ``dashboard`` reads alerts and status,
+  commands worker) sends commands and desired shadows and reads answers; ``collector`` may
+  read telemetry, gateway and status topics (also through ``$share/...``) and announce
+  committed batches on ``{prefix}/v1/committed``; ``sta`` (the SensorThings MQTT relay)
+  reads those and writes only ``v1.1/#``; ``sta_reader`` (SensorThings MQTT subscribers)
+  only reads ``v1.1/#``; ``alerts`` publishes alerts, ``dashboard`` reads alerts and status,
   ``healthcheck`` reads ``$SYS``, ``simulator`` (load tests only) publishes any device topic.
   Sensors are covered by two ``pattern`` lines with ``%u``, so the ACL stays small at 200,000
   sensors; gateways get one ``user`` block each;
@@ -47,7 +50,8 @@ from pathlib import Path
 
 from citypulse.wire import topics
 
-SERVICE_USERS = ("collector", "alerts", "dashboard", "simulator", "healthcheck", "commands")
+SERVICE_USERS = ("collector", "alerts", "dashboard", "simulator", "healthcheck", "commands",
+                 "sta", "sta_reader")
 PBKDF2_ITERATIONS = 101  # what mosquitto_passwd 2.0 writes; the broker hashes once per CONNECT
 _FORBIDDEN = set("+#/\x00:\n\r ")
 
@@ -187,6 +191,17 @@ def acl_text(gateways: Iterable[str], prefix: str = "city",
         f"topic read {p}/gateway/+/telemetry",
         f"topic read {p}/status/+",
         *src_read,
+        "# ... and announces committed batches (CITYPULSE_STA_MQTT) to the SensorThings relay",
+        f"topic write {topics.committed(prefix)}",
+        "",
+        "# the SensorThings MQTT relay (citypulse sta mqtt): committed batches in, STA topics out",
+        "user sta",
+        f"topic read {topics.committed(prefix)}",
+        f"topic write {topics.sta_all()}",
+        "",
+        "# SensorThings MQTT subscribers (e.g. v1.1/Datastreams(<id>)/Observations): read only",
+        "user sta_reader",
+        f"topic read {topics.sta_all()}",
         "",
         "user alerts",
         f"topic readwrite {p}/alerts/#",

@@ -27,6 +27,7 @@ INTERNAL_ERRORS = PREFIX + "internal_errors"
 DB_ERRORS = PREFIX + "db_errors"
 QUEUE = PREFIX + "queue_messages"
 CONNECTED = PREFIX + "mqtt_connected"
+COMMITTED_PUBLISHED = PREFIX + "committed_published"
 
 LAG_BUCKETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0,
                1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -65,6 +66,9 @@ class Metrics:
         self.db_errors = Counter(DB_ERRORS, "Database errors", ["kind"], registry=r)
         self.queue = Gauge(QUEUE, "Messages received, not yet acked", registry=r)
         self.connected = Gauge(CONNECTED, "1 while connected and subscribed", registry=r)
+        self.committed_published = Counter(
+            COMMITTED_PUBLISHED, "Committed batches announced on the internal topic "
+            "(CITYPULSE_STA_MQTT); failures count as internal errors", registry=r)
 
     def value(self, name: str, **labels: str) -> float:
         """Current value of a sample (0 when absent)."""

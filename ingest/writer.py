@@ -1,7 +1,8 @@
 """The collector's writer: a batch -> the store in one transaction, or the spool; then ack.
 
 In: batches from :class:`~ingest.batcher.Batcher`, a connection factory, the spool.  Out:
-committed rows, dead letters, status and heartbeats (one :meth:`Store.write_batch`);
+committed rows, dead letters, status and heartbeats (one :meth:`Store.write_batch`), each
+commit's rows then handed to ``announce`` when given (:mod:`ingest.announce`);
 temporary database errors retried for 3 s, then the batch spooled (fsynced) and acked; a
 batch the database rejects is bisected down to the bad rows, each dead-lettered.  Metrics
 and per-sensor seq accounting (gaps and late fills) are updated after each commit.
@@ -34,8 +35,11 @@ class Writer:
 
     def __init__(self, store: Callable[[], schema.Store], spool: Spool, metrics: Metrics,
                  connect_db: Callable[[], psycopg.Connection], db_down: threading.Event,
-                 stopping: threading.Event) -> None:
+                 stopping: threading.Event,
+                 announce: Callable[[psycopg.Connection, tuple, schema.WriteResult], None]
+                 | None = None) -> None:
         self._store = store
+        self.announce = announce  # after each commit: ingest.announce (CITYPULSE_STA_MQTT)
         self.spool = spool
         self.metrics = metrics
         self._connect_db = connect_db
@@ -99,6 +103,8 @@ class Writer:
                 self.account(Batch((), batch.dead, batch.status, batch.duplicates))
             self._bisect(conn, list(batch.rows), spooled)
             return
+        if self.announce is not None:
+            self.announce(conn, batch.rows, res)
         if spooled:  # seq and dead letters were counted when it was spooled
             self.metrics.stored.inc(res.stored)
             if res.duplicates:
@@ -123,6 +129,8 @@ class Writer:
             return
         try:
             res = self.store.write_batch(conn, rows)
+            if self.announce is not None:
+                self.announce(conn, rows, res)
             if spooled:
                 self.metrics.stored.inc(res.stored)
             else:

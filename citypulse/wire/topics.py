@@ -14,6 +14,10 @@ sensor or gateway id).  Never raises: a topic outside the contract parses as ``u
     city/v1/commands/events                   (citypulse: every command's status changes)
     city/v1/shadow/{device_id}/desired        (retained, versioned desired state)
     city/v1/shadow/{device_id}/reported       (the device's reported state)
+    city/v1/committed                         (citypulse internal, QoS 1: one message per
+                                              committed batch, citypulse.wire.committed)
+    v1.1/Datastreams({id})/Observations       (SensorThings MQTT: each new Observation,
+    v1.1/Observations                          standards/sta/mqtt.py; no prefix: the standard's)
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 VERSION = "v1"
+# SensorThings API version: the HTTP service root /sta/<it> and the first level of its MQTT topics
+STA_VERSION = "v1.1"
 TELEMETRY = "telemetry"
 GATEWAY = "gateway"
 STATUS = "status"
@@ -124,6 +130,26 @@ def shadow_desired(device_id: str, prefix: str = "city") -> str:
 def shadow_reported(device_id: str, prefix: str = "city") -> str:
     """State a device reports back for its shadow."""
     return f"{prefix}/{VERSION}/shadow/{device_id}/reported"
+
+
+def committed(prefix: str = "city") -> str:
+    """Internal topic a collector announces each committed batch on (CITYPULSE_STA_MQTT)."""
+    return f"{prefix}/{VERSION}/committed"
+
+
+def sta_datastream_observations(datastream: int) -> str:
+    """SensorThings MQTT topic of one Datastream's new Observations."""
+    return f"{STA_VERSION}/Datastreams({datastream})/Observations"
+
+
+def sta_observations() -> str:
+    """SensorThings MQTT topic of every new Observation."""
+    return f"{STA_VERSION}/Observations"
+
+
+def sta_all() -> str:
+    """Topic filter of every SensorThings MQTT topic."""
+    return f"{STA_VERSION}/#"
 
 
 def command_subscriptions(prefix: str = "city") -> list[str]:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-PREFIX = "/sta/v1.1"
+from citypulse.wire.topics import STA_VERSION
+
+PREFIX = "/sta/" + STA_VERSION
 STATEMENT_TIMEOUT_MS = 30_000
 
 

@@ -51,6 +51,16 @@ def _metric_ids() -> dict[str, int]:
     return out
 
 
+def datastream_id(sensor: int, slot: int) -> int:
+    """The Datastream id of slot ``slot`` of ``sensors.id`` ``sensor``."""
+    return sensor * 8 + slot
+
+
+def observation_id(datastream: int, epoch_ms: int) -> int:
+    """The Observation id of ``datastream``'s reading at ``epoch_ms``."""
+    return (datastream << 42) | epoch_ms
+
+
 SENSOR_IDS = {name: i for i, name in enumerate(KINDS, 1)}
 METRIC_IDS = _metric_ids()
 SLOTS = tuple(range(max(len(k.metrics) for k in KINDS.values())))

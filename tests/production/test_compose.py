@@ -29,7 +29,7 @@ CITYPULSE_SERVICES = sorted(n for n, s in SERVICES.items()
 OWNER = {"db": "citypulse.commands", "ingest": "ingest.cli", "registry": "ingest.cli",
          "twin": "twin.cli", "alerts": "analytics.cli", "dashboard": "dashboards.cli",
          "sim": "device_sim.cli", "devices": "ingest.credentials_cli",
-         "commands": "control.cli"}
+         "commands": "control.cli", "sta": "standards.cli"}
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 
@@ -192,7 +192,8 @@ def test_dockerfile():
     assert user and user[-1] not in ("root", "0")
     for src in re.findall(r"^COPY (\S+) ", text, re.M):
         assert (ROOT / src).exists(), src
-    for pkg in ("citypulse", "ingest", "device_sim", "twin", "analytics", "dashboards"):
+    for pkg in ("citypulse", "ingest", "device_sim", "twin", "analytics", "dashboards",
+                "sharing", "standards", "control"):
         assert f"COPY {pkg} " in text, pkg
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".git", ".venv", ".env"} <= set(ignored)

@@ -216,6 +216,31 @@ def test_devices_cannot_subscribe_and_collector_cannot_publish(secured):
     col.close()
 
 
+
+def test_sensorthings_relay_and_readers_have_least_privilege(secured):
+    """The collector announces, the relay reads that and writes v1.1/#, readers only read it."""
+    mq, pw = secured
+    col = _collect(mq, pw)
+    relay = Client(mq.port, "sta", pw["sta"])
+    reader = Client(mq.port, "sta_reader", pw["sta_reader"])
+    assert relay.wait_connect() and reader.wait_connect()
+    relay.subscribe(f"{PREFIX}/v1/committed")
+    reader.subscribe("v1.1/#")
+    reader.subscribe(f"{PREFIX}/v1/#")
+    col.publish(f"{PREFIX}/v1/committed", b"batch")
+    reader.publish("v1.1/Datastreams(1)/Observations", b"spoofed-by-reader")
+    relay.publish(f"{PREFIX}/v1/telemetry/s-direct-1", b"spoofed-by-relay")
+    relay.publish(f"{PREFIX}/v1/committed", b"spoofed-batch")
+    relay.publish("v1.1/Datastreams(1)/Observations", b"observation")
+    wait_for(lambda: relay.messages and reader.messages, 5, every=0.02)
+    _marker_roundtrip(mq, pw, col)
+    assert relay.messages == [(f"{PREFIX}/v1/committed", b"batch")]
+    assert reader.messages == [("v1.1/Datastreams(1)/Observations", b"observation")]
+    assert not [p for _, p in col.messages if p.startswith(b"spoofed")]
+    for c in (relay, reader, col):
+        c.close()
+
+
 def test_tls_listener(tmp_path, creds):
     out, pw = creds
     certs = make_self_signed(tmp_path / "pki", ["localhost", "127.0.0.1"])
