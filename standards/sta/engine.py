@@ -16,7 +16,7 @@ from collections import defaultdict
 import psycopg
 from psycopg.rows import dict_row
 
-from standards.sta import counts, limit
+from standards.sta import counts, limit, track
 from standards.sta.model import ENTITIES, SLOTS, Entity, observations_sql
 from standards.sta.odata import Node, QueryError
 from standards.sta.query import Options
@@ -24,11 +24,14 @@ from standards.sta.sqlgen import Compiler
 
 OBS = ENTITIES["Observations"]
 ALL = None  # an Observations restriction meaning every datastream
+TRACKED = ("Locations", "HistoricalLocations")  # keys and default order from .track
 
 
 def key_cond(ent: Entity, alias: str, value_sql: str) -> str:
     """SQL: ``alias``'s row has the key ``value_sql``, written so the planner uses an index."""
     a, v = alias, value_sql
+    if ent.plural in TRACKED:
+        return track.key_cond(a, v)
     if ent.plural == "Datastreams":
         return f"{a}.sensor_row = ({v}) / 8 AND {a}.slot = mod({v}, 8)"
     if ent.plural == "FeaturesOfInterest":
@@ -108,7 +111,8 @@ class Reader:
 
     def _tail(self, ent: Entity, opts: Options, restrict, c: Compiler) -> list[str]:
         order = c.order(opts.orderby) if opts.orderby else (
-            ['e."phenomenonTime" ASC'] if ent is OBS else [])
+            ['e."phenomenonTime" ASC'] if ent is OBS
+            else list(track.DEFAULT_ORDER) if ent.plural in TRACKED else [])
         if ent is OBS:
             single = restrict is not ALL and len(restrict) == 1
             order += ["e.sensor_row"] if single else ["e.sensor_row", "e.ds"]
