@@ -59,55 +59,78 @@ def _at(time_sql: str) -> str:
     return f"""to_char({time_sql} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
 
 
-def _registry_locations(current: bool) -> str:
+def _registry_locations(current: bool, d: str) -> str:
     cur = "s.id" if current else "NULL::integer"
-    return f"""SELECT s.id::bigint AS id, s.sensor_id AS name,
+    return f"""SELECT * FROM (SELECT s.id::bigint AS id, s.sensor_id AS name,
   'position of ' || s.sensor_id AS description, {GEOJSON} AS "encodingType",
   s.lon, s.lat, s.id AS thing, s.registered_at AS time, false AS track, {cur} AS current_of
-FROM citypulse.sensors s WHERE {'NOT ' if current else ''}{_has_track()}"""  # noqa: S608 - identifiers from code
+FROM citypulse.sensors s WHERE {'NOT ' if current else ''}{_has_track()}
+ORDER BY s.id{d}, s.registered_at{d}) reg"""  # noqa: S608 - identifiers from code
 
 
-def _latest_points(kind: str) -> str:
+def _latest_points(kind: str, d: str) -> str:
     lo, la = TRACKERS[kind]
-    return f"""SELECT {stamp_id('s.id::bigint', 't.time')} AS id,
+    return f"""SELECT * FROM (SELECT {stamp_id('s.id::bigint', 't.time')} AS id,
   s.sensor_id || ' at ' || {_at('t.time')} AS name,
   'reported position of ' || s.sensor_id AS description, {GEOJSON} AS "encodingType",
   t.lon, t.lat, s.id AS thing, t.time, true AS track, s.id AS current_of
 FROM citypulse.sensors s CROSS JOIN LATERAL (
   SELECT r.time, r.v{lo} AS lon, r.v{la} AS lat FROM citypulse.raw r
   WHERE r.sensor = s.id AND {_has_pos(kind)} ORDER BY r.time DESC LIMIT 1) t
-WHERE s.kind = '{kind}'"""  # noqa: S608 - identifiers from code
+WHERE s.kind = '{kind}' ORDER BY s.id{d}) cur"""  # noqa: S608 - identifiers from code
 
 
-def _earlier_points(kind: str) -> str:
+def _earlier_points(kind: str, d: str) -> str:
     lo, la = TRACKERS[kind]
     name = "(SELECT k.sensor_id FROM citypulse.sensors k WHERE k.id = r.sensor)"
     return f"""SELECT {stamp_id('r.sensor::bigint', 'r.time')} AS id,
   {name} || ' at ' || {_at('r.time')} AS name,
   'reported position of ' || {name} AS description, {GEOJSON} AS "encodingType",
-  r.v{lo} AS lon, r.v{la} AS lat, r.sensor AS thing, r.time, true AS track,
-  NULL::integer AS current_of
-FROM citypulse.raw r WHERE r.sensor = ANY({_trackers(kind)}) AND {_has_pos(kind)}
-  AND r.time < (SELECT max(r2.time) FROM citypulse.raw r2 WHERE r2.sensor = r.sensor
-                AND {_has_pos(kind, 'r2')})"""  # noqa: S608 - identifiers from code
+  r.lon, r.lat, r.sensor AS thing, r.time, true AS track, NULL::integer AS current_of
+FROM (SELECT r.sensor, r.time, r.v{lo} AS lon, r.v{la} AS lat FROM citypulse.raw r
+  WHERE r.sensor = ANY({_trackers(kind)}) AND {_has_pos(kind)}
+    AND r.time < (SELECT max(r2.time) FROM citypulse.raw r2 WHERE r2.sensor = r.sensor
+                  AND {_has_pos(kind, 'r2')})
+  ORDER BY r.sensor{d}, r.time{d}) r"""  # noqa: S608 - identifiers from code
 
 
-def _track_histlocs(kind: str) -> str:
+def _track_histlocs(kind: str, d: str) -> str:
     return f"""SELECT {stamp_id('r.sensor::bigint', 'r.time')} AS id, r.time,
   r.sensor AS thing, true AS track
-FROM citypulse.raw r WHERE r.sensor = ANY({_trackers(kind)}) AND {_has_pos(kind)}"""  # noqa: S608 - identifiers from code
+FROM (SELECT r.sensor, r.time FROM citypulse.raw r
+  WHERE r.sensor = ANY({_trackers(kind)}) AND {_has_pos(kind)}
+  ORDER BY r.sensor{d}, r.time{d}) r"""  # noqa: S608 - identifiers from code
 
 
-LOCATIONS_SQL = "\nUNION ALL\n".join(
-    [_registry_locations(True), _registry_locations(False)]
-    + [b for k in TRACKERS for b in (_latest_points(k), _earlier_points(k))])
+def entity_sql(plural: str, desc: bool = False) -> str:
+    """The SQL of Locations or HistoricalLocations, each branch ordered by (Thing, time).
 
-HISTLOC_SQL = "\nUNION ALL\n".join(
-    ["""SELECT s.id::bigint AS id, s.registered_at AS time, s.id AS thing, false AS track
-FROM citypulse.sensors s"""] + [_track_histlocs(k) for k in TRACKERS])
+    ``desc`` orders the branches newest first: then a Thing's latest points
+    (``$orderby=time desc``) are a backward index scan, with no sort of its track.
+    """
+    d = " DESC" if desc else ""
+    if plural == "Locations":
+        return "\nUNION ALL\n".join(
+            [_registry_locations(True, d), _registry_locations(False, d)]
+            + [b for k in TRACKERS for b in (_latest_points(k, d), _earlier_points(k, d))])
+    return "\nUNION ALL\n".join(
+        [f"""SELECT * FROM (SELECT s.id::bigint AS id, s.registered_at AS time, s.id AS thing,
+  false AS track FROM citypulse.sensors s ORDER BY s.id{d}, s.registered_at{d}) reg"""]  # noqa: S608 - identifiers from code
+        + [_track_histlocs(k, d) for k in TRACKERS])
 
-# the default order of both sets: by time (registration or reading), then Thing
-DEFAULT_ORDER = ["e.time ASC", "e.thing"]
+
+def descending(orderby) -> bool:
+    """Whether ``$orderby`` asks for the newest first (its first item is ``time desc``)."""
+    return bool(orderby) and orderby[0][1] and orderby[0][0].op == "prop" \
+        and orderby[0][0].value == ("time",)
+
+
+LOCATIONS_SQL = entity_sql("Locations")
+HISTLOC_SQL = entity_sql("HistoricalLocations")
+
+# the default order of both sets: by Thing, then time (registration or reading) -- the
+# order of raw's (sensor, time) index, so a page of the whole set is a merge of index scans
+DEFAULT_ORDER = ["e.thing ASC", "e.time ASC"]
 
 
 def key_cond(a: str, v: str) -> str:
