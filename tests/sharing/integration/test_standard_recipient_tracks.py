@@ -7,7 +7,6 @@ scenario delivers ``readings.logistics`` lon and lat raw (sharing.access); coars
 
 from __future__ import annotations
 
-import shutil
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -17,7 +16,7 @@ import requests
 from citypulse.catalogue import MAX_SLOTS
 from citypulse.schema import Store
 from citypulse.settings import Settings
-from sharing.policy import SCENARIOS_DIR
+from tests.sharing.conftest import serve_recipients
 
 FLEET_RAW = """title: raw truck positions
 purpose: fleet routing research with raw positions
@@ -42,27 +41,18 @@ DAY = (datetime.now(UTC) - timedelta(days=1)).replace(hour=6, minute=0, second=0
 
 @pytest.fixture(scope="module")
 def env(share_db, share_data_dir, tmp_path_factory):
-    from citypulse import apikeys
-    from dashboards.app import create_app
-    from dashboards.serve import serve
-
-    scen = tmp_path_factory.mktemp("std-tracks") / "scenarios"
-    shutil.copytree(SCENARIOS_DIR, scen)
-    (scen / "fleet_raw.yaml").write_text(FLEET_RAW)
-    (scen / "fleet_coarse.yaml").write_text(FLEET_COARSE)
-    settings = Settings(database_url=share_db, data_dir=share_data_dir,
-                        dashboard_secret="test-secret-0123456789", share_scenarios_dir=scen)
     with psycopg.connect(share_db, autocommit=True) as conn:
-        keys = {name: apikeys.create(conn, name, [scope], "test")[1] for name, scope in (
-            ("fleet-lab", "share:fleet_raw"), ("coarse-lab", "share:fleet_coarse"),
-            ("sg-port-logistics", "share:port_logistics_sg"))}
         trk = conn.execute("SELECT id FROM citypulse.sensors WHERE kind = 'logistics' "
                            "ORDER BY id LIMIT 1").fetchone()[0]
         rows = [(DAY + timedelta(minutes=i), trk, i, 121.9 + i / 1e3, 30.9 + i / 1e3, 50.0,
                  90.0, 1000.0) + (None,) * (MAX_SLOTS - 5) for i in range(30)]
         Store.open(conn, Settings(database_url=share_db), migrate_now=False).write_rows(
             conn, rows)
-    served = serve(create_app(settings))
+    served, keys = serve_recipients(
+        share_db, share_data_dir, tmp_path_factory.mktemp("std-tracks"),
+        {"fleet_raw": FLEET_RAW, "fleet_coarse": FLEET_COARSE},
+        {"fleet-lab": ["share:fleet_raw"], "coarse-lab": ["share:fleet_coarse"],
+         "sg-port-logistics": ["share:port_logistics_sg"]})
     yield served.url, keys, trk
     served.stop()
     with psycopg.connect(share_db, autocommit=True) as conn:
