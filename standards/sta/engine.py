@@ -20,25 +20,12 @@ from standards.sta import counts, limit, track
 from standards.sta.model import ENTITIES, SLOTS, Entity, observations_sql
 from standards.sta.odata import Node, QueryError
 from standards.sta.query import Options
-from standards.sta.sqlgen import Compiler
+from standards.sta.sqlgen import Compiler, key_cond
 
 OBS = ENTITIES["Observations"]
 ALL = None  # an Observations restriction meaning every datastream
-TRACKED = ("Locations", "HistoricalLocations")  # keys and default order from .track
-
-
-def key_cond(ent: Entity, alias: str, value_sql: str) -> str:
-    """SQL: ``alias``'s row has the key ``value_sql``, written so the planner uses an index."""
-    a, v = alias, value_sql
-    if ent.plural in TRACKED:
-        return track.key_cond(a, v)
-    if ent.plural == "Datastreams":
-        return f"{a}.sensor_row = ({v}) / 8 AND {a}.slot = mod({v}, 8)"
-    if ent.plural == "FeaturesOfInterest":
-        return (f"{a}.id = {v} AND ({a}.ftype <> 'point' OR {a}.sensor_row = (CASE WHEN "
-                f"left({v}, 6) = 'point:' AND substr({v}, 7) ~ '^[0-9]{{1,9}}$' "
-                f"THEN substr({v}, 7)::int END))")
-    return f"{a}.id = {v}"
+TRACKED = track.TRACKED  # SQL variants and default order from .track
+__all__ = ["ALL", "OBS", "Reader", "key_cond"]
 
 
 def split_ds(ds_ids) -> dict[int, list[int]]:

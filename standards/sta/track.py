@@ -31,6 +31,7 @@ TRACKERS = {k.name: (names.index("lon"), names.index("lat"))
             for k in KINDS.values()
             for names in [[m.name for m in k.metrics]] if {"lon", "lat"} <= set(names)}
 GEOJSON = "'application/geo+json'"
+TRACKED = ("Locations", "HistoricalLocations")
 
 
 def stamp_id(head_sql: str, time_sql: str) -> str:

@@ -129,3 +129,12 @@ def test_the_check_sees_a_sort_of_raw(sta_env):
     every tracker's rows -- the check above must notice (documented in standard-apis.md)."""
     _body, explained = plans(sta_env.db, "HistoricalLocations", **{"$orderby": "time desc"})
     assert any(sorted_raw(p) for p in explained)
+
+
+def test_filter_through_the_track_reads_the_index(sta_env):
+    body, explained = plans(sta_env.db, "Things", **{
+        "$filter": f"HistoricalLocations/time lt {DAY:%Y-%m-%d}T08:01:00Z"})
+    assert [t["@iot.id"] for t in body["value"]] == [sta_env.tracker]
+    (plan,) = check(explained)
+    # a semi-join or a probe per Thing, either way raw's index on the trackers and time
+    assert '"time" < ' in plan and "sensor = " in plan, plan
