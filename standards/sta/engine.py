@@ -20,12 +20,12 @@ from standards.sta import counts, limit, track
 from standards.sta.model import ENTITIES, SLOTS, Entity, observations_sql
 from standards.sta.odata import Node, QueryError
 from standards.sta.query import Options
-from standards.sta.sqlgen import Compiler, key_cond
+from standards.sta.sqlgen import Compiler, key_cond, link_cond
 
 OBS = ENTITIES["Observations"]
 ALL = None  # an Observations restriction meaning every datastream
 TRACKED = track.TRACKED  # SQL variants and default order from .track
-__all__ = ["ALL", "OBS", "Reader", "key_cond"]
+__all__ = ["ALL", "OBS", "Reader", "key_cond", "link_cond"]
 
 
 def split_ds(ds_ids) -> dict[int, list[int]]:
@@ -214,14 +214,13 @@ class Reader:
         params: list = [list(dict.fromkeys(keys))]
         arr = "text[]" if (target.str_id and nav.child_col == "id") or nav.parent_col == "foi" \
             else "bigint[]"
-        link = key_cond(target, "e", "p.k") if nav.child_col == "id" else f"e.{nav.child_col} = p.k"
+        link = link_cond(target, nav, "e", "p.k")
         grouped = self._lateral(target, self.sql_of(target, opts), arr, link, ALL, opts, params)
         for k in keys:
             got = grouped.get(k, [])
             n = None
             if opts.count:
-                cond = (key_cond(target, "e", "%s") if nav.child_col == "id"
-                        else f"e.{nav.child_col} = %s")
+                cond = link_cond(target, nav, "e", "%s")
                 n = self.count(target, opts, (cond, [k] * cond.count("%s")), ALL)
             out[k] = (got[:opts.limit], 0 < opts.limit < len(got), n)
         return out

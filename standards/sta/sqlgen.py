@@ -60,7 +60,7 @@ def key_cond(ent: Entity, alias: str, value_sql: str) -> str:
     return f"{a}.id = {v}"
 
 
-def _link(target: Entity, nav, alias: str, local: str) -> str:
+def link_cond(target: Entity, nav, alias: str, local: str) -> str:
     """SQL: ``alias`` (a ``target`` row) is reached from ``local`` through ``nav``."""
     if nav.child_col == "id":
         return key_cond(target, alias, local)
@@ -210,7 +210,7 @@ class Compiler:
         sql, kind = inner.prop(rest)
         if kind == GEO:
             raise QueryError("geometries of related entities cannot be used in $filter")
-        cond = _link(target, nav, b, f"{self.alias}.{nav.parent_col}")
+        cond = link_cond(target, nav, b, f"{self.alias}.{nav.parent_col}")
         return f"(SELECT {sql} FROM ({self.sql_of(target)}) {b} WHERE {cond} LIMIT 1)", kind  # noqa: S608 - identifiers from code; values are parameters
 
     def _step(self, nav) -> tuple[Entity, str]:
@@ -240,7 +240,7 @@ class Compiler:
                              f"{many[0]} instead")
         inner = Compiler(target, b, self.feature_ids, self.params, self.depth + 1, self.sql_of)
         cond = inner.expr(_strip(n))[0]
-        link = _link(target, nav, b, f"{self.alias}.{nav.parent_col}")
+        link = link_cond(target, nav, b, f"{self.alias}.{nav.parent_col}")
         return f"EXISTS (SELECT 1 FROM ({self.sql_of(target)}) {b} WHERE {link} AND {cond})"  # noqa: S608 - identifiers from code; values are parameters
 
     def compare(self, n: Node) -> str:
