@@ -225,12 +225,14 @@ def bench_sta(
     interval_s: int = typer.Option(60, help="Seconds between a sensor's readings."),
     repeat: int = typer.Option(30, help="Requests per query."),
     database_url: str = typer.Option(None, help="A filled store to use instead."),
+    trackers: int = typer.Option(0, help="Logistics trackers (lon/lat every interval): "
+                                         "also time their tracks."),
 ) -> None:
     """SensorThings p50/p95: latest observation of 1,000 datastreams, a day's count and page."""
     from bench.sta import run
 
     print(json.dumps(run(sensors=sensors, hours=hours, interval_s=interval_s, repeat=repeat,
-                         database_url=database_url)))
+                         database_url=database_url, trackers=trackers)))
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:

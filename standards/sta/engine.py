@@ -57,16 +57,9 @@ class Reader:
         self.access = access  # a sharing recipient's limits (None: everything)
         self.executed: list[tuple[str, list]] = []
 
-    def sql_of(self, ent: Entity, opts: Options | None = None) -> str:
-        """``ent``'s SQL, cut to the recipient's access if there is one.
-
-        A track (Locations, HistoricalLocations) read newest first gets its SQL with
-        the branches ordered that way (``opts``' ``$orderby``).
-        """
-        sql = ent.sql
-        if ent.plural in TRACKED and opts is not None and track.descending(opts.orderby):
-            sql = track.entity_sql(ent.plural, desc=True)
-        return sql if self.access is None else limit.entity_sql(ent, self.access, sql)
+    def sql_of(self, ent: Entity) -> str:
+        """``ent``'s SQL, cut to the recipient's access if there is one."""
+        return ent.sql if self.access is None else limit.entity_sql(ent, self.access)
 
     def obs_sql(self, branches: list[tuple[int, str]]) -> str:
         """Observations SQL of ``branches``, each also cut to the recipient's access."""
@@ -87,10 +80,10 @@ class Reader:
         return Compiler(ent, alias, self.feature_ids, params, sql_of=self.sql_of)
 
     # ---- sources -----------------------------------------------------------------------
-    def source(self, ent: Entity, restrict, params: list, opts: Options | None = None) -> str:
+    def source(self, ent: Entity, restrict, params: list) -> str:
         """FROM-clause SQL of ``ent``; for Observations ``restrict`` is slot -> sensors."""
         if ent is not OBS:
-            return self.sql_of(ent, opts)
+            return self.sql_of(ent)
         if restrict is ALL:
             return self.obs_sql([(k, "") for k in SLOTS])
         branches = []
@@ -117,7 +110,7 @@ class Reader:
     def _from_where(self, ent: Entity, opts: Options, cond, restrict):
         """``(source SQL, WHERE terms, params, compiler)`` for ``ent`` after ``cond``."""
         params: list = []
-        src = self.source(ent, restrict, params, opts)
+        src = self.source(ent, restrict, params)
         where = ["true"]
         if cond:
             where.append(cond[0])
@@ -215,7 +208,7 @@ class Reader:
         arr = "text[]" if (target.str_id and nav.child_col == "id") or nav.parent_col == "foi" \
             else "bigint[]"
         link = link_cond(target, nav, "e", "p.k")
-        grouped = self._lateral(target, self.sql_of(target, opts), arr, link, ALL, opts, params)
+        grouped = self._lateral(target, self.sql_of(target), arr, link, ALL, opts, params)
         for k in keys:
             got = grouped.get(k, [])
             n = None

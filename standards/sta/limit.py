@@ -20,10 +20,10 @@ def _sensors(kinds) -> str:
     return f"(SELECT s2.id FROM citypulse.sensors s2 WHERE s2.kind = ANY({_arr(kinds)}))"  # noqa: S608 - names from the catalogue, quoted
 
 
-def entity_sql(ent: Entity, access, inner: str | None = None) -> str:
-    """``ent``'s SQL (or ``inner``, a variant of it) showing only what ``access`` allows."""
+def entity_sql(ent: Entity, access) -> str:
+    """``ent``'s SQL showing only what ``access`` allows."""
     kinds, pos = access.kinds, sorted(access.position)
-    inner = ent.sql if inner is None else inner
+    inner = ent.sql
     if ent.plural == "Things":
         k = "x.properties->>'kind'"
         return f"""SELECT x.id, x.name, x.description, jsonb_strip_nulls(jsonb_build_object(

@@ -50,9 +50,12 @@ def _trackers(kind: str) -> str:
     return (f"ARRAY(SELECT k.id FROM citypulse.sensors k WHERE k.kind = '{kind}')")  # noqa: S608 - kind from the catalogue
 
 
-def _has_track(s: str = "s") -> str:
-    terms = [f"({s}.kind = '{k}' AND EXISTS (SELECT 1 FROM citypulse.raw r "  # noqa: S608 - kind from the catalogue
-             f"WHERE r.sensor = {s}.id AND {_has_pos(k)}))" for k in TRACKERS]
+def _has_track(kind_sql: str, id_sql: str) -> str:
+    # the latest reading with a position, one backward index probe (an EXISTS may be
+    # planned as a bitmap of the whole track)
+    terms = [f"({kind_sql} = '{k}' AND (SELECT r.time FROM citypulse.raw r "  # noqa: S608 - kind from the catalogue
+             f"WHERE r.sensor = {id_sql} AND {_has_pos(k)} ORDER BY r.time DESC LIMIT 1) "
+             "IS NOT NULL)" for k in TRACKERS]
     return "(" + " OR ".join(terms) + ")" if terms else "false"
 
 
@@ -60,70 +63,81 @@ def _at(time_sql: str) -> str:
     return f"""to_char({time_sql} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
 
 
-def _registry_locations(current: bool, d: str) -> str:
-    cur = "s.id" if current else "NULL::integer"
-    return f"""SELECT * FROM (SELECT s.id::bigint AS id, s.sensor_id AS name,
+def _registry_locations(part: str) -> str:
+    cur = "s.id" if part == "reg_cur" else "NULL::integer"
+    return f"""SELECT s.id::bigint AS id, s.sensor_id AS name,
   'position of ' || s.sensor_id AS description, {GEOJSON} AS "encodingType",
-  s.lon, s.lat, s.id AS thing, s.registered_at AS time, false AS track, {cur} AS current_of
-FROM citypulse.sensors s WHERE {'NOT ' if current else ''}{_has_track()}
-ORDER BY s.id{d}, s.registered_at{d}) reg"""  # noqa: S608 - identifiers from code
+  s.lon, s.lat, s.id AS thing, s.registered_at AS time, false AS track, {cur} AS current_of,
+  '{part}'::text AS part, s.kind AS skind FROM citypulse.sensors s"""  # noqa: S608 - identifiers from code
 
 
-def _latest_points(kind: str, d: str) -> str:
+def _latest_points(kind: str) -> str:
+    """Each tracker's latest point, one probe per tracker.
+
+    A join, so PostgreSQL plans it on its own: its ORDER BY lets the branches merge.
+    """
     lo, la = TRACKERS[kind]
-    return f"""SELECT * FROM (SELECT {stamp_id('s.id::bigint', 't.time')} AS id,
+    return f"""(SELECT {stamp_id('s.id::bigint', 't.time')} AS id,
   s.sensor_id || ' at ' || {_at('t.time')} AS name,
   'reported position of ' || s.sensor_id AS description, {GEOJSON} AS "encodingType",
-  t.lon, t.lat, s.id AS thing, t.time, true AS track, s.id AS current_of
+  t.lon, t.lat, s.id AS thing, t.time, true AS track, s.id AS current_of,
+  'cur'::text AS part, s.kind AS skind
 FROM citypulse.sensors s CROSS JOIN LATERAL (
   SELECT r.time, r.v{lo} AS lon, r.v{la} AS lat FROM citypulse.raw r
   WHERE r.sensor = s.id AND {_has_pos(kind)} ORDER BY r.time DESC LIMIT 1) t
-WHERE s.kind = '{kind}' ORDER BY s.id{d}) cur"""  # noqa: S608 - identifiers from code
+WHERE s.kind = '{kind}' ORDER BY s.id, t.time)"""  # noqa: S608 - identifiers from code
 
 
-def _earlier_points(kind: str, d: str) -> str:
-    lo, la = TRACKERS[kind]
-    name = "(SELECT k.sensor_id FROM citypulse.sensors k WHERE k.id = r.sensor)"
-    return f"""SELECT {stamp_id('r.sensor::bigint', 'r.time')} AS id,
-  {name} || ' at ' || {_at('r.time')} AS name,
-  'reported position of ' || {name} AS description, {GEOJSON} AS "encodingType",
-  r.lon, r.lat, r.sensor AS thing, r.time, true AS track, NULL::integer AS current_of
-FROM (SELECT r.sensor, r.time, r.v{lo} AS lon, r.v{la} AS lat FROM citypulse.raw r
-  WHERE r.sensor = ANY({_trackers(kind)}) AND {_has_pos(kind)}
-    AND r.time < (SELECT max(r2.time) FROM citypulse.raw r2 WHERE r2.sensor = r.sensor
-                  AND {_has_pos(kind, 'r2')})
-  ORDER BY r.sensor{d}, r.time{d}) r"""  # noqa: S608 - identifiers from code
+def _points(kind: str, head: str = "", tail: str = "") -> str:
+    """Every reading of ``kind``'s trackers (the wrapper keeps those with a position).
 
-
-def _track_histlocs(kind: str, d: str) -> str:
-    return f"""SELECT {stamp_id('r.sensor::bigint', 'r.time')} AS id, r.time,
-  r.sensor AS thing, true AS track
-FROM (SELECT r.sensor, r.time FROM citypulse.raw r
-  WHERE r.sensor = ANY({_trackers(kind)}) AND {_has_pos(kind)}
-  ORDER BY r.sensor{d}, r.time{d}) r"""  # noqa: S608 - identifiers from code
-
-
-def entity_sql(plural: str, desc: bool = False) -> str:
-    """The SQL of Locations or HistoricalLocations, each branch ordered by (Thing, time).
-
-    ``desc`` orders the branches newest first: then a Thing's latest points
-    (``$orderby=time desc``) are a backward index scan, with no sort of its track.
+    ``head``/``tail``: columns before ``lon`` and after ``track``.
     """
-    d = " DESC" if desc else ""
+    lo, la = TRACKERS[kind]
+    return f"""SELECT {stamp_id('r.sensor::bigint', 'r.time')} AS id, {head}
+  r.v{lo} AS lon, r.v{la} AS lat, r.sensor AS thing, r.time, true AS track, {tail}
+  '{kind}'::text AS part, '{kind}'::text AS skind FROM citypulse.raw r"""  # noqa: S608 - identifiers from code
+
+
+def _on_track(kind: str) -> str:
+    """On ``u``, a row of ``kind``'s readings: a tracker's reading with a position."""
+    return (f"u.thing = ANY({_trackers(kind)}) AND u.lon IS NOT NULL AND u.lat IS NOT NULL")
+
+
+def _union(branches: list[str], keep: dict[str, str]) -> str:
+    """``branches`` with no WHERE of their own and ``keep`` (part -> condition) on top.
+
+    A UNION ALL branch with a WHERE clause is planned on its own, for every row and in no
+    order; without one PostgreSQL merges the branches into the outer query, so an
+    ``ORDER BY thing, time ... LIMIT`` reads raw's (sensor, time) index in order and stops.
+    Each ``part`` is a constant per branch: the conditions fold to the branch's own.
+    """
+    cond = " OR ".join(f"(u.part = '{p}' AND {c})" for p, c in keep.items())
+    return f"SELECT u.* FROM ({chr(10)}{(chr(10) + 'UNION ALL' + chr(10)).join(branches)}) u WHERE {cond}"  # noqa: S608 - identifiers from code
+
+
+def entity_sql(plural: str) -> str:
+    """The SQL of Locations or HistoricalLocations."""
     if plural == "Locations":
-        return "\nUNION ALL\n".join(
-            [_registry_locations(True, d), _registry_locations(False, d)]
-            + [b for k in TRACKERS for b in (_latest_points(k, d), _earlier_points(k, d))])
-    return "\nUNION ALL\n".join(
-        [f"""SELECT * FROM (SELECT s.id::bigint AS id, s.registered_at AS time, s.id AS thing,
-  false AS track FROM citypulse.sensors s ORDER BY s.id{d}, s.registered_at{d}) reg"""]  # noqa: S608 - identifiers from code
-        + [_track_histlocs(k, d) for k in TRACKERS])
-
-
-def descending(orderby) -> bool:
-    """Whether ``$orderby`` asks for the newest first (its first item is ``time desc``)."""
-    return bool(orderby) and orderby[0][1] and orderby[0][0].op == "prop" \
-        and orderby[0][0].value == ("time",)
+        name = "(SELECT k.sensor_id FROM citypulse.sensors k WHERE k.id = r.sensor)"
+        cols = (f"{name} || ' at ' || {_at('r.time')} AS name, 'reported position of ' || "
+                f"{name} AS description, {GEOJSON} AS \"encodingType\",")
+        branches = [_registry_locations("reg_cur"), _registry_locations("reg_past")]
+        keep = {"reg_cur": f"NOT {_has_track('u.skind', 'u.thing')}",
+                "reg_past": _has_track("u.skind", "u.thing")}
+        for k in TRACKERS:
+            branches += [_latest_points(k), _points(k, cols, "NULL::integer AS current_of,")]
+            keep["cur"] = "true"
+            keep[k] = (f"{_on_track(k)} AND u.time < (SELECT max(r2.time) FROM citypulse.raw "  # noqa: S608 - identifiers from code
+                       f"r2 WHERE r2.sensor = u.thing AND {_has_pos(k, 'r2')})")
+        return _union(branches, keep)
+    branches = ["""SELECT s.id::bigint AS id, s.lon, s.lat, s.id AS thing, s.registered_at AS time,
+  false AS track, 'reg'::text AS part, s.kind AS skind FROM citypulse.sensors s"""]
+    keep = {"reg": "true"}
+    for k in TRACKERS:
+        branches.append(_points(k))
+        keep[k] = _on_track(k)
+    return _union(branches, keep)
 
 
 LOCATIONS_SQL = entity_sql("Locations")
