@@ -13,7 +13,8 @@ two never collide).  A Thing's current Location (``Things(id)/Locations``) is it
 track point, or its registry position when it has none.
 
 Columns besides the standard properties: ``thing``, ``time`` (registration or reading),
-``track`` (false for the registry row), and on Locations ``current_of`` (the Thing whose
+``track`` (false for the registry row), ``lon``/``lat``, ``part``/``skind`` (the branch and
+the sensor's kind, see :func:`_union`), and on Locations ``current_of`` (the Thing whose
 current Location this is, else NULL).  Every branch is written so a condition on
 ``thing``/``time`` becomes an index range on ``raw (sensor, time)``: the track of one Thing,
 its latest point and one point by key are index probes, never a scan of raw.
