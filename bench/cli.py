@@ -231,12 +231,14 @@ def bench_sta(
     database_url: str = typer.Option(None, help="A filled store to use instead."),
     pg_dir: Path = typer.Option(None, help="Keep the private PostgreSQL here; a later run "
                                 "with the same directory reuses its filled store."),
+    trackers: int = typer.Option(0, help="Logistics trackers (lon/lat every interval): "
+                                         "also time their tracks."),
 ) -> None:
     """SensorThings p50/p95: latest observation of 1,000 datastreams, a day's count and page."""
     from bench.sta import run
 
     print(json.dumps(run(sensors=sensors, hours=hours, interval_s=interval_s, repeat=repeat,
-                         database_url=database_url, pg_dir=pg_dir)))
+                         database_url=database_url, pg_dir=pg_dir, trackers=trackers)))
 
 
 def bench_hotpath(

@@ -14,7 +14,11 @@ Queries:
   ``latest_1000_first_page``: the same without ``$skip``;
 - ``count_day``: ``$count`` of one random datastream's observations over the last full day;
 - ``page_day``: the first page (``$top=100``) of one datastream's day, and ``day_array``:
-  the whole day in one ``dataArray`` page.
+  the whole day in one ``dataArray`` page;
+- with ``--trackers`` (logistics trackers reporting lon/lat at the same interval):
+  ``track_latest_100`` (100 trackers, each with its 10 latest HistoricalLocations and its
+  current Location expanded), ``track_hour`` (one tracker's last hour, with ``$count``)
+  and ``track_first_page`` (the first page of all ``/HistoricalLocations``).
 
 p50/p95/max in ms per query, the store's size, and whether each query's plan touches
 ``raw`` only through indexes (EXPLAIN of the SQL the request ran).
@@ -41,15 +45,20 @@ from citypulse.stack import PrivatePostgres
 
 
 def _fill(conn, settings: Settings, sensors: int, hours: float, interval_s: int,
-          now: datetime) -> dict:
+          now: datetime, trackers: int = 0) -> dict:
     buf = io.StringIO()
     for i in range(sensors):
         buf.write(f"sta-{i:07d}\ttraffic\t{121.9 + (i % 500) * 1e-4:.6f}\t"
                   f"{30.9 + (i // 500) * 1e-4:.6f}\n")
+    for i in range(trackers):
+        buf.write(f"trk-{i:07d}\tlogistics\t121.9\t30.9\n")
     with conn.cursor() as cur, cur.copy(
             "COPY citypulse.sensors (sensor_id, kind, lon, lat) FROM STDIN") as cp:
         cp.write(buf.getvalue())
-    ids = [r[0] for r in conn.execute("SELECT id FROM citypulse.sensors ORDER BY id")]
+    ids = [r[0] for r in conn.execute("SELECT id FROM citypulse.sensors WHERE kind = "
+                                      "'traffic' ORDER BY id")]
+    trk = [r[0] for r in conn.execute("SELECT id FROM citypulse.sensors WHERE kind = "
+                                      "'logistics' ORDER BY id")]
     store = schema.Store.open(conn, settings, migrate_now=False)
     steps = int(hours * 3600 // interval_s)
     start = now - timedelta(seconds=steps * interval_s)
@@ -61,6 +70,9 @@ def _fill(conn, settings: Settings, sensors: int, hours: float, interval_s: int,
         for j, s in enumerate(ids):
             batch.append((t, s, k, float((k + j) % 40), 30.0 + (k % 50), 12.5, 90.0, -70.0)
                          + pad)
+        for j, s in enumerate(trk):  # lon, lat, speed, heading, load
+            batch.append((t, s, k, 121.9 + (k % 600) * 1e-4, 30.9 + j * 1e-3, 40.0, 90.0,
+                          9000.0) + pad)
         if len(batch) >= 200_000:
             store.write_rows(conn, batch)
             rows += len(batch)
@@ -71,7 +83,8 @@ def _fill(conn, settings: Settings, sensors: int, hours: float, interval_s: int,
     written = time.perf_counter() - t0
     store.refresh_rollups(conn, settle_s=0)
     conn.execute("ANALYZE")
-    return {"sensors": len(ids), "datastreams": len(ids) * 5, "readings": rows,
+    return {"sensors": len(ids), "trackers": len(trk), "datastreams": len(ids) * 5,
+            "readings": rows,
             "observations": rows * 5, "first": start.isoformat(), "write_s": round(written, 1),
             "rollup_s": round(time.perf_counter() - t0 - written, 1)}
 
@@ -110,7 +123,8 @@ def _index_only(db: str, path: str, params: dict) -> bool:
 
 
 def run(sensors: int = 2000, hours: float = 24.0, interval_s: int = 60, repeat: int = 30,
-        database_url: str | None = None, seed: int = 1, pg_dir: Path | None = None) -> dict:
+        database_url: str | None = None, seed: int = 1, pg_dir: Path | None = None,
+        trackers: int = 0) -> dict:
     """Fill (unless ``database_url`` or a filled ``pg_dir``), serve the app, time each query."""
     with tempfile.TemporaryDirectory(prefix="cp-bench-sta-") as tmp:
         if database_url:
@@ -118,10 +132,11 @@ def run(sensors: int = 2000, hours: float = 24.0, interval_s: int = 60, repeat: 
         home = Path(pg_dir) if pg_dir else Path(tmp)
         with PrivatePostgres(home / "pg") as pg:
             return _measure(pg.url, Path(tmp), _filled(pg.url, home, sensors, hours,
-                                                       interval_s), repeat, seed)
+                                                       interval_s, trackers), repeat, seed)
 
 
-def _filled(db: str, home: Path, sensors: int, hours: float, interval_s: int) -> dict:
+def _filled(db: str, home: Path, sensors: int, hours: float, interval_s: int,
+            trackers: int) -> dict:
     """The fill figures: of this run's fill, or of the one that filled ``home`` before."""
     done = home / "fill.json"
     if done.exists():
@@ -130,7 +145,7 @@ def _filled(db: str, home: Path, sensors: int, hours: float, interval_s: int) ->
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     with psycopg.connect(db, autocommit=True) as conn:
         schema.migrate(conn, settings)
-        info = _fill(conn, settings, sensors, hours, interval_s, now)
+        info = _fill(conn, settings, sensors, hours, interval_s, now, trackers)
     done.write_text(json.dumps(info))
     return info
 
@@ -147,6 +162,8 @@ def _measure(db: str, tmp: Path, info: dict | None, repeat: int, seed: int) -> d
             "SELECT id FROM citypulse.sensors WHERE kind = 'traffic' ORDER BY id")
             for k in range(5)]
         last = conn.execute("SELECT max(time) FROM citypulse.raw").fetchone()[0]
+        trk = [r[0] for r in conn.execute(
+            "SELECT id FROM citypulse.sensors WHERE kind = 'logistics' ORDER BY id")]
     day_hi = last.replace(second=0, microsecond=0)
     day_lo = day_hi - timedelta(days=1)
     window = (f"phenomenonTime ge {day_lo:%Y-%m-%dT%H:%M:%SZ} and "
@@ -187,6 +204,37 @@ def _measure(db: str, tmp: Path, info: dict | None, repeat: int, seed: int) -> d
             "latest_1000": _index_only(db, "Datastreams", latest_q),
             "count_day": _index_only(db, f"Datastreams({probe})/Observations", count_q),
             "page_day": _index_only(db, f"Datastreams({probe})/Observations", page_q)}
+        if trk:
+            out.update(_tracks(s, base, db, trk, day_hi, repeat, rng))
         return out
     finally:
         served.stop()
+
+
+def _tracks(s, base: str, db: str, trk: list[int], hi: datetime, repeat: int, rng) -> dict:
+    """Trackers' tracks: latest points of 100, one tracker's hour, all tracks' first page."""
+    latest_q = {"$filter": "properties/kind eq 'logistics'", "$top": "100",
+                "$expand": "HistoricalLocations($top=10;$orderby=time desc),Locations"}
+
+    def latest_ok(b):
+        assert all(len(t["HistoricalLocations"]) == 10 and len(t["Locations"]) == 1
+                   for t in b["value"])
+
+    def hour_q(t: int) -> dict:
+        return {"$count": "true", "$top": "100", "$filter": (
+            f"time ge {hi - timedelta(hours=1):%Y-%m-%dT%H:%M:%SZ} and time lt "
+            f"{hi:%Y-%m-%dT%H:%M:%SZ} and Thing/@iot.id eq {t}")}
+
+    out = {"track_latest_100": _stats([_time(s, base + "/Things", latest_q, latest_ok)
+                                       for _ in range(repeat)]),
+           "track_hour": _stats([_time(s, base + "/HistoricalLocations",
+                                       hour_q(rng.choice(trk)), lambda b: b["@iot.count"] > 0)
+                                 for _ in range(repeat)]),
+           "track_first_page": _stats([_time(s, base + "/HistoricalLocations", {},
+                                             lambda b: len(b["value"]) == 100)
+                                       for _ in range(repeat)])}
+    out["index_only_tracks"] = {
+        "track_latest_100": _index_only(db, "Things", latest_q),
+        "track_hour": _index_only(db, "HistoricalLocations", hour_q(trk[0])),
+        "track_first_page": _index_only(db, "HistoricalLocations", {})}
+    return out

@@ -16,26 +16,16 @@ from collections import defaultdict
 import psycopg
 from psycopg.rows import dict_row
 
-from standards.sta import counts, limit
+from standards.sta import counts, limit, track
 from standards.sta.model import ENTITIES, SLOTS, Entity, observations_sql
 from standards.sta.odata import Node, QueryError
 from standards.sta.query import Options
-from standards.sta.sqlgen import Compiler
+from standards.sta.sqlgen import Compiler, key_cond, link_cond
 
 OBS = ENTITIES["Observations"]
 ALL = None  # an Observations restriction meaning every datastream
-
-
-def key_cond(ent: Entity, alias: str, value_sql: str) -> str:
-    """SQL: ``alias``'s row has the key ``value_sql``, written so the planner uses an index."""
-    a, v = alias, value_sql
-    if ent.plural == "Datastreams":
-        return f"{a}.sensor_row = ({v}) / 8 AND {a}.slot = mod({v}, 8)"
-    if ent.plural == "FeaturesOfInterest":
-        return (f"{a}.id = {v} AND ({a}.ftype <> 'point' OR {a}.sensor_row = (CASE WHEN "
-                f"left({v}, 6) = 'point:' AND substr({v}, 7) ~ '^[0-9]{{1,9}}$' "
-                f"THEN substr({v}, 7)::int END))")
-    return f"{a}.id = {v}"
+TRACKED = track.TRACKED  # SQL variants and default order from .track
+__all__ = ["ALL", "OBS", "Reader", "key_cond", "link_cond"]
 
 
 def split_ds(ds_ids) -> dict[int, list[int]]:
@@ -108,7 +98,8 @@ class Reader:
 
     def _tail(self, ent: Entity, opts: Options, restrict, c: Compiler) -> list[str]:
         order = c.order(opts.orderby) if opts.orderby else (
-            ['e."phenomenonTime" ASC'] if ent is OBS else [])
+            ['e."phenomenonTime" ASC'] if ent is OBS
+            else list(track.DEFAULT_ORDER) if ent.plural in TRACKED else [])
         if ent is OBS:
             single = restrict is not ALL and len(restrict) == 1
             order += ["e.sensor_row"] if single else ["e.sensor_row", "e.ds"]
@@ -228,14 +219,13 @@ class Reader:
         params: list = [list(dict.fromkeys(keys))]
         arr = "text[]" if (target.str_id and nav.child_col == "id") or nav.parent_col == "foi" \
             else "bigint[]"
-        link = key_cond(target, "e", "p.k") if nav.child_col == "id" else f"e.{nav.child_col} = p.k"
+        link = link_cond(target, nav, "e", "p.k")
         grouped = self._lateral(target, self.sql_of(target), arr, link, ALL, opts, params)
         for k in keys:
             got = grouped.get(k, [])
             n = None
             if opts.count:
-                cond = (key_cond(target, "e", "%s") if nav.child_col == "id"
-                        else f"e.{nav.child_col} = %s")
+                cond = link_cond(target, nav, "e", "%s")
                 n = self.count(target, opts, (cond, [k] * cond.count("%s")), ALL)
             out[k] = (got[:opts.limit], 0 < opts.limit < len(got), n)
         return out

@@ -35,7 +35,8 @@ def entity_sql(ent: Entity, access) -> str:
   CASE WHEN {k} = ANY({_arr(pos)}) THEN x.lat END AS lat
 FROM ({inner}) x WHERE {k} = ANY({_arr(kinds)})"""  # noqa: S608 - names from the catalogue, quoted
     if ent.plural in ("Locations", "HistoricalLocations"):
-        return f"SELECT x.* FROM ({inner}) x WHERE x.id IN {_sensors(pos)}"  # noqa: S608 - as above
+        # a tracker's track is its position too: shown exactly where the position is
+        return f"SELECT x.* FROM ({inner}) x WHERE x.thing IN {_sensors(pos)}"  # noqa: S608 - as above
     if ent.plural == "Sensors":
         return f"SELECT x.* FROM ({inner}) x WHERE x.name = ANY({_arr(kinds)})"  # noqa: S608 - as above
     if ent.plural == "ObservedProperties":

@@ -1,13 +1,16 @@
 """The SensorThings 1.1 entity model over citypulse's store: every entity set as one SQL query.
 
 In: :mod:`citypulse.catalogue` (kinds -> Sensors, metrics -> ObservedProperties and units),
-the registry (``citypulse.sensors`` -> Things, Locations, HistoricalLocations), the twin's
+the registry (``citypulse.sensors`` -> Things, registry Locations and HistoricalLocations),
+trackers' readings (-> track Locations and HistoricalLocations, :mod:`.track`), the twin's
 placement (segments and zones -> FeaturesOfInterest) and ``citypulse.raw`` (Observations, no
 copy).  Out: :data:`ENTITIES`, plural name -> :class:`Entity` (its SQL, properties, links).
 
 Identifiers (stable, documented in docs/standard-apis.md):
-Thing = Location = HistoricalLocation = ``sensors.id``; Sensor = position of the kind in
-the catalogue (1-based); ObservedProperty = position of the metric name in first-seen
+Thing = ``sensors.id``; Location = HistoricalLocation = ``sensors.id`` for the registry
+position, ``(sensors.id << 42) | epoch milliseconds`` for a tracker's reported position
+(:mod:`.track`; a Thing's Locations is its current one, the latest reported); Sensor =
+position of the kind in the catalogue (1-based); ObservedProperty = position of the metric name in first-seen
 catalogue order (1-based); Datastream = ``sensors.id * 8 + slot``; Observation =
 ``(datastream << 42) | epoch milliseconds``; FeatureOfInterest = ``'segment:<id>'``,
 ``'zone:<id>'`` or ``'point:<sensors.id>'`` (a device the twin placed on neither).
@@ -18,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from citypulse.catalogue import KINDS, MAX_SLOTS
+from standards.sta.track import HISTLOC_SQL, LOCATIONS_SQL, stamp_id
 
 OM_MEASUREMENT = "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Measurement"
 UCUM = "http://unitsofmeasure.org/ucum.html"
@@ -140,13 +144,6 @@ THINGS_SQL = f"""SELECT s.id AS id, s.sensor_id AS name,
 FROM citypulse.sensors s LEFT JOIN citypulse.sensor_placement p ON p.sensor = s.id
 LEFT JOIN {_kinds_values()} ON k.name = s.kind"""  # noqa: S608 - identifiers from code; values are parameters
 
-LOCATIONS_SQL = """SELECT s.id AS id, s.sensor_id AS name,
-  'position of ' || s.sensor_id AS description, 'application/geo+json' AS "encodingType",
-  s.lon, s.lat, s.id AS thing FROM citypulse.sensors s"""
-
-HISTLOC_SQL = """SELECT s.id AS id, s.registered_at AS time, s.id AS thing,
-  s.id AS location FROM citypulse.sensors s"""
-
 SENSORS_SQL = f"""SELECT k.id::bigint AS id, k.name, k.description,
   'text/plain' AS "encodingType",
   'citypulse catalogue kind ' || k.name || ': ' || k.description || '; placed on '
@@ -178,8 +175,7 @@ def observations_sql(branches: list[tuple[int, str]]) -> str:
     """Observations as one UNION ALL branch per ``(slot, extra condition on raw r)``."""
     foi = _FOI.format(s="r.sensor")
     return "\nUNION ALL\n".join(
-        f"""SELECT ((r.sensor::bigint * 8 + {k}) << 42)
-    | floor(extract(epoch FROM r.time) * 1000)::bigint AS id,
+        f"""SELECT {stamp_id(f'r.sensor::bigint * 8 + {k}', 'r.time')} AS id,
   r.time AS "phenomenonTime", r.time AS "resultTime", r.v{k} AS result,
   r.sensor::bigint * 8 + {k} AS ds, r.sensor AS sensor_row,
   COALESCE((SELECT {foi} FROM citypulse.sensor_placement p WHERE p.sensor = r.sensor),
@@ -190,17 +186,17 @@ FROM citypulse.raw r WHERE r.v{k} IS NOT NULL{' AND ' + extra if extra else ''}"
 
 ENTITIES: dict[str, Entity] = {e.plural: e for e in (
     Entity("Thing", "Things", THINGS_SQL, ("name", "description", "properties"), {
-        "Locations": Nav("Locations", True, "thing"),
+        "Locations": Nav("Locations", True, "current_of"),
         "HistoricalLocations": Nav("HistoricalLocations", True, "thing"),
         "Datastreams": Nav("Datastreams", True, "thing")}),
     Entity("Location", "Locations", LOCATIONS_SQL,
            ("name", "description", "encodingType", "location"), {
                "Things": Nav("Things", True, "id", "thing"),
-               "HistoricalLocations": Nav("HistoricalLocations", True, "location")},
+               "HistoricalLocations": Nav("HistoricalLocations", True, "id")},
            geo="location"),
     Entity("HistoricalLocation", "HistoricalLocations", HISTLOC_SQL, ("time",), {
         "Thing": Nav("Things", False, "id", "thing"),
-        "Locations": Nav("Locations", True, "id", "location")}, time_cols=("time",)),
+        "Locations": Nav("Locations", True, "id")}, time_cols=("time",)),
     Entity("Sensor", "Sensors", SENSORS_SQL,
            ("name", "description", "encodingType", "metadata"), {
                "Datastreams": Nav("Datastreams", True, "sensor")}),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
 from standards.sta import render
-from standards.sta.engine import ALL, OBS, Reader, key_cond
+from standards.sta.engine import ALL, OBS, Reader, link_cond
 from standards.sta.model import ENTITIES, Entity
 from standards.sta.odata import QueryError
 from standards.sta.query import Expand, Options, parse_options
@@ -65,12 +65,8 @@ def _segments(path: str) -> list[tuple[str, object]]:
 
 
 def _link_cond(target: Entity, nav, parent_row: dict) -> tuple[str, list]:
-    v = parent_row[nav.parent_col]
-    if nav.child_col == "id":
-        sql = key_cond(target, "e", "%s")
-    else:
-        sql = f"e.{nav.child_col} = %s"
-    return sql, [v] * sql.count("%s")
+    sql = link_cond(target, nav, "e", "%s")
+    return sql, [parent_row[nav.parent_col]] * sql.count("%s")
 
 
 def resolve(reader: Reader, path: str, args, base: str, url: str) -> Answer:

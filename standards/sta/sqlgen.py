@@ -6,6 +6,10 @@ evaluated on and the SQL alias of that entity's row.  Out: :meth:`Compiler.where
 :attr:`Compiler.params`.  Unknown properties, functions or unsupported shapes raise
 :class:`~standards.sta.odata.QueryError` (the API answers 400).  Literals are always
 parameters; the only inlined numbers are a geography literal's coordinates (floats).
+Related entities: a to-one path (``Thing/name``) is a scalar sub-query; a condition through
+a to-many navigation (``Datastreams/name eq 'x'``) is an ``EXISTS`` sub-query, true when
+any related entity satisfies it (FROST's meaning).  :func:`key_cond` is the key lookup
+both use (and the engine).
 
 Geometry without PostGIS: points are ``lon``/``lat`` columns; ``st_within``/``geo.intersects``
 of a point and a (multi)polygon is an even-odd ray cast over the polygon's edges behind a
@@ -17,11 +21,13 @@ tested in Python with shapely through ``feature_ids``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import shapely
 import shapely.wkt
 
+from standards.sta import track
 from standards.sta.model import COLUMNS, ENTITIES, Entity
 from standards.sta.odata import ARITHMETIC, COMPARISONS, Node, QueryError
 
@@ -38,6 +44,41 @@ _STR_FN = {"tolower": "lower({})", "toupper": "upper({})", "trim": "btrim({})",
 _PARTS = {"year": "year", "month": "month", "day": "day", "hour": "hour", "minute": "minute",
           "second": "second"}
 MAX_EDGES = 5000
+
+
+def key_cond(ent: Entity, alias: str, value_sql: str) -> str:
+    """SQL: ``alias``'s row has the key ``value_sql``, written so the planner uses an index."""
+    a, v = alias, value_sql
+    if ent.plural in track.TRACKED:
+        return track.key_cond(a, v)
+    if ent.plural == "Datastreams":
+        return f"{a}.sensor_row = ({v}) / 8 AND {a}.slot = mod({v}, 8)"
+    if ent.plural == "FeaturesOfInterest":
+        return (f"{a}.id = {v} AND ({a}.ftype <> 'point' OR {a}.sensor_row = (CASE WHEN "
+                f"left({v}, 6) = 'point:' AND substr({v}, 7) ~ '^[0-9]{{1,9}}$' "
+                f"THEN substr({v}, 7)::int END))")
+    return f"{a}.id = {v}"
+
+
+def link_cond(target: Entity, nav, alias: str, local: str) -> str:
+    """SQL: ``alias`` (a ``target`` row) is reached from ``local`` through ``nav``."""
+    if nav.child_col == "id":
+        return key_cond(target, alias, local)
+    return f"{alias}.{nav.child_col} = {local}"
+
+
+def _props(n: Node):
+    if n.op == "prop":
+        yield n
+    for a in n.args:
+        yield from _props(a)
+
+
+def _strip(n: Node) -> Node:
+    """``n`` with the first step of every property path removed."""
+    if n.op == "prop":
+        return replace(n, value=n.value[1:])
+    return replace(n, args=tuple(_strip(a) for a in n.args))
 
 
 class Compiler:
@@ -90,6 +131,10 @@ class Compiler:
         if n.op == "neg":
             sql, kind = self.expr(n.args[0])
             return f"(- {sql})", kind
+        if n.op in COMPARISONS or n.op == "call":
+            many = self.any_of(n)
+            if many is not None:
+                return many, BOOL
         if n.op in COMPARISONS:
             return self.compare(n), BOOL
         if n.op in ARITHMETIC:
@@ -153,27 +198,50 @@ class Compiler:
     def nav_prop(self, nav, path: tuple[str, ...]) -> tuple[str, str]:
         """A property reached through a to-one navigation: a scalar subquery."""
         if nav.many:
-            raise QueryError(f"{'/'.join(path)}: filtering through the to-many navigation "
-                             f"{path[0]!r} is not supported; query {path[0]} instead")
+            raise QueryError(f"{'/'.join(path)}: {path[0]!r} is a to-many navigation; it can "
+                             "only be compared (any of them), not ordered by or computed on")
         rest = path[1:]
         if not rest:
             raise QueryError(f"{path[0]} is an entity, name one of its properties")
         if rest[0] in ("id", "@iot.id") and len(rest) == 1:
             return f"{self.alias}.{nav.parent_col}", STR if ENTITIES[nav.target].str_id else NUM
-        if self.depth > 4:
-            raise QueryError("navigation paths are limited to 5 steps")
-        target = ENTITIES[nav.target]
-        b = f"n{self.depth + 1}"
+        target, b = self._step(nav)
         inner = Compiler(target, b, self.feature_ids, self.params, self.depth + 1, self.sql_of)
         sql, kind = inner.prop(rest)
         if kind == GEO:
             raise QueryError("geometries of related entities cannot be used in $filter")
-        local = f"{self.alias}.{nav.parent_col}"
-        if target.plural == "Datastreams":
-            cond = f"{b}.sensor_row = ({local}) / 8 AND {b}.slot = mod({local}, 8)"
-        else:
-            cond = f"{b}.{nav.child_col} = {local}"
+        cond = link_cond(target, nav, b, f"{self.alias}.{nav.parent_col}")
         return f"(SELECT {sql} FROM ({self.sql_of(target)}) {b} WHERE {cond} LIMIT 1)", kind  # noqa: S608 - identifiers from code; values are parameters
+
+    def _step(self, nav) -> tuple[Entity, str]:
+        if self.depth > 4:
+            raise QueryError("navigation paths are limited to 5 steps")
+        return ENTITIES[nav.target], f"n{self.depth + 1}"
+
+    def any_of(self, n: Node) -> str | None:
+        """``n`` through a to-many navigation (``Datastreams/name eq 'x'``) as ``EXISTS``.
+
+        True when it holds for any of the related entities (as FROST does); None when
+        ``n`` goes through no to-many navigation.
+        """
+        heads = {p.value[0] for p in _props(n)}
+        many = sorted(h for h in heads if h in self.entity.nav and self.entity.nav[h].many)
+        if not many:
+            return None
+        if len(heads) > 1:
+            raise QueryError(f"a condition through the to-many navigation {many[0]!r} can only "
+                             f"use properties reached through it, not {sorted(heads)}")
+        if any(len(p.value) < 2 for p in _props(n)):
+            raise QueryError(f"{many[0]} is an entity, name one of its properties")
+        nav = self.entity.nav[many[0]]
+        target, b = self._step(nav)
+        if not target.sql:  # Observations: read per datastream, see the engine
+            raise QueryError(f"filtering through {many[0]!r} is not supported; query "
+                             f"{many[0]} instead")
+        inner = Compiler(target, b, self.feature_ids, self.params, self.depth + 1, self.sql_of)
+        cond = inner.expr(_strip(n))[0]
+        link = link_cond(target, nav, b, f"{self.alias}.{nav.parent_col}")
+        return f"EXISTS (SELECT 1 FROM ({self.sql_of(target)}) {b} WHERE {link} AND {cond})"  # noqa: S608 - identifiers from code; values are parameters
 
     def compare(self, n: Node) -> str:
         """A comparison (``eq null`` is ``IS NULL``)."""

@@ -76,6 +76,26 @@ def share_settings(share_db, scenarios_dir, share_data_dir) -> Settings:
                     share_scenarios_dir=scenarios_dir)
 
 
+def serve_recipients(share_db: str, data_dir: Path, tmp: Path, scenarios: dict[str, str],
+                     keys: dict[str, list[str]]):
+    """The dashboards app with the shipped scenarios plus ``scenarios`` (name -> YAML) and
+    one API key per ``keys`` item (key name -> scopes); ``(served, {name: key})``."""
+    from citypulse import apikeys
+    from dashboards.app import create_app
+    from dashboards.serve import serve
+
+    scen = tmp / "scenarios"
+    shutil.copytree(SCENARIOS_DIR, scen)
+    for name, text in scenarios.items():
+        (scen / f"{name}.yaml").write_text(text)
+    settings = Settings(database_url=share_db, data_dir=data_dir,
+                        dashboard_secret="test-secret-0123456789", share_scenarios_dir=scen)
+    with psycopg.connect(share_db, autocommit=True) as conn:
+        made = {name: apikeys.create(conn, name, scopes, "test")[1]
+                for name, scopes in keys.items()}
+    return serve(create_app(settings)), made
+
+
 @pytest.fixture
 def share_conn(share_db):
     with psycopg.connect(share_db, autocommit=True) as conn:

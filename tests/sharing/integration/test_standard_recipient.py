@@ -4,16 +4,12 @@ every read is on the evidence chain; a key with neither api:read nor its share s
 
 from __future__ import annotations
 
-import shutil
-
-import psycopg
 import pytest
 import requests
 
 from citypulse.catalogue import KINDS
-from citypulse.settings import Settings
 from sharing import evidence
-from sharing.policy import SCENARIOS_DIR
+from tests.sharing.conftest import serve_recipients
 
 WATER_RAW = """title: raw water levels
 purpose: flood model calibration with raw gauge levels
@@ -38,23 +34,12 @@ STA, NGSI = "/sta/v1.1", "/ngsi-ld/v1"
 
 @pytest.fixture(scope="module")
 def env(share_db, share_data_dir, tmp_path_factory):
-    from citypulse import apikeys
-    from dashboards.app import create_app
-    from dashboards.serve import serve
-
-    scen = tmp_path_factory.mktemp("std-recipient") / "scenarios"
-    shutil.copytree(SCENARIOS_DIR, scen)
-    (scen / "water_raw.yaml").write_text(WATER_RAW)
-    (scen / "water_pseudo.yaml").write_text(WATER_PSEUDO)
-    settings = Settings(database_url=share_db, data_dir=share_data_dir,
-                        dashboard_secret="test-secret-0123456789", share_scenarios_dir=scen)
-    with psycopg.connect(share_db, autocommit=True) as conn:
-        keys = {name: apikeys.create(conn, name, scopes, "test")[1] for name, scopes in (
-            ("water-lab", ["share:water_raw"]),
-            ("pseudo-lab", ["share:water_pseudo"]),
-            ("tongji-flood-lab-std", ["share:flood_research"]),  # not a named recipient
-            ("gw-only", ["ingest:gateway"]))}
-    served = serve(create_app(settings))
+    served, keys = serve_recipients(
+        share_db, share_data_dir, tmp_path_factory.mktemp("std-recipient"),
+        {"water_raw": WATER_RAW, "water_pseudo": WATER_PSEUDO},
+        {"water-lab": ["share:water_raw"], "pseudo-lab": ["share:water_pseudo"],
+         "tongji-flood-lab-std": ["share:flood_research"],  # not a named recipient
+         "gw-only": ["ingest:gateway"]})
     yield served.url, keys
     served.stop()
 

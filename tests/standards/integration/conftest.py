@@ -3,7 +3,9 @@
 The store holds the seeded city (bench.seed: traffic and people readings every minute) and
 one air-quality station ``air-day`` with a full UTC day of readings every 60 s yesterday,
 rolled up, plus late readings written after the roll-up (their minutes are dirty), so
-counts must combine the rollup and raw.
+counts must combine the rollup and raw.  Tracker ``lgx-000000`` has a track (:func:`track_rows`:
+a reading every 30 s from 08:00 to 10:00 of that day, a few without a position; registered
+at 00:00); the other trackers have none.
 """
 
 from __future__ import annotations
@@ -36,6 +38,19 @@ class StaEnv:
     db: str
     key: str
     day_sensor: int   # sensors.id of air-day
+    tracker: int      # sensors.id of lgx-000000, which has a track
+    idle_tracker: int  # sensors.id of lgx-000001, which has none
+
+
+def track_rows(sensor: int) -> list[tuple]:
+    """Tracker readings (lon, lat, speed, heading, load); every 7th has no position."""
+    rows = []
+    for i in range(240):
+        t = DAY + timedelta(hours=8, seconds=30 * i)
+        lon, lat = (None, None) if i % 7 == 3 else (121.80 + i * 1e-4, 30.95 - i * 5e-5)
+        rows.append((t, sensor, i, lon, lat, 40.0 + i % 9, 90.0, 12000.0)
+                    + (None,) * (MAX_SLOTS - 5))
+    return rows
 
 
 def _day_rows(sensor: int) -> list[tuple]:
@@ -65,6 +80,10 @@ def sta_env(pg, tmp_path_factory) -> StaEnv:
         store.refresh_rollups(conn, settle_s=0)
         pad = (None,) * (MAX_SLOTS - 5)
         store.write_rows(conn, [(t, sid, 0, 99.0, 21.0, 31.0, 95.0, -80.0) + pad for t in LATE])
+        trk, idle = (conn.execute("SELECT id FROM citypulse.sensors WHERE sensor_id = %s",
+                                  (n,)).fetchone()[0] for n in ("lgx-000000", "lgx-000001"))
+        store.write_rows(conn, track_rows(trk))
+        conn.execute("UPDATE citypulse.sensors SET registered_at = %s WHERE id = %s", (DAY, trk))
         _info, key = apikeys.create(conn, "sta-test", ["api:read"], created_by="test")
     d = tmp_path_factory.mktemp("sta")
     users = d / "users.yaml"
@@ -76,7 +95,7 @@ def sta_env(pg, tmp_path_factory) -> StaEnv:
     from dashboards.serve import serve
 
     served = serve(create_app(app_settings))
-    yield StaEnv(served.url + "/sta/v1.1", served.url, url, key, sid)
+    yield StaEnv(served.url + "/sta/v1.1", served.url, url, key, sid, trk, idle)
     served.stop()
 
 

@@ -184,6 +184,38 @@ def test_nested_expand_with_options(http, sta_env):
                for d in path["value"])
 
 
+def test_filter_through_to_many_navigation_means_any(http, sta_env, store_conn):
+    sid, trk = sta_env.day_sensor, sta_env.tracker
+
+    def ids(entity_set: str, flt: str) -> list:
+        body = ok(http, sta_env, "/" + entity_set, **{"$filter": flt, "$top": "10000"})
+        return [x["@iot.id"] for x in body["value"]]
+
+    assert ids("Things", "Datastreams/name eq 'air-day no2_ugm3'") == [sid]
+    water = [r[0] for r in store_conn.execute(
+        "SELECT id FROM citypulse.sensors WHERE kind = 'water' ORDER BY id")]
+    assert water and ids("Things", "Datastreams/ObservedProperty/name eq 'level_m'") == water
+    assert ids("Things", "not (Datastreams/ObservedProperty/name eq 'level_m') and "
+                         "properties/kind eq 'water'") == []
+    air = ids("ObservedProperties", "Datastreams/Thing/name eq 'air-day'")
+    assert sorted(air) == sorted(ids("ObservedProperties", "Datastreams/Sensor/name eq 'air'"))
+    assert len(air) == 5
+    assert ids("Locations", "Things/name eq 'air-day'") == [sid]
+    # a tracker is where it last reported: its current Location, through Things' Locations
+    poly = "POLYGON((121.80 30.90, 121.83 30.90, 121.83 30.96, 121.80 30.96, 121.80 30.90))"
+    assert ids("Things", f"st_within(Locations/location, geography'{poly}')") == [trk]
+    lo = f"{DAY:%Y-%m-%d}T09:59:00Z"
+    assert ids("Things", f"HistoricalLocations/time ge {lo} and HistoricalLocations/time lt "
+                         f"{DAY:%Y-%m-%d}T10:00:00Z") == [trk]
+    assert ids("Sensors", "startswith(Datastreams/name, 'air-day')") == [
+        next(s["@iot.id"] for s in ok(http, sta_env, "/Sensors")["value"] if s["name"] == "air")]
+    for flt in ("Datastreams/name eq name", "Datastreams/Observations/result gt 1",
+                "Datastreams eq 1"):
+        r = get(http, sta_env, "/Things", **{"$filter": flt})
+        assert r.status_code == 400 and r.json()["message"], flt
+    assert get(http, sta_env, "/Things", **{"$orderby": "Datastreams/name"}).status_code == 400
+
+
 def test_latest_observation_per_datastream(http, sta_env, store_conn):
     body = ok(http, sta_env, "/Datastreams", **{
         "$filter": "Sensor/name eq 'traffic'", "$top": "50",
