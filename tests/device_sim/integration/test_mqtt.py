@@ -221,18 +221,24 @@ def test_sim_run_exits_nonzero_when_a_publishing_worker_dies(tmp_path, broker):
     sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     sub.on_message = lambda *_a: seen.append(1)
     sub.connect("127.0.0.1", int(broker.url.rsplit(":", 1)[1]))
-    sub.subscribe("#")
+    prefix = f"dies{os.getpid()}"  # the shared broker holds other tests' retained messages
+    sub.subscribe(f"{prefix}/#")
     sub.loop_start()
     p = subprocess.Popen(cli + ["sim", "run", "--deployment", str(dep), "--duration", "8",
-                                "--mqtt-url", broker.url, "--processes", "1", "--json"],
+                                "--mqtt-url", broker.url, "--prefix", prefix, "--processes",
+                                "1", "--json"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_until(lambda: seen, timeout=60)  # the worker is publishing
-        children = Path(f"/proc/{p.pid}/task/{p.pid}/children").read_text().split()
-        workers = [int(c) for c in children
-                   if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
-        assert len(workers) == 1
-        os.kill(workers[0], signal.SIGKILL)
+
+        def workers() -> list[int]:
+            kids = [c for t in Path(f"/proc/{p.pid}/task").iterdir()
+                    for c in (t / "children").read_text().split()]
+            return [int(c) for c in kids if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+        found = wait_until(workers, timeout=30, what="the publishing worker")
+        assert len(found) == 1
+        os.kill(found[0], signal.SIGKILL)
         out, err = p.communicate(timeout=60)
     finally:
         p.kill()
