@@ -264,6 +264,17 @@ def bench_sta_mqtt(
     print(json.dumps(run(batches=batches, rows=rows, slots=slots)))
 
 
+def bench_copycost(
+    rows: int = typer.Option(400_000, help="Readings per table per round."),
+    batch: int = typer.Option(20_000, help="Rows per COPY (one transaction each)."),
+    rounds: int = typer.Option(4, help="Rounds (tables alternate); the median is reported."),
+) -> None:
+    """Database CPU per stored reading: bare table, then the store's guarantees one by one."""
+    from bench.copycost import run
+
+    print(json.dumps(run(rows=rows, batch=batch, rounds=rounds)))
+
+
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     """Add ``citypulse bench sim|ingest|soak|twin|alerts|dashboard|web|sta|sta-mqtt|share|...``."""
     from bench import share
@@ -281,4 +292,5 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     bench_app.command("ngsi")(bench_ngsi)
     bench_app.command("sta")(bench_sta)
     bench_app.command("hotpath")(bench_hotpath)
+    bench_app.command("copycost")(bench_copycost)
     bench_app.command("sta-mqtt")(bench_sta_mqtt)

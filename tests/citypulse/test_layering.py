@@ -34,4 +34,4 @@ def test_every_stage_command_module_is_imported_explicitly():
     bench_cmds = {c.name for c in cli.bench_app.registered_commands}
     assert bench_cmds == {"sim", "ingest", "soak", "twin", "alerts", "dashboard", "web",
                           "share", "share-verify", "commands",
-                          "city", "ngsi", "sta", "sta-mqtt", "hotpath"}
+                          "city", "ngsi", "sta", "sta-mqtt", "hotpath", "copycost"}
