@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     )
     client_id: str | None = Field(None, description="MQTT client id (default: derived).")
     batch_max_readings: int = Field(
-        20_000, ge=1, description="A batch is committed at this many readings..."
+        50_000, ge=1, description="A batch is committed at this many readings..."
     )
     batch_max_ms: int = Field(200, ge=1, description="...or after this many milliseconds.")
     max_inflight_messages: int = Field(
