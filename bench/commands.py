@@ -35,6 +35,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 
 from bench.ingest import quantile, scrape
+from bench.proccpu import stop
 from citypulse import schema
 from citypulse.catalogue import MAX_SLOTS, device_kind
 from citypulse.settings import Settings
@@ -149,18 +150,6 @@ class _Collector:
                 for k, q in (("p50", 0.5), ("p99", 0.99))}
 
 
-def _stop(*procs: subprocess.Popen | None) -> None:
-    for p in procs:
-        if p is not None:
-            p.terminate()
-    for p in procs:
-        if p is not None:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-
-
 def run(singles: int = 50, fleet: int = 1000, sensors: int = 200_000, rate: float = 20_000.0,
         per_message: int = 100, warmup_s: float = 15.0, via: str = "native",
         progress=None) -> dict:
@@ -248,7 +237,7 @@ def run(singles: int = 50, fleet: int = 1000, sensors: int = 200_000, rate: floa
             finally:
                 if sim is not None:
                     sim.close()
-                _stop(loader, worker, col.proc if col else None)
+                stop([loader, worker, col.proc if col else None])
                 if col is not None:
                     col.log.close()
                 conn.close()

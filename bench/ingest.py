@@ -195,13 +195,7 @@ def run_bench(spec: BenchSpec, progress=None) -> dict:
             rss = sum(_rss_mb(p.pid) for p in procs)
             ms = [scrape(p) for p in ports]
         finally:
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                try:
-                    p.wait(30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            proccpu.stop(procs)
             log.close()
         les: dict[float, float] = {}
         for m in ms:

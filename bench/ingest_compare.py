@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from psycopg import sql
 
 from bench.bare import create_table
 from bench.ingest import BenchSpec, CpuMeter, db_port, run_bench, send, services, wait_stored
+from bench.proccpu import stop
 from citypulse.settings import Settings
 
 
@@ -66,11 +66,7 @@ def run_bare(spec: BenchSpec, db_url: str, mqtt_url: str, tmpd: Path) -> dict:
         n, t_done = wait_stored(stored, load.readings)
         cpu = meter.stop(load, n)
     finally:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(60)
-        except subprocess.TimeoutExpired:
-            p.kill()
+        stop([p], 60)
     final = json.loads(stats.read_text())
     with psycopg.connect(db_url, autocommit=True) as conn:
         rows, distinct = conn.execute(sql.SQL(

@@ -23,6 +23,7 @@ import orjson
 import psycopg
 import requests
 
+from bench.proccpu import stop
 from citypulse import apikeys
 from citypulse.stack import ServiceError, free_port, wait_port
 from device_sim.dialects import HTTP_TOPIC
@@ -121,11 +122,7 @@ def bench_http(spec, db_url: str, prefix: str, ids: list[str], tmpd: Path, say) 
                                           spec.per_message, 8 * max(1, spec.workers))
         rss = _rss_mb(proc.pid)
     finally:
-        proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(30)
-        if proc.poll() is None:
-            proc.kill()
+        stop([proc])
     with psycopg.connect(db_url, autocommit=True) as conn:
         rows, distinct = conn.execute(
             "SELECT count(*), count(DISTINCT (r.sensor, r.seq)) FROM citypulse.raw r "

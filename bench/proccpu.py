@@ -14,6 +14,7 @@ own time, its reaped children's (``cutime``/``cstime``) and its live children's.
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -77,3 +78,16 @@ def listener_pid(port: int) -> int | None:
         except OSError:
             continue
     return None
+
+
+def stop(procs, timeout: float = 30.0) -> None:
+    """SIGTERM every process (None skipped), wait up to ``timeout`` s each, kill what is left."""
+    procs = [p for p in procs if p is not None]
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()

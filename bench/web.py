@@ -10,7 +10,6 @@ generator shares the machine's cores with the server and the database.
 from __future__ import annotations
 
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 import psycopg
 import requests
 
+from bench.proccpu import stop
 from citypulse import schema
 from citypulse.settings import Settings
 from citypulse.stack import PrivatePostgres, free_port, wait_port
@@ -99,8 +99,4 @@ def run(sensors: int = 2000, seconds: float = 10.0, clients: int = 8, tls: bool 
                 }
             return result
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop([proc], 60)

@@ -3,8 +3,9 @@
 In: :class:`Message` records taken from the session's inbox (:func:`take`, bounded by
 ``batch_max_ms`` and ``batch_max_readings``), the registry snapshot.  Out: a :class:`Batch`
 (rows, which may repeat a (sensor, time) across messages: the store folds those when its
-unique key stops the COPY; dead letters with reasons, device status, gateway heartbeats).  :meth:`Batcher.build` never raises for any input; unknown sensors get one
-registry refresh before they are dead-lettered.
+unique key stops the COPY; dead letters with reasons, device status, gateway heartbeats).
+:meth:`Batcher.build` never raises for any input; unknown sensors get one registry refresh
+before they are dead-lettered.
 """
 
 from __future__ import annotations
