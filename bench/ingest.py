@@ -225,6 +225,9 @@ def run_bench(spec: BenchSpec, progress=None) -> dict:
             "duplicates": rows - distinct,
             "dead_letters": dead,
             "internal_errors": int(total(ms, im.total(im.INTERNAL_ERRORS))),
+            "mean_batch_rows": round(total(ms, im.BATCH_ROWS + "_sum")
+                                     / max(1.0, total(ms, im.BATCH_ROWS + "_count"))),
+            "receive_max_exceeded": int(total(ms, im.total(im.RECEIVE_MAX_EXCEEDED))),
             "collectors": spec.collectors,
             "collector_rss_mb": round(rss, 1), "collector_rss_start_mb": round(rss0, 1),
             "encoding": spec.encoding, "feeder": spec.feeder, "cpu_us_per_reading": cpu,

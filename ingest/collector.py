@@ -183,7 +183,7 @@ class Collector:
             except Exception:
                 log.exception("event=internal_error where=writer")
                 self.metrics.internal.inc()
-                self.session.done(msgs)
+                self.session.done(len(msgs))
                 with contextlib.suppress(Exception):
                     if conn is not None:
                         conn.close()

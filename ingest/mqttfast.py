@@ -10,25 +10,14 @@ reading per message (see docs/benchmarks.md):
 - paho matches every message's topic against ``message_callback_add`` filters; the
   collector registers none, so ``on_message`` is called straight away.
 
-And one guard paho lacks: ``read_gate(timeout)``, when set, is asked before each read of
-the socket; while it answers False (after waiting up to ``timeout``) the read reports no
-data, paho's loop turns on (acks and pings go out) and TCP holds the broker back.  It keeps
-a broker that sends past the client's Receive Maximum (mosquitto before 2.0.13 does, once
-messages queue for the client) from filling the collector: what the collector holds passes
-its bound by one read (64 KB) at most.  A read awaited by a ping is never held, so a long
-hold cannot time the connection out.
-
 Everything else (acks, reconnects, keepalive, TLS) is paho's own code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import paho.mqtt.client as mqtt
 
 _CHUNK = 65536
-_HOLD_S = 0.1  # the longest a paused loop turn waits for room before keepalive work
 
 
 class BufferedClient(mqtt.Client):
@@ -36,14 +25,10 @@ class BufferedClient(mqtt.Client):
 
     _rbuf: bytes = b""
     _rpos: int = 0
-    read_gate: Callable[[float], bool] | None = None  # see the module docstring
 
     def _sock_recv(self, bufsize: int) -> bytes:
         buf, pos = self._rbuf, self._rpos
         if pos >= len(buf):
-            gate = self.read_gate
-            if gate is not None and not self._ping_t and not gate(_HOLD_S):
-                raise BlockingIOError  # held: paho keeps a partial packet for the next turn
             buf = super()._sock_recv(_CHUNK)  # BlockingIOError when nothing is there
             if not buf:
                 return b""  # connection closed

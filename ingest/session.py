@@ -21,7 +21,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from citypulse.settings import Settings
 from citypulse.wire import topics as wt
-from ingest.batcher import WIRE_BYTES_PER_READING, Inbox, Message
+from ingest.batcher import Inbox, Message
 from ingest.metrics import Metrics
 from ingest.mqttfast import BufferedClient
 from ingest.sources.base import PAYLOAD
@@ -43,14 +43,9 @@ class Session:
         self.accepting = threading.Event()
         self.client: mqtt.Client | None = None
         self.pending = 0  # received, not yet acked
-        self.pending_bytes = 0
-        self._pending_lock = threading.Condition(threading.Lock())  # notified on every ack
-        # the collector's own bound on what it holds unacked: the Receive Maximum it declares,
-        # and the payload bytes of ``writer_connections + 2`` full batches (those committing,
-        # one filling, one ready); past either the socket is left unread (see _room)
-        self.max_pending = max(1, min(settings.max_inflight_messages, 65535))
-        self.max_pending_bytes = WIRE_BYTES_PER_READING * settings.batch_max_readings * (
-            settings.writer_connections + 2)
+        self._pending_lock = threading.Lock()
+        self.max_pending = max(1, min(settings.max_inflight_messages, 65535))  # Receive Maximum
+        self._overrun_logged = False
         self._buckets: dict[str, list[float]] = {}
         self._gen = 0
         self._gen_lock = threading.Lock()
@@ -74,7 +69,6 @@ class Session:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 7 * 86400
         props.ReceiveMaximum = self.max_pending
-        c.read_gate = self._room
         c.connect_async(ep.host, ep.port, keepalive=30, clean_start=False, properties=props)
         c.loop_start()  # paho's loop retries the first connection too (retry_first_connection)
 
@@ -94,28 +88,10 @@ class Session:
             time.sleep(0.02)
         return False
 
-    def done(self, msgs: list[Message]) -> None:
-        """``msgs`` will never be acked (an internal error): stop waiting for them."""
-        self._release(msgs)
-
-    def _release(self, msgs: list[Message]) -> None:
-        size = sum(len(m.payload) for m in msgs)
+    def done(self, n: int) -> None:
+        """``n`` messages will never be acked (an internal error): stop waiting for them."""
         with self._pending_lock:
-            self.pending -= len(msgs)
-            self.pending_bytes -= size
-            self._pending_lock.notify_all()
-
-    def _room(self, timeout: float) -> bool:
-        """Whether the network thread may read more (waits up to ``timeout`` for an ack).
-
-        False while the collector holds its bound: ``max_pending`` messages (a broker that
-        honours the Receive Maximum never gets there) or ``max_pending_bytes`` of payload.
-        """
-        with self._pending_lock:
-            if self.pending >= self.max_pending or self.pending_bytes >= self.max_pending_bytes:
-                self.metrics.read_holds.inc()
-                self._pending_lock.wait(timeout)
-            return self.pending < self.max_pending and self.pending_bytes < self.max_pending_bytes
+            self.pending -= n
 
     def ack(self, msgs: list[Message]) -> None:
         """Acknowledge messages whose content is stored, on the connection they came on."""
@@ -125,7 +101,8 @@ class Session:
             for m in msgs:
                 if m.qos > 0 and m.gen == gen and client is not None:
                     client.ack(m.mid, m.qos)
-        self._release(msgs)
+        with self._pending_lock:
+            self.pending -= len(msgs)
         self.metrics.queue.set(self.pending)
 
     # --- paho callbacks (network thread) ---------------------------------------------------
@@ -175,7 +152,9 @@ class Session:
             topic = msg.topic  # paho decodes it on every access
             with self._pending_lock:
                 self.pending += 1
-                self.pending_bytes += len(msg.payload)
+                over = self.pending > self.max_pending
+            if over:
+                self._overrun()
             self.inbox.put(Message(self._gen, msg.mid, msg.qos, topic, msg.payload,
                                    int(time.time() * 1000), ctype,
                                    "/status/" not in topic and self._one_device(topic)
@@ -183,6 +162,20 @@ class Session:
         except Exception:
             log.exception("event=internal_error where=on_message")
             self.metrics.internal.inc()
+
+    def _overrun(self) -> None:
+        """A message past the Receive Maximum: counted, and logged once per session.
+
+        The broker broke MQTT 5's flow control (mosquitto before 2.0.13 sends another Receive
+        Maximum of queued messages on every ack), so a backlog it should hold piles up here.
+        """
+        self.metrics.receive_max_exceeded.inc()
+        if not self._overrun_logged:
+            self._overrun_logged = True
+            log.warning("event=receive_maximum_exceeded receive_maximum=%d pending=%d hint=%r",
+                        self.max_pending, self.pending, "the broker ignores the Receive Maximum "
+                        "(mosquitto < 2.0.13 does): an overload piles up in the collector's "
+                        "memory; upgrade the broker")
 
     def _one_device(self, topic: str) -> bool:
         """Whether ``topic`` is one device's (not a source topic all its gateways share)."""
