@@ -10,7 +10,10 @@ In-process and single-threaded, no broker and no database: the same prebuilt pay
 - ``rows``: the collector's :func:`ingest.fastdecode.rows` (decode, registry and gateway
   check, clock window, per-value catalogue range check, row tuples);
 - ``seq``: the collector's seq-gap accounting (:func:`ingest.writer.count_seq`) of the rows,
-  every sensor seen before (the steady state).
+  every sensor seen before (the steady state);
+- ``paho_publish`` / ``publish``: one received MQTT 5 PUBLISH packet of each message turned
+  into the message handed to ``on_message``, by paho's own client (what the bare pipeline
+  runs) and by the collector's (:class:`ingest.mqttfast.BufferedClient`).
 
 Out: microseconds per reading, best of ``repeat`` passes, and the guarantees' cost
 (``rows - bare`` and ``seq``).  Where these differ from ``bench ingest --baseline``'s
@@ -23,13 +26,15 @@ import time
 
 import msgspec
 import orjson
+import paho.mqtt.client as mqtt
 
 from bench.bare import Bare
-from bench.wirefeed import VALUES
+from bench.wirefeed import VALUES, publish_packet, publish_props, publish_topic
 from citypulse.settings import Settings
 from citypulse.wire import payload as wp
 from citypulse.wire import topics as wt
 from ingest import fastdecode
+from ingest.mqttfast import BufferedClient
 from ingest.registry import Registered
 from ingest.validate import Window
 from ingest.writer import count_seq
@@ -57,6 +62,31 @@ def _payloads(per_message: int, sensors: list[str], messages: int, now_ms: int,
         else:
             out.append((wt.gateway("gw-0", PREFIX), enc(items)))
     return out
+
+
+def _publish_parts(msgs: list[tuple[str, bytes]], msgpack: bool) -> list[tuple[int, bytes]]:
+    """Each message as a received PUBLISH: (fixed header byte, the rest after the length)."""
+    props = publish_props(msgpack)
+    out = []
+    for k, (t, p) in enumerate(msgs):
+        pkt = publish_packet(publish_topic(t), p, 1, k % 65535 + 1, props)
+        i = 1
+        while pkt[i] & 0x80:  # the remaining-length varint
+            i += 1
+        out.append((pkt[0], pkt[i + 1:]))
+    return out
+
+
+def _receiver(cls) -> tuple[mqtt.Client, list]:
+    """A client whose ``on_message`` keeps the messages (for the check) or drops them (timed)."""
+    c = cls(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5, manual_ack=True)
+    got: list = []
+    c.on_message = lambda _c, _u, m: got.append(m)
+    return c, got
+
+
+def _drop(_c, _u, _m) -> None:
+    """``on_message`` while timing: nothing kept, as a collector hands each message on."""
 
 
 def _best(fn, repeat: int, n: int) -> float:
@@ -105,14 +135,39 @@ def run(per_message: int = 100, readings: int = 200_000, encoding: str = "json",
     rows_path()
     if len(rows) != n or bare.errors:
         raise RuntimeError("hotpath: the payloads did not all decode")
+    packets = _publish_parts(msgs, msgpack)
+    receivers = {"paho_publish": _receiver(mqtt.Client), "publish": _receiver(BufferedClient)}
+
+    def publish(name: str):
+        client, got = receivers[name]
+
+        def run_() -> None:
+            got.clear()
+            for cmd, body in packets:
+                client._in_packet = {"command": cmd, "packet": bytearray(body)}
+                client._handle_publish()
+        return run_
+
+    for client, got in receivers.values():  # both hand on_message the same messages
+        publish("publish" if client.__class__ is BufferedClient else "paho_publish")()
+        ctype = [getattr(m.properties, "ContentType", None) for m in got]
+        if [(m.topic, bytes(m.payload), m.mid) for m in got] != [
+                (t, p, k % 65535 + 1) for k, (t, p) in enumerate(msgs)] or ctype != [
+                wp.CONTENT_MSGPACK if msgpack else None] * len(got):
+            raise RuntimeError("hotpath: a PUBLISH did not parse back to its message")
+        got.clear()
+        client.on_message = _drop
     ids = [r.id for r in registry.values()]  # seq accounting's steady state: all seen before
     out = {"per_message": per_message, "encoding": encoding, "readings": n,
            "us_per_reading": {
                "decode": _best(decode, repeat, n), "bare": _best(bare_path, repeat, n),
                "rows": _best(rows_path, repeat, n),
                "seq": _best(lambda: count_seq(dict.fromkeys(ids, -1), dict.fromkeys(ids, -1),
-                                              rows), repeat, n)}}
+                                              rows), repeat, n),
+               "paho_publish": _best(publish("paho_publish"), repeat, n),
+               "publish": _best(publish("publish"), repeat, n)}}
     us = out["us_per_reading"]
     out["guarantees_us"] = {"validation_and_rows_vs_bare": round(us["rows"] - us["bare"], 3),
-                            "seq_accounting": us["seq"]}
+                            "seq_accounting": us["seq"],
+                            "publish_vs_paho": round(us["publish"] - us["paho_publish"], 3)}
     return out

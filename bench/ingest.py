@@ -92,16 +92,21 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def services(spec: BenchSpec, tmpd: Path, stack: contextlib.ExitStack, say) -> tuple[str, str]:
-    """The database and broker URLs: the spec's, or private servers started in ``stack``."""
-    db_url, mqtt_url = spec.database_url, spec.mqtt_url
+def services(spec: BenchSpec, tmpd: Path, stack: contextlib.ExitStack, say,
+             ) -> tuple[str, str, PrivateMosquitto | None]:
+    """The database and broker URLs: the spec's, or private servers started in ``stack``.
+
+    The third value is the private broker (None when the spec names one).
+    """
+    db_url, mqtt_url, broker = spec.database_url, spec.mqtt_url, None
     if db_url is None:
         say("starting private PostgreSQL")
         db_url = stack.enter_context(PrivatePostgres(tmpd / "pg", durable=False)).url
     if mqtt_url is None:
         say("starting private Mosquitto")
-        mqtt_url = stack.enter_context(PrivateMosquitto(tmpd / "mqtt")).url
-    return db_url, mqtt_url
+        broker = stack.enter_context(PrivateMosquitto(tmpd / "mqtt"))
+        mqtt_url = broker.url
+    return db_url, mqtt_url, broker
 
 
 def wait_stored(stored, target: int, stall_s: float = 5.0) -> tuple[int, float]:
@@ -131,7 +136,7 @@ def run_bench(spec: BenchSpec, progress=None) -> dict:
     say = progress or (lambda _m: None)
     with tempfile.TemporaryDirectory(prefix="cp-bench-") as tmp, contextlib.ExitStack() as stack:
         tmpd = Path(tmp)
-        db_url, mqtt_url = services(spec, tmpd, stack, say)
+        db_url, mqtt_url, _ = services(spec, tmpd, stack, say)
         prefix = "bench" + uuid.uuid4().hex[:6]
         settings = Settings(database_url=db_url, mqtt_url=mqtt_url, topic_prefix=prefix)
         ids = [f"{prefix}-s{i:06d}" for i in range(spec.sensors)]
@@ -225,6 +230,9 @@ def run_bench(spec: BenchSpec, progress=None) -> dict:
             "duplicates": rows - distinct,
             "dead_letters": dead,
             "internal_errors": int(total(ms, im.total(im.INTERNAL_ERRORS))),
+            "mean_batch_rows": round(total(ms, im.BATCH_ROWS + "_sum")
+                                     / max(1.0, total(ms, im.BATCH_ROWS + "_count"))),
+            "receive_max_exceeded": int(total(ms, im.total(im.RECEIVE_MAX_EXCEEDED))),
             "collectors": spec.collectors,
             "collector_rss_mb": round(rss, 1), "collector_rss_start_mb": round(rss0, 1),
             "encoding": spec.encoding, "feeder": spec.feeder, "cpu_us_per_reading": cpu,

@@ -6,6 +6,10 @@ a dict (printed as JSON) with, per shape, the citypulse run, the bare run
 ratios: stored/s (citypulse / bare) and CPU microseconds per reading per component
 (generator, broker, collector, database).  Both runs of a shape happen in one invocation,
 back to back, so the machine's other load hits both alike; compare ratios, not absolutes.
+Each run starts as the first did: with private servers, on a new empty database of the same
+PostgreSQL and a restarted broker with nothing persisted (without that, a later run
+wrote into the earlier runs' indexes and met a broker heap grown by their backlog, and lost
+10-30% by its place in the order alone).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import tempfile
 import uuid
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import sql
@@ -108,19 +113,42 @@ def run_compare(spec: BenchSpec, shapes: list[int], baseline: bool = True,
     say = progress or (lambda _m: None)
     with tempfile.TemporaryDirectory(prefix="cp-bench-") as tmp, contextlib.ExitStack() as stack:
         tmpd = Path(tmp)
-        db_url, mqtt_url = services(spec, tmpd, stack, say)
+        server_url, mqtt_url, broker = services(spec, tmpd, stack, say)
+        fresh_count = iter(range(1, 1 << 30))
+
+        def fresh() -> str:
+            """A new empty database for the next run (and the broker restarted, if ours)."""
+            if broker is not None:
+                broker.stop()
+                for f in broker.data_dir.glob("*.db"):
+                    f.unlink()
+                broker.start()
+            if spec.database_url is not None:  # not ours: the one database it names
+                return server_url
+            name = f"cpbench{next(fresh_count)}"
+            with psycopg.connect(server_url, autocommit=True) as conn:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            return urlsplit(server_url)._replace(path="/" + name).geturl()
+
         runs = []
         for k in shapes:
-            s = replace(spec, per_message=k, database_url=db_url, mqtt_url=mqtt_url)
+            s = replace(spec, per_message=k, mqtt_url=mqtt_url)
             entry: dict = {"per_message": k}
             if before:
                 say(f"{k} readings/message: citypulse before ({before})")
-                entry["before"] = run_bench(replace(s, collector_path=before), progress=say)
+                db_url = fresh()
+                entry["before"] = run_bench(replace(s, collector_path=before,
+                                                    database_url=db_url), progress=say)
+                entry["before"]["database"] = urlsplit(db_url).path[1:]
             say(f"{k} readings/message: citypulse")
-            ours = entry["citypulse"] = run_bench(s, progress=say)
+            db_url = fresh()
+            ours = entry["citypulse"] = run_bench(replace(s, database_url=db_url), progress=say)
+            ours["database"] = urlsplit(db_url).path[1:]
             if baseline:
                 say(f"{k} readings/message: bare pipeline")
-                bare = run_bare(s, db_url, mqtt_url, tmpd)
+                db_url = fresh()
+                bare = run_bare(replace(s, database_url=db_url), db_url, mqtt_url, tmpd)
+                bare["database"] = urlsplit(db_url).path[1:]
                 entry["bare"] = bare
                 entry["ratio"] = ratios(ours, bare)
                 if before:

@@ -67,6 +67,16 @@ def _s(text: str) -> bytes:
     return len(b).to_bytes(2, "big") + b
 
 
+def publish_props(msgpack: bool) -> bytes:
+    """A PUBLISH's property bytes: the MQTT 5 content type of MessagePack, or none."""
+    return (b"\x03" + _s(wp.CONTENT_MSGPACK)) if msgpack else b""
+
+
+def publish_topic(topic: str) -> bytes:
+    """A topic as a PUBLISH carries it (length-prefixed UTF-8)."""
+    return _s(topic)
+
+
 def connect_packet(client_id: str) -> bytes:
     """An MQTT 5 CONNECT (clean start, no keepalive, no properties)."""
     body = _s("MQTT") + bytes([5, 0x02]) + (0).to_bytes(2, "big") + varint(0) + _s(client_id)
@@ -96,7 +106,7 @@ def build(spec: FeedSpec, t0_ms: int, count: int | None = None) -> tuple[list[by
         n_msgs = min(n_msgs, count)
     msgpack = spec.encoding == "msgpack"
     enc = msgspec.msgpack.encode if msgpack else orjson.dumps
-    props = (b"\x03" + _s(wp.CONTENT_MSGPACK)) if msgpack else b""
+    props = publish_props(msgpack)
     seq = dict.fromkeys(ids, 0)
     last = dict.fromkeys(ids, 0)
     packets: list[bytes] = []

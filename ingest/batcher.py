@@ -33,6 +33,7 @@ from ingest.validate import DeadLetter, Window, dead_letter, to_time, validate
 log = logging.getLogger("citypulse.ingest")
 
 TEMPORARY = (psycopg.OperationalError, psycopg.InterfaceError)
+WIRE_BYTES_PER_READING = 80  # about, on the wire: sizes batches and the collector's bound
 
 
 class Message(NamedTuple):
@@ -74,6 +75,7 @@ class Inbox:
         self._items: list[Message] = []
         self._bytes = 0
         self._want = 1 << 62
+        self._want_msgs = 1 << 62
         self._cond = threading.Condition(threading.Lock())
 
     def put(self, m: Message) -> None:
@@ -81,35 +83,42 @@ class Inbox:
         with self._cond:
             self._items.append(m)
             self._bytes += len(m.payload)
-            if len(self._items) == 1 or self._bytes >= self._want:
+            if (len(self._items) == 1 or self._bytes >= self._want
+                    or len(self._items) >= self._want_msgs):
                 self._cond.notify()
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def take(self, max_readings: int, max_ms: int) -> list[Message]:
-        """The next batch: wait 0.1 s for a message, then up to ``max_ms`` for the bounds."""
-        want = max_readings * 80  # ~80 bytes per reading on the wire
+    def take(self, max_readings: int, max_ms: int, max_msgs: int = 1 << 62) -> list[Message]:
+        """The next batch: wait 0.1 s for a message, then up to ``max_ms`` for the bounds.
+
+        The bounds: ``max_readings`` (as ~80 bytes each on the wire) or ``max_msgs`` messages,
+        whichever fills first.  ``max_msgs`` is a share of the in-flight window: once that
+        many messages wait, waiting longer only holds the broker back (nothing more can come
+        before an ack).
+        """
+        want = max_readings * WIRE_BYTES_PER_READING
         with self._cond:
             if not self._items and not self._cond.wait(0.1) and not self._items:
                 return []
             deadline = time.monotonic() + max_ms / 1000
-            self._want = want
-            while self._items and self._bytes < want:
+            self._want, self._want_msgs = want, max_msgs
+            while self._items and self._bytes < want and len(self._items) < max_msgs:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 self._cond.wait(left)
-            self._want = 1 << 62
+            self._want = self._want_msgs = 1 << 62
             items = self._items
-            if self._bytes <= want:
+            if self._bytes <= want and len(items) <= max_msgs:
                 self._items, self._bytes = [], 0
                 return items
             n = size = 0
             for m in items:  # more than a batch: take a batch's worth
                 size += len(m.payload)
                 n += 1
-                if size >= want:
+                if size >= want or n >= max_msgs:
                     break
             self._items, self._bytes = items[n:], self._bytes - size
             if self._items:
@@ -118,8 +127,14 @@ class Inbox:
 
 
 def take(inbox: Inbox, settings: Settings) -> list[Message]:
-    """The next messages to batch (see :meth:`Inbox.take`)."""
-    return inbox.take(settings.batch_max_readings, settings.batch_max_ms)
+    """The next messages to batch (see :meth:`Inbox.take`).
+
+    A batch is cut at a share of the in-flight window (``max_inflight_messages`` over the
+    writers plus one being filled), so single-reading messages never wait out
+    ``batch_max_ms`` with the window already full.
+    """
+    share = max(1, settings.max_inflight_messages // (settings.writer_connections + 1))
+    return inbox.take(settings.batch_max_readings, settings.batch_max_ms, share)
 
 
 class Batcher:

@@ -26,6 +26,7 @@ DUPLICATES = PREFIX + "duplicates"
 INTERNAL_ERRORS = PREFIX + "internal_errors"
 DB_ERRORS = PREFIX + "db_errors"
 QUEUE = PREFIX + "queue_messages"
+RECEIVE_MAX_EXCEEDED = PREFIX + "receive_max_exceeded"
 CONNECTED = PREFIX + "mqtt_connected"
 COMMITTED_PUBLISHED = PREFIX + "committed_published"
 
@@ -65,6 +66,9 @@ class Metrics:
         self.internal = Counter(INTERNAL_ERRORS, "Unexpected exceptions", registry=r)
         self.db_errors = Counter(DB_ERRORS, "Database errors", ["kind"], registry=r)
         self.queue = Gauge(QUEUE, "Messages received, not yet acked", registry=r)
+        self.receive_max_exceeded = Counter(
+            RECEIVE_MAX_EXCEEDED, "Messages received past the Receive Maximum the collector "
+            "declared (a broker ignoring MQTT 5 flow control)", registry=r)
         self.connected = Gauge(CONNECTED, "1 while connected and subscribed", registry=r)
         self.committed_published = Counter(
             COMMITTED_PUBLISHED, "Committed batches announced on the internal topic "

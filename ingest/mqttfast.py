@@ -9,15 +9,38 @@ reading per message (see docs/benchmarks.md):
   chunks and every complete packet in the chunk is handled before the loop sleeps again.
 - paho matches every message's topic against ``message_callback_add`` filters; the
   collector registers none, so ``on_message`` is called straight away.
+- paho decodes an MQTT 5 PUBLISH with three ``struct.unpack`` calls on format strings built
+  per packet, each copying the rest of the packet, builds a ``Properties`` object even when
+  the packet has none, and decodes the topic for a debug line nobody logs.  Here a QoS 0/1
+  PUBLISH is parsed by offsets (one copy of the payload; properties parsed by paho only when
+  present) into a :class:`Publish` with the attributes of paho's ``MQTTMessage`` the
+  collector reads.  QoS 2, MQTT 3, a topic that is not UTF-8 or a client logging packets
+  take paho's own path.
 
 Everything else (acks, reconnects, keepalive, TLS) is paho's own code.
 """
 
 from __future__ import annotations
 
+import time
+
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 _CHUNK = 65536
+
+
+class Publish:
+    """A received PUBLISH: what ``on_message`` reads of paho's ``MQTTMessage``."""
+
+    __slots__ = ("dup", "mid", "payload", "properties", "qos", "retain", "timestamp", "topic")
+
+    def __init__(self, topic: str, payload: bytes, mid: int, qos: int, dup: bool, retain: bool,
+                 properties: Properties | None) -> None:
+        self.topic, self.payload, self.mid, self.qos = topic, payload, mid, qos
+        self.dup, self.retain, self.properties = dup, retain, properties
+        self.timestamp = time.monotonic()
 
 
 class BufferedClient(mqtt.Client):
@@ -48,6 +71,36 @@ class BufferedClient(mqtt.Client):
     def _sock_close(self) -> None:
         self._rbuf, self._rpos = b"", 0  # nothing of a closed connection reaches the next
         super()._sock_close()
+
+    def _handle_publish(self) -> mqtt.MQTTErrorCode:
+        """A QoS 0/1 MQTT 5 PUBLISH by offsets (see the module docstring), else paho's."""
+        header = self._in_packet["command"]
+        qos = (header & 0x06) >> 1
+        if (qos == 2 or self._protocol != mqtt.MQTTv5 or self._logger is not None
+                or self.on_log is not None):
+            return super()._handle_publish()
+        packet = self._in_packet["packet"]
+        try:
+            pos = 2 + ((packet[0] << 8) | packet[1])
+            topic = packet[2:pos].decode()
+            mid = 0
+            if qos:
+                mid = (packet[pos] << 8) | packet[pos + 1]
+                pos += 2
+            props = None
+            if packet[pos]:  # property length > 0: paho parses them
+                props = Properties(PacketTypes.PUBLISH)
+                pos += props.unpack(packet[pos:])[1]
+            else:
+                pos += 1
+        except (IndexError, UnicodeDecodeError):
+            return super()._handle_publish()  # paho reports it its own way
+        payload = bytes(memoryview(packet)[pos:])  # paho's packet buffer is a bytearray
+        self._handle_on_message(Publish(topic, payload, mid, qos, bool(header & 0x08),
+                                        bool(header & 0x01), props))
+        if qos == 1 and not self._manual_ack:
+            return self._send_puback(mid)
+        return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
 
     def _handle_on_message(self, message: mqtt.MQTTMessage) -> None:
         on_message = self.on_message

@@ -44,6 +44,8 @@ class Session:
         self.client: mqtt.Client | None = None
         self.pending = 0  # received, not yet acked
         self._pending_lock = threading.Lock()
+        self.max_pending = max(1, min(settings.max_inflight_messages, 65535))  # Receive Maximum
+        self._overrun_logged = False
         self._buckets: dict[str, list[float]] = {}
         self._gen = 0
         self._gen_lock = threading.Lock()
@@ -66,7 +68,7 @@ class Session:
         c.on_message = self._on_message
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 7 * 86400
-        props.ReceiveMaximum = max(1, min(s.max_inflight_messages, 65535))
+        props.ReceiveMaximum = self.max_pending
         c.connect_async(ep.host, ep.port, keepalive=30, clean_start=False, properties=props)
         c.loop_start()  # paho's loop retries the first connection too (retry_first_connection)
 
@@ -150,6 +152,9 @@ class Session:
             topic = msg.topic  # paho decodes it on every access
             with self._pending_lock:
                 self.pending += 1
+                over = self.pending > self.max_pending
+            if over:
+                self._overrun()
             self.inbox.put(Message(self._gen, msg.mid, msg.qos, topic, msg.payload,
                                    int(time.time() * 1000), ctype,
                                    "/status/" not in topic and self._one_device(topic)
@@ -157,6 +162,20 @@ class Session:
         except Exception:
             log.exception("event=internal_error where=on_message")
             self.metrics.internal.inc()
+
+    def _overrun(self) -> None:
+        """A message past the Receive Maximum: counted, and logged once per session.
+
+        The broker broke MQTT 5's flow control (mosquitto before 2.0.13 sends another Receive
+        Maximum of queued messages on every ack), so a backlog it should hold piles up here.
+        """
+        self.metrics.receive_max_exceeded.inc()
+        if not self._overrun_logged:
+            self._overrun_logged = True
+            log.warning("event=receive_maximum_exceeded receive_maximum=%d pending=%d hint=%r",
+                        self.max_pending, self.pending, "the broker ignores the Receive Maximum "
+                        "(mosquitto < 2.0.13 does): an overload piles up in the collector's "
+                        "memory; upgrade the broker")
 
     def _one_device(self, topic: str) -> bool:
         """Whether ``topic`` is one device's (not a source topic all its gateways share)."""

@@ -17,7 +17,9 @@ def test_hotpath_reports_each_part_for_both_shapes_and_encodings():
         for x in runs:
             us = x["us_per_reading"]
             assert x["readings"] == 2000 and x["encoding"] == enc
-            assert set(us) == {"decode", "bare", "rows", "seq"} and min(us.values()) > 0
+            assert set(us) == {"decode", "bare", "rows", "seq", "paho_publish", "publish"}
+            assert min(us.values()) > 0
             assert x["guarantees_us"] == {
                 "validation_and_rows_vs_bare": round(us["rows"] - us["bare"], 3),
-                "seq_accounting": us["seq"]}
+                "seq_accounting": us["seq"],
+                "publish_vs_paho": round(us["publish"] - us["paho_publish"], 3)}

@@ -35,3 +35,14 @@ def test_baseline_runs_both_pipelines_on_both_shapes(pg, broker):
         assert ours["dead_letters"] == 0 and bare["decode_errors"] == 0
         assert set(run["ratio"]) == {"stored_per_s"} | {f"cpu_{k}" for k in COMPONENTS}
         assert run["ratio"]["stored_per_s"] > 0
+
+
+def test_with_private_servers_each_run_starts_on_a_new_database():
+    """Runs after the first neither write into earlier runs' tables nor meet their backlog."""
+    spec = BenchSpec(sensors=10, rate=200, duration=1)
+    out = run_compare(spec, [5], baseline=True, before=".")
+    run = out["runs"][0]
+    names = [run[k]["database"] for k in ("before", "citypulse", "bare")]
+    assert len(set(names)) == 3 and all(n.startswith("cpbench") for n in names)
+    for k in ("before", "citypulse", "bare"):
+        assert run[k]["stored"] == run[k]["sent"] == 200 and run[k]["lost"] == 0
