@@ -38,8 +38,8 @@ def test_messages_past_the_receive_maximum_are_counted(broker, tmp_path, caplog)
         pub.close(sent=SENT)
         received = 0
         while received < SENT:  # the writers' part: take what came, ack it, again
-            assert wait_until(lambda: len(session.inbox) >= WINDOW
-                              or received + len(session.inbox) >= SENT, 30), "receiving stopped"
+            assert wait_until(lambda done=received: len(session.inbox) >= WINDOW
+                              or done + len(session.inbox) >= SENT, 30), "receiving stopped"
             msgs = session.inbox.take(max_readings=10**6, max_ms=1)
             received += len(msgs)
             session.ack(msgs)
