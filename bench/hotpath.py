@@ -150,9 +150,9 @@ def run(per_message: int = 100, readings: int = 200_000, encoding: str = "json",
 
     for client, got in receivers.values():  # both hand on_message the same messages
         publish("publish" if client.__class__ is BufferedClient else "paho_publish")()
-        ctype = [getattr(m.properties, "ContentType", None) for m in got]
+        ctypes = [getattr(m.properties, "ContentType", None) for m in got]
         if [(m.topic, bytes(m.payload), m.mid) for m in got] != [
-                (t, p, k % 65535 + 1) for k, (t, p) in enumerate(msgs)] or ctype != [
+                (t, p, k % 65535 + 1) for k, (t, p) in enumerate(msgs)] or ctypes != [
                 wp.CONTENT_MSGPACK if msgpack else None] * len(got):
             raise RuntimeError("hotpath: a PUBLISH did not parse back to its message")
         got.clear()

@@ -12,10 +12,10 @@ reading per message (see docs/benchmarks.md):
 - paho decodes an MQTT 5 PUBLISH with three ``struct.unpack`` calls on format strings built
   per packet, each copying the rest of the packet, builds a ``Properties`` object even when
   the packet has none, and decodes the topic for a debug line nobody logs.  Here a QoS 0/1
-  PUBLISH is parsed by offsets (one copy of the payload; properties parsed by paho only when
-  present) into a :class:`Publish` with the attributes of paho's ``MQTTMessage`` the
-  collector reads.  QoS 2, MQTT 3, a topic that is not UTF-8 or a client logging packets
-  take paho's own path.
+  PUBLISH is parsed by offsets (one copy of the payload; a lone content type read directly,
+  other properties parsed by paho) into a :class:`Publish` with the attributes of paho's
+  ``MQTTMessage`` the collector reads.  QoS 2, MQTT 3, a topic that is not UTF-8 or a
+  client logging packets take paho's own path.
 
 Everything else (acks, reconnects, keepalive, TLS) is paho's own code.
 """
@@ -29,6 +29,18 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 _CHUNK = 65536
+
+
+_CONTENT_TYPE = 0x03  # the MQTT 5 property identifier
+
+
+class ContentTypeOnly:
+    """The properties of a PUBLISH whose only property is its content type."""
+
+    __slots__ = ("ContentType",)
+
+    def __init__(self, content_type: str) -> None:
+        self.ContentType = content_type
 
 
 class Publish:
@@ -88,11 +100,16 @@ class BufferedClient(mqtt.Client):
                 mid = (packet[pos] << 8) | packet[pos + 1]
                 pos += 2
             props = None
-            if packet[pos]:  # property length > 0: paho parses them
+            plen = packet[pos]
+            if plen == 0:
+                pos += 1
+            elif (plen < 0x80 and packet[pos + 1] == _CONTENT_TYPE
+                  and plen == 3 + ((packet[pos + 2] << 8) | packet[pos + 3])):
+                props = ContentTypeOnly(packet[pos + 4:pos + 1 + plen].decode())
+                pos += 1 + plen
+            else:  # other properties: paho parses them
                 props = Properties(PacketTypes.PUBLISH)
                 pos += props.unpack(packet[pos:])[1]
-            else:
-                pos += 1
         except (IndexError, UnicodeDecodeError):
             return super()._handle_publish()  # paho reports it its own way
         payload = bytes(memoryview(packet)[pos:])  # paho's packet buffer is a bytearray
