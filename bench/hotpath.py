@@ -148,8 +148,8 @@ def run(per_message: int = 100, readings: int = 200_000, encoding: str = "json",
                 client._handle_publish()
         return run_
 
-    for client, got in receivers.values():  # both hand on_message the same messages
-        publish("publish" if client.__class__ is BufferedClient else "paho_publish")()
+    for name, (client, got) in receivers.items():  # both hand on_message the same messages
+        publish(name)()
         ctypes = [getattr(m.properties, "ContentType", None) for m in got]
         if [(m.topic, bytes(m.payload), m.mid) for m in got] != [
                 (t, p, k % 65535 + 1) for k, (t, p) in enumerate(msgs)] or ctypes != [

@@ -103,6 +103,12 @@ def ratios(ours: dict, bare: dict) -> dict:
     return out
 
 
+def _on(db_url: str, result: dict) -> dict:
+    """``result`` with the name of the database its run wrote to."""
+    result["database"] = urlsplit(db_url).path[1:]
+    return result
+
+
 def run_compare(spec: BenchSpec, shapes: list[int], baseline: bool = True,
                 progress=None, before: str | None = None) -> dict:
     """Per shape: citypulse, then (with ``baseline``) the bare pipeline; see module docstring.
@@ -137,18 +143,17 @@ def run_compare(spec: BenchSpec, shapes: list[int], baseline: bool = True,
             if before:
                 say(f"{k} readings/message: citypulse before ({before})")
                 db_url = fresh()
-                entry["before"] = run_bench(replace(s, collector_path=before,
-                                                    database_url=db_url), progress=say)
-                entry["before"]["database"] = urlsplit(db_url).path[1:]
+                entry["before"] = _on(db_url, run_bench(
+                    replace(s, collector_path=before, database_url=db_url), progress=say))
             say(f"{k} readings/message: citypulse")
             db_url = fresh()
-            ours = entry["citypulse"] = run_bench(replace(s, database_url=db_url), progress=say)
-            ours["database"] = urlsplit(db_url).path[1:]
+            ours = entry["citypulse"] = _on(db_url, run_bench(replace(s, database_url=db_url),
+                                                              progress=say))
             if baseline:
                 say(f"{k} readings/message: bare pipeline")
                 db_url = fresh()
-                bare = run_bare(replace(s, database_url=db_url), db_url, mqtt_url, tmpd)
-                bare["database"] = urlsplit(db_url).path[1:]
+                bare = _on(db_url, run_bare(replace(s, database_url=db_url), db_url, mqtt_url,
+                                            tmpd))
                 entry["bare"] = bare
                 entry["ratio"] = ratios(ours, bare)
                 if before:

@@ -33,7 +33,7 @@ from ingest.validate import DeadLetter, Window, dead_letter, to_time, validate
 log = logging.getLogger("citypulse.ingest")
 
 TEMPORARY = (psycopg.OperationalError, psycopg.InterfaceError)
-WIRE_BYTES_PER_READING = 80  # about, on the wire: sizes batches and the collector's bound
+WIRE_BYTES_PER_READING = 80  # about, on the wire: what sizes a batch in bytes
 
 
 class Message(NamedTuple):

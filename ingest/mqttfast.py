@@ -22,8 +22,6 @@ Everything else (acks, reconnects, keepalive, TLS) is paho's own code.
 
 from __future__ import annotations
 
-import time
-
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -44,15 +42,14 @@ class ContentTypeOnly:
 
 
 class Publish:
-    """A received PUBLISH: what ``on_message`` reads of paho's ``MQTTMessage``."""
+    """A received PUBLISH: what the collector's ``on_message`` reads of paho's ``MQTTMessage``."""
 
-    __slots__ = ("dup", "mid", "payload", "properties", "qos", "retain", "timestamp", "topic")
+    __slots__ = ("mid", "payload", "properties", "qos", "topic")
 
-    def __init__(self, topic: str, payload: bytes, mid: int, qos: int, dup: bool, retain: bool,
-                 properties: Properties | None) -> None:
+    def __init__(self, topic: str, payload: bytes, mid: int, qos: int,
+                 properties: Properties | ContentTypeOnly | None) -> None:
         self.topic, self.payload, self.mid, self.qos = topic, payload, mid, qos
-        self.dup, self.retain, self.properties = dup, retain, properties
-        self.timestamp = time.monotonic()
+        self.properties = properties
 
 
 class BufferedClient(mqtt.Client):
@@ -113,8 +110,7 @@ class BufferedClient(mqtt.Client):
         except (IndexError, UnicodeDecodeError):
             return super()._handle_publish()  # paho reports it its own way
         payload = bytes(memoryview(packet)[pos:])  # paho's packet buffer is a bytearray
-        self._handle_on_message(Publish(topic, payload, mid, qos, bool(header & 0x08),
-                                        bool(header & 0x01), props))
+        self._handle_on_message(Publish(topic, payload, mid, qos, props))
         if qos == 1 and not self._manual_ack:
             return self._send_puback(mid)
         return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
