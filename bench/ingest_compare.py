@@ -7,9 +7,10 @@ ratios: stored/s (citypulse / bare) and CPU microseconds per reading per compone
 (generator, broker, collector, database).  Both runs of a shape happen in one invocation,
 back to back, so the machine's other load hits both alike; compare ratios, not absolutes.
 Each run starts as the first did: with private servers, on a new empty database of the same
-PostgreSQL and a restarted broker with nothing persisted (without that, a later run
-wrote into the earlier runs' indexes and met a broker heap grown by their backlog, and lost
-10-30% by its place in the order alone).
+PostgreSQL, the earlier run's database dropped and a checkpoint taken (no dirty pages of it
+left to write out), and a restarted broker with nothing persisted (without that, a later run
+wrote into the earlier runs' indexes, met a broker heap grown by their backlog and wrote out
+their dirty buffers, and lost 10-30% by its place in the order alone).
 """
 
 from __future__ import annotations
@@ -103,9 +104,13 @@ def ratios(ours: dict, bare: dict) -> dict:
     return out
 
 
-def _on(db_url: str, result: dict) -> dict:
-    """``result`` with the name of the database its run wrote to."""
-    result["database"] = urlsplit(db_url).path[1:]
+def _on(db_url: str, result: dict, others: dict[str, int]) -> dict:
+    """``result`` with its run's database and the earlier runs' databases left at its start.
+
+    ``others``: database name -> that count, as ``fresh`` found it.
+    """
+    result["database"] = name = urlsplit(db_url).path[1:]
+    result["earlier_databases"] = others.get(name)
     return result
 
 
@@ -121,9 +126,14 @@ def run_compare(spec: BenchSpec, shapes: list[int], baseline: bool = True,
         tmpd = Path(tmp)
         server_url, mqtt_url, broker = services(spec, tmpd, stack, say)
         fresh_count = iter(range(1, 1 << 30))
+        made: list[str] = []
+        others: dict[str, int] = {}  # database -> earlier runs' databases left at its start
 
         def fresh() -> str:
-            """A new empty database for the next run (and the broker restarted, if ours)."""
+            """A new empty database for the next run; the last one dropped, nothing dirty left.
+
+            The broker is restarted too, if ours.
+            """
             if broker is not None:
                 broker.stop()
                 for f in broker.data_dir.glob("*.db"):
@@ -133,7 +143,14 @@ def run_compare(spec: BenchSpec, shapes: list[int], baseline: bool = True,
                 return server_url
             name = f"cpbench{next(fresh_count)}"
             with psycopg.connect(server_url, autocommit=True) as conn:
+                while made:
+                    conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
+                        sql.Identifier(made.pop())))
+                conn.execute("CHECKPOINT")
+                others[name] = conn.execute("SELECT count(*) FROM pg_database "
+                                            "WHERE datname LIKE 'cpbench%'").fetchone()[0]
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            made.append(name)
             return urlsplit(server_url)._replace(path="/" + name).geturl()
 
         runs = []
@@ -144,16 +161,16 @@ def run_compare(spec: BenchSpec, shapes: list[int], baseline: bool = True,
                 say(f"{k} readings/message: citypulse before ({before})")
                 db_url = fresh()
                 entry["before"] = _on(db_url, run_bench(
-                    replace(s, collector_path=before, database_url=db_url), progress=say))
+                    replace(s, collector_path=before, database_url=db_url), progress=say), others)
             say(f"{k} readings/message: citypulse")
             db_url = fresh()
             ours = entry["citypulse"] = _on(db_url, run_bench(replace(s, database_url=db_url),
-                                                              progress=say))
+                                                              progress=say), others)
             if baseline:
                 say(f"{k} readings/message: bare pipeline")
                 db_url = fresh()
                 bare = _on(db_url, run_bare(replace(s, database_url=db_url), db_url, mqtt_url,
-                                            tmpd))
+                                            tmpd), others)
                 entry["bare"] = bare
                 entry["ratio"] = ratios(ours, bare)
                 if before:

@@ -6,9 +6,9 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from citypulse.schema import used_slots
 from citypulse.settings import Settings
 from citypulse.wire import payload as wp
-from citypulse.schema import used_slots
 from ingest.collector import Batch, Collector, Message, Spool
 from ingest.registry import Registered
 from ingest.validate import to_time

@@ -38,11 +38,13 @@ def test_baseline_runs_both_pipelines_on_both_shapes(pg, broker):
 
 
 def test_with_private_servers_each_run_starts_on_a_new_database():
-    """Runs after the first neither write into earlier runs' tables nor meet their backlog."""
+    """Runs after the first neither write into earlier runs' tables nor meet their backlog
+    or their dirty pages."""
     spec = BenchSpec(sensors=10, rate=200, duration=1)
     out = run_compare(spec, [5], baseline=True, before=".")
     run = out["runs"][0]
     names = [run[k]["database"] for k in ("before", "citypulse", "bare")]
     assert len(set(names)) == 3 and all(n.startswith("cpbench") for n in names)
+    assert [run[k]["earlier_databases"] for k in ("before", "citypulse", "bare")] == [0, 0, 0]
     for k in ("before", "citypulse", "bare"):
         assert run[k]["stored"] == run[k]["sent"] == 200 and run[k]["lost"] == 0
