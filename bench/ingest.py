@@ -102,6 +102,12 @@ def services(spec: BenchSpec, tmpd: Path, stack: contextlib.ExitStack, say,
     if db_url is None:
         say("starting private PostgreSQL")
         db_url = stack.enter_context(PrivatePostgres(tmpd / "pg", durable=False)).url
+        # autovacuum off: in a run of seconds it wakes at random (the launcher visits each new
+        # database, and a freshly migrated one has dozens of tables to analyze), so one run
+        # paid for it and the next did not; each run reports what ran (``autovacuum_runs``)
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET autovacuum = off")
+            conn.execute("SELECT pg_reload_conf()")
     if mqtt_url is None:
         say("starting private Mosquitto")
         broker = stack.enter_context(PrivateMosquitto(tmpd / "mqtt"))

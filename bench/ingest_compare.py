@@ -111,6 +111,10 @@ def _on(db_url: str, result: dict, others: dict[str, int]) -> dict:
     """
     result["database"] = name = urlsplit(db_url).path[1:]
     result["earlier_databases"] = others.get(name)
+    with psycopg.connect(db_url, autocommit=True) as conn:  # background work during the run
+        result["autovacuum"], result["autovacuum_runs"] = conn.execute(
+            "SELECT current_setting('autovacuum'), coalesce(sum(autovacuum_count "
+            "+ autoanalyze_count), 0)::int FROM pg_stat_all_tables").fetchone()
     return result
 
 

@@ -46,5 +46,8 @@ def test_with_private_servers_each_run_starts_on_a_new_database():
     names = [run[k]["database"] for k in ("before", "citypulse", "bare")]
     assert len(set(names)) == 3 and all(n.startswith("cpbench") for n in names)
     assert [run[k]["earlier_databases"] for k in ("before", "citypulse", "bare")] == [0, 0, 0]
+    # and no autovacuum wakes at random in one run and not the next
+    assert [(run[k]["autovacuum"], run[k]["autovacuum_runs"])
+            for k in ("before", "citypulse", "bare")] == [("off", 0)] * 3
     for k in ("before", "citypulse", "bare"):
         assert run[k]["stored"] == run[k]["sent"] == 200 and run[k]["lost"] == 0
