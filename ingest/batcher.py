@@ -61,7 +61,6 @@ class Batch:
     side: tuple[tuple, ...] = ()     # source adapters' side records (SourceHub.write_side)
     foreign: tuple = ()              # (source, Handled) per source message: metrics, not spooled
     received_ms: int | None = field(default=None, compare=False)  # oldest arrival: metrics only
-    slots: int | None = field(default=None, compare=False)  # value slots rows use at most
 
 
 class Inbox:
@@ -180,8 +179,6 @@ class Batcher:
         foreign: list[tuple[str, object]] = []  # (source, Handled)
         src_retry: list = []
         times: dict[int, datetime] = {}
-        used = [0]  # value slots the fast path's rows use
-        slow_rows = 0  # rows from elsewhere: their slots are left to the store to find
         hub = self.sources if self.sources is not None and self.sources.active else None
         for m in msgs:
             topic = wt.parse(m.topic, s.topic_prefix)
@@ -215,7 +212,7 @@ class Batcher:
                 continue
             if len(m.payload) <= s.max_payload_bytes:  # the typed one-pass path
                 fast = fastdecode.rows(m.payload, topic, m.received_ms, m.content_type,
-                                       self.registry, window, times, used)
+                                       self.registry, window, times)
                 if fast is not None:
                     rows.extend(fast)
                     continue
@@ -227,7 +224,6 @@ class Batcher:
                 retry.append((m, topic, decoded))
                 continue
             rows.extend(v.rows)
-            slow_rows += len(v.rows)
             dead.extend(v.dead)
             dups += v.duplicates
         if (retry or src_retry) and not self._db_down.is_set():
@@ -241,7 +237,6 @@ class Batcher:
                 v = validate(decoded, topic, m.topic, m.payload, m.received_ms, self.registry,
                              window)
                 rows.extend(v.rows)
-                slow_rows += len(v.rows)
                 dead.extend(v.dead)
                 dups += v.duplicates
         for src, m in src_retry:
@@ -250,7 +245,6 @@ class Batcher:
         side: list[tuple] = []
         for _name, h in foreign:
             rows.extend(h.rows)
-            slow_rows += len(h.rows)
             dead.extend(h.dead)
             status.extend(h.status)
             side.extend(h.side)
@@ -261,5 +255,4 @@ class Batcher:
         # stops the COPY (Store.write_rows), not checked here for every batch
         return Batch(tuple(rows), tuple(dead), tuple(status), dups,
                      tuple((g, to_time(t), n) for g, (t, n) in seen.items()), tuple(side),
-                     tuple(foreign), min((m.received_ms for m in msgs), default=None),
-                     None if slow_rows else used[0])
+                     tuple(foreign), min((m.received_ms for m in msgs), default=None))

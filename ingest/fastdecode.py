@@ -104,16 +104,13 @@ _FINITE = all(math.isfinite(b) for m in LIMITS.values() for _, lo, hi in m.value
 
 
 def rows(payload: bytes, topic: Topic, received_ms: int, content_type: str | None,
-         registry, window: Window, times: dict[int, object],
-         used: list[int] | None = None) -> list[tuple] | None:
+         registry, window: Window, times: dict[int, object]) -> list[tuple] | None:
     """Store rows ``(time, sensor, seq, v0..v7)`` of a message whose every reading is storable.
 
     None when anything is not (malformed, unknown or misplaced sensor, unknown metric, value
     out of range or not finite, time outside ``window`` or ahead of arrival beyond its clock
     policy): the caller then takes the full
-    path.  ``times`` caches epoch ms -> datetime across a batch.  ``used``, when given,
-    ``[n]``: n is raised to the value slots the rows use (a batch's COPY carries only
-    those columns, see ``Store.write_batch``).  Never raises.
+    path.  ``times`` caches epoch ms -> datetime across a batch.  Never raises.
     """
     dec = _DECODERS.get((topic.kind, content_type == wp.CONTENT_MSGPACK))
     if dec is None:
@@ -133,7 +130,6 @@ def rows(payload: bytes, topic: Topic, received_ms: int, content_type: str | Non
         newest = min(newest, received_ms + window.ahead_ms)
     out: list[tuple] = []
     append = out.append
-    top = 0  # the highest row index holding a value
     for sid, items in groups:
         reg = registry.get(sid)
         if reg is None or (gateway is not None and reg.gateway_id != gateway):
@@ -161,9 +157,5 @@ def rows(payload: bytes, topic: Topic, received_ms: int, content_type: str | Non
                 if not lo <= v <= hi or not (_FINITE or math.isfinite(v)):
                     return None
                 row[i] = v
-                if i > top:
-                    top = i
             append(tuple(row))
-    if used is not None and top - 2 > used[0]:
-        used[0] = top - 2
     return out

@@ -117,12 +117,10 @@ class Writer:
     def _write_all(self, conn: psycopg.Connection, rows, batch: Batch) -> schema.WriteResult:
         if not batch.side:
             return self.store.write_batch(conn, rows, [d.as_row() for d in batch.dead],
-                                          batch.status, {g: (t, n) for g, t, n in batch.gateways},
-                                          batch.slots)
+                                          batch.status, {g: (t, n) for g, t, n in batch.gateways})
         with conn.transaction():  # source side records (attributes, devices) in the same commit
             res = self.store.write_batch(conn, rows, [d.as_row() for d in batch.dead],
-                                         batch.status, {g: (t, n) for g, t, n in batch.gateways},
-                                         batch.slots)
+                                         batch.status, {g: (t, n) for g, t, n in batch.gateways})
             SourceHub.write_side(conn, batch.side)
         return res
 

@@ -48,12 +48,10 @@ from citypulse.schema.store import (
     Store,
     WriteResult,
     merge_rows,
-    used_slots,
 )
 
 __all__ = [
     "BACKENDS", "DEAD_COLUMNS", "POSTGRES", "RAW_COLUMNS", "RAW_TYPES", "TIMESCALE",
     "UPKEEP_LOCK", "Row", "Step", "Store", "WriteResult", "connect", "current_backend",
     "detect_backend", "merge_rows", "migrate", "plan", "split_statements", "sync_catalogue",
-    "used_slots",
 ]

@@ -32,19 +32,6 @@ UPKEEP_LOCK = 0x63697479_70756C73  # "citypuls"
 Row = tuple
 
 
-def used_slots(rows: Sequence[Row]) -> int:
-    """How many value slots ``rows`` use: 1 + the highest slot holding a value in any row."""
-    top = 0
-    for r in rows:
-        for i in range(MAX_SLOTS + 2, top + 2, -1):
-            if r[i] is not None:
-                top = i - 2
-                break
-        if top == MAX_SLOTS:
-            break
-    return top
-
-
 def merge_rows(rows: Sequence[Row]) -> tuple[list[Row], int]:
     """Merge rows with the same (sensor, time): first value of each slot wins.
 
@@ -88,10 +75,6 @@ class WriteResult:
 
 
 _COPY_RAW = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)")
-# raw's columns up to each slot count: a COPY carries only the slots its batch uses (the
-# rest stay NULL), 0.2-0.3 us less of the server's CPU per row of two values (bench copycost)
-_RAW_LISTS = [sql.SQL(", ").join(map(sql.Identifier, RAW_COLUMNS[:3 + n]))
-              for n in range(MAX_SLOTS + 1)]
 _GATEWAY_SEEN = """
 INSERT INTO citypulse.gateway_seen AS g (gateway_id, last_seen, messages)
 SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::int8[])
@@ -136,13 +119,10 @@ class Store:
     def write_batch(self, conn: psycopg.Connection, rows: Sequence[Row] = (),
                     dead: Sequence[tuple] = (),
                     status: Sequence[tuple[str, str, datetime]] = (),
-                    gateways: Mapping[str, tuple[datetime, int]] | None = None,
-                    slots: int | None = None) -> WriteResult:
+                    gateways: Mapping[str, tuple[datetime, int]] | None = None) -> WriteResult:
         """Write what one ingest batch carries, in one transaction.
 
-        ``rows`` as :meth:`write_rows`; ``slots``, when the caller knows it, how many value
-        slots the rows use at most (v0 .. v{slots-1}: the COPY leaves the rest out), else
-        the store looks; ``dead`` dead letters as tuples in
+        ``rows`` as :meth:`write_rows`; ``dead`` dead letters as tuples in
         :data:`DEAD_COLUMNS` order; ``status`` (sensor id, ``online``/``offline``, time)
         upserted when changed; ``gateways`` heartbeats as :meth:`touch_gateways`.  Raises
         psycopg errors (nothing is written then); the caller tells temporary from permanent.
@@ -151,7 +131,7 @@ class Store:
         # it, the whole transaction is redone with the merge (the rare path), so the usual
         # batch costs no SAVEPOINT/RELEASE round trips
         try:
-            return self._batch(conn, rows, dead, status, gateways, merge=False, slots=slots)
+            return self._batch(conn, rows, dead, status, gateways, merge=False)
         except psycopg.errors.UniqueViolation:
             return self._batch(conn, rows, dead, status, gateways, merge=True)
 
@@ -172,8 +152,7 @@ class Store:
 
     def _batch(self, conn: psycopg.Connection, rows: Sequence[Row], dead: Sequence[tuple],
                status: Sequence[tuple[str, str, datetime]],
-               gateways: Mapping[str, tuple[datetime, int]] | None, merge: bool,
-               slots: int | None = None) -> WriteResult:
+               gateways: Mapping[str, tuple[datetime, int]] | None, merge: bool) -> WriteResult:
         """:meth:`write_batch`'s one transaction, the rows by COPY or (``merge``) merged."""
         with conn.transaction(), conn.cursor() as cur:
             result = WriteResult(0, 0, 0)
@@ -181,8 +160,7 @@ class Store:
                 if merge:
                     result = self._merge(conn, rows)
                 else:
-                    self._copy(cur, sql.Identifier("citypulse", "raw"), rows,
-                               used_slots(rows) if slots is None else slots)
+                    self._copy(cur, sql.Identifier("citypulse", "raw"), rows)
                     result = WriteResult(len(rows), 0, 0)
                 self._mark_dirty(conn, rows)
             if gateways:
@@ -197,18 +175,12 @@ class Store:
         return result
 
     @staticmethod
-    def _copy(cur: psycopg.Cursor, table: sql.Composable, rows: Sequence[Row], slots: int
-              ) -> None:
-        n = 3 + slots
-        with cur.copy(_COPY_RAW.format(table, _RAW_LISTS[slots])) as copy:
-            copy.set_types(RAW_TYPES[:n])
-            write = copy.write_row
-            if n == len(RAW_COLUMNS):
-                for row in rows:
-                    write(row)
-            else:
-                for row in rows:
-                    write(row[:n])
+    def _copy(cur: psycopg.Cursor, table: sql.Composable, rows: Sequence[Row]) -> None:
+        stmt = _COPY_RAW.format(table, sql.SQL(", ").join(map(sql.Identifier, RAW_COLUMNS)))
+        with cur.copy(stmt) as copy:
+            copy.set_types(RAW_TYPES)
+            for row in rows:
+                copy.write_row(row)
 
     @staticmethod
     def _merge(conn: psycopg.Connection, rows: Sequence[Row]) -> WriteResult:

@@ -58,20 +58,6 @@ def test_a_batch_repeating_its_own_keys_is_folded_when_the_copy_stops(db, store)
     assert db.execute("SELECT v1 FROM citypulse.raw WHERE time = %s", (t[2],)).fetchone() == (42.0,)
 
 
-def test_a_copy_carries_the_slots_its_rows_use_and_stores_them_all(db, store):
-    t = [NOW + timedelta(seconds=i) for i in range(4)]
-    sparse = [_row(t[1], 1, 1, 3.0), _row(t[2], 1, 2, None, None, None, None, None, 6.0)]
-    full = _row(t[3], 1, 3, *(float(i) for i in range(8)))
-    assert [schema.used_slots(r) for r in ([], sparse[:1], sparse, [full])] == [0, 1, 6, 8]
-    # told by the caller (the collector's batch knows), then found by the store itself
-    assert store.write_batch(db, [_row(t[0], 1, 0, 1.0, 2.0)], slots=2) == schema.WriteResult(1, 0, 0)
-    assert store.write_rows(db, sparse) == schema.WriteResult(2, 0, 0)
-    assert store.write_rows(db, [full]) == schema.WriteResult(1, 0, 0)
-    got = db.execute("SELECT v0, v1, v2, v5, v7 FROM citypulse.raw ORDER BY time").fetchall()
-    assert got == [(1.0, 2.0, None, None, None), (3.0, None, None, None, None),
-                   (None, None, None, 6.0, None), (0.0, 1.0, 2.0, 5.0, 7.0)]
-
-
 def test_readings_view_names_metrics_by_kind(db, store):
     store.write_rows(db, [_row(NOW, 2, 1, 3.5, 41.0, 1.0, 80.0)])
     got = db.execute("SELECT sensor_id, kind, metric, value FROM citypulse.readings "
