@@ -56,6 +56,8 @@ def bench_ingest(
     baseline: bool = typer.Option(False, "--baseline", help="Also run a bare paho -> msgspec "
                                   "-> COPY pipeline on the same broker, database and load; "
                                   "print the ratios."),
+    rounds: int = typer.Option(1, help="Runs per pipeline and shape; every other round in "
+                               "reverse order, median ratios printed (a noisy machine)."),
 ) -> None:
     """Drive a load through the real broker into the real database; print JSON figures.
 
@@ -75,14 +77,16 @@ def bench_ingest(
         shapes = [int(k) for k in per_message.split(",") if k.strip()]
     except ValueError:
         raise typer.BadParameter("--per-message: integers, e.g. 100 or 100,1") from None
-    if baseline or before or len(shapes) > 1:
+    if rounds < 1:
+        raise typer.BadParameter("--rounds: 1 or more")
+    if baseline or before or len(shapes) > 1 or rounds > 1:
         from bench.ingest_compare import run_compare
 
         spec = BenchSpec(sensors, rate, duration, shapes[0], qos, workers, mqtt_url,
                          database_url, writers, collectors, "native", feeder, encoding, profile=profile)
         with console.status("bench ingest") as status:
             result = run_compare(spec, shapes, baseline, progress=lambda m: status.update(
-                f"bench ingest: {m}"), before=before)
+                f"bench ingest: {m}"), before=before, rounds=rounds)
         print(json.dumps(result) if as_json else json.dumps(result, indent=2))
         return
     dialects = [d.strip() for d in dialect.split(",") if d.strip()]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -118,12 +119,23 @@ def _on(db_url: str, result: dict, others: dict[str, int]) -> dict:
     return result
 
 
+def _median(ratios_: list[dict]) -> dict:
+    """Per key, the median of the rounds' ratios (None where a round had none)."""
+    out = {}
+    for key in ratios_[0]:
+        vals = [r[key] for r in ratios_ if r.get(key) is not None]
+        out[key] = round(statistics.median(vals), 2) if vals else None
+    return out
+
+
 def run_compare(spec: BenchSpec, shapes: list[int], baseline: bool = True,
-                progress=None, before: str | None = None) -> dict:
+                progress=None, before: str | None = None, rounds: int = 1) -> dict:
     """Per shape: citypulse, then (with ``baseline``) the bare pipeline; see module docstring.
 
     ``before``: a source tree of an earlier citypulse (e.g. ``git archive REV``); its
-    collector runs first on the same load, as ``before`` (with its own ratios).
+    collector runs first on the same load, as ``before`` (with its own ratios).  ``rounds``
+    > 1: the runs are repeated, every other round in reverse order, and each shape also
+    gets ``rounds`` (every round) and ``median`` (the median ratios).
     """
     say = progress or (lambda _m: None)
     with tempfile.TemporaryDirectory(prefix="cp-bench-") as tmp, contextlib.ExitStack() as stack:
@@ -157,29 +169,36 @@ def run_compare(spec: BenchSpec, shapes: list[int], baseline: bool = True,
             made.append(name)
             return urlsplit(server_url)._replace(path="/" + name).geturl()
 
+        def one(s: BenchSpec, name: str) -> dict:
+            say(f"{s.per_message} readings/message: {name}")
+            db_url = fresh()
+            if name == "bare":
+                return _on(db_url, run_bare(replace(s, database_url=db_url), db_url, mqtt_url,
+                                            tmpd), others)
+            path = before if name == "before" else s.collector_path
+            return _on(db_url, run_bench(replace(s, collector_path=path, database_url=db_url),
+                                         progress=say), others)
+
+        names = ["before"] * bool(before) + ["citypulse"] + ["bare"] * bool(baseline)
         runs = []
         for k in shapes:
             s = replace(spec, per_message=k, mqtt_url=mqtt_url)
-            entry: dict = {"per_message": k}
-            if before:
-                say(f"{k} readings/message: citypulse before ({before})")
-                db_url = fresh()
-                entry["before"] = _on(db_url, run_bench(
-                    replace(s, collector_path=before, database_url=db_url), progress=say), others)
-            say(f"{k} readings/message: citypulse")
-            db_url = fresh()
-            ours = entry["citypulse"] = _on(db_url, run_bench(replace(s, database_url=db_url),
-                                                              progress=say), others)
-            if baseline:
-                say(f"{k} readings/message: bare pipeline")
-                db_url = fresh()
-                bare = _on(db_url, run_bare(replace(s, database_url=db_url), db_url, mqtt_url,
-                                            tmpd), others)
-                entry["bare"] = bare
-                entry["ratio"] = ratios(ours, bare)
-                if before:
-                    entry["ratio_before"] = ratios(entry["before"], bare)
+            done = []
+            for r in range(rounds):  # every other round in reverse: no pipeline keeps a place
+                order = names if r % 2 == 0 else names[::-1]
+                got = {name: one(s, name) for name in order}
+                entry = {"order": order, **{n: got[n] for n in names}}
+                if baseline:
+                    entry["ratio"] = ratios(got["citypulse"], got["bare"])
+                    if before:
+                        entry["ratio_before"] = ratios(got["before"], got["bare"])
+                done.append(entry)
+            entry = {"per_message": k, **done[0]}
+            if rounds > 1:
+                entry["rounds"] = done
+                entry["median"] = {key: _median([d[key] for d in done])
+                                   for key in ("ratio", "ratio_before") if key in done[0]}
             runs.append(entry)
         return {"encoding": spec.encoding, "feeder": spec.feeder, "rate": spec.rate,
                 "duration_s": spec.duration, "collectors": spec.collectors,
-                "writer_connections": spec.writer_connections, "runs": runs}
+                "writer_connections": spec.writer_connections, "rounds": rounds, "runs": runs}
