@@ -29,7 +29,7 @@ import orjson
 import paho.mqtt.client as mqtt
 
 from bench.bare import Bare
-from bench.wirefeed import VALUES, publish_packet, publish_props, publish_topic
+from bench.wirefeed import VALUES, publish_parts, publish_props, publish_topic
 from citypulse.settings import Settings
 from citypulse.wire import payload as wp
 from citypulse.wire import topics as wt
@@ -67,14 +67,8 @@ def _payloads(per_message: int, sensors: list[str], messages: int, now_ms: int,
 def _publish_parts(msgs: list[tuple[str, bytes]], msgpack: bool) -> list[tuple[int, bytes]]:
     """Each message as a received PUBLISH: (fixed header byte, the rest after the length)."""
     props = publish_props(msgpack)
-    out = []
-    for k, (t, p) in enumerate(msgs):
-        pkt = publish_packet(publish_topic(t), p, 1, k % 65535 + 1, props)
-        i = 1
-        while pkt[i] & 0x80:  # the remaining-length varint
-            i += 1
-        out.append((pkt[0], pkt[i + 1:]))
-    return out
+    return [publish_parts(publish_topic(t), p, 1, k % 65535 + 1, props)
+            for k, (t, p) in enumerate(msgs)]
 
 
 def _receiver(cls) -> tuple[mqtt.Client, list]:

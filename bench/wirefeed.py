@@ -83,11 +83,18 @@ def connect_packet(client_id: str) -> bytes:
     return b"\x10" + varint(len(body)) + body
 
 
+def publish_parts(topic: bytes, payload: bytes, qos: int, packet_id: int,
+                  props: bytes) -> tuple[int, bytes]:
+    """An MQTT 5 PUBLISH as its fixed header byte and what follows the remaining length."""
+    body = topic + (packet_id.to_bytes(2, "big") if qos else b"") + varint(len(props)) + props
+    return 0x30 | (qos << 1), body + payload
+
+
 def publish_packet(topic: bytes, payload: bytes, qos: int, packet_id: int,
                    props: bytes) -> bytes:
     """An MQTT 5 PUBLISH; ``topic`` already length-prefixed, ``props`` the property bytes."""
-    body = topic + (packet_id.to_bytes(2, "big") if qos else b"") + varint(len(props)) + props
-    return bytes([0x30 | (qos << 1)]) + varint(len(body) + len(payload)) + body + payload
+    header, rest = publish_parts(topic, payload, qos, packet_id, props)
+    return bytes([header]) + varint(len(rest)) + rest
 
 
 def build(spec: FeedSpec, t0_ms: int, count: int | None = None) -> tuple[list[bytes], list[int]]:
