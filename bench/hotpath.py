@@ -8,7 +8,9 @@ In-process and single-threaded, no broker and no database: the same prebuilt pay
 - ``bare``: the bare pipeline's ``on_message`` (:mod:`bench.bare`: decode, one row tuple
   per reading with its datetime);
 - ``rows``: the collector's :func:`ingest.fastdecode.rows` (decode, registry and gateway
-  check, clock window, per-value catalogue range check, row tuples);
+  check, clock window, per-value catalogue range check, row tuples): for JSON its C pass;
+- ``rows_typed``: the same through msgspec and Python (MessagePack's path, and JSON's
+  when the C pass is not built or leaves a message to it);
 - ``seq``: the collector's seq-gap accounting (:func:`ingest.writer.count_seq`) of the rows,
   every sensor seen before (the steady state);
 - ``paho_publish`` / ``publish``: one received MQTT 5 PUBLISH packet of each message turned
@@ -126,9 +128,18 @@ def run(per_message: int = 100, readings: int = 200_000, encoding: str = "json",
         for topic, p in parsed:
             rows.extend(fastdecode.rows(p, topic, now_ms, ctype, registry, window, times))
 
+    def typed_path() -> None:
+        rows.clear()
+        times: dict = {}
+        for topic, p in parsed:
+            rows.extend(fastdecode._typed(p, topic, now_ms, dec, registry, window.oldest_ms,
+                                          window.newest_ms, times))
+
+    typed_path()
+    typed = list(rows)
     rows_path()
-    if len(rows) != n or bare.errors:
-        raise RuntimeError("hotpath: the payloads did not all decode")
+    if len(rows) != n or bare.errors or rows != typed:
+        raise RuntimeError("hotpath: the payloads did not all decode, or the paths differ")
     packets = _publish_parts(msgs, msgpack)
     receivers = {"paho_publish": _receiver(mqtt.Client), "publish": _receiver(BufferedClient)}
 
@@ -155,7 +166,7 @@ def run(per_message: int = 100, readings: int = 200_000, encoding: str = "json",
     out = {"per_message": per_message, "encoding": encoding, "readings": n,
            "us_per_reading": {
                "decode": _best(decode, repeat, n), "bare": _best(bare_path, repeat, n),
-               "rows": _best(rows_path, repeat, n),
+               "rows": _best(rows_path, repeat, n), "rows_typed": _best(typed_path, repeat, n),
                "seq": _best(lambda: count_seq(dict.fromkeys(ids, -1), dict.fromkeys(ids, -1),
                                               rows), repeat, n),
                "paho_publish": _best(publish("paho_publish"), repeat, n),

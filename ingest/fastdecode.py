@@ -4,7 +4,9 @@
 rows, validated against the registry snapshot and the catalogue on the way; it gives up
 (None) at the first thing that is not a storable reading, and the message then takes the
 full path (:func:`decode`, then :func:`ingest.validate.validate`), which says exactly what
-is wrong and dead-letters it.  So the fast path never decides a dead letter.
+is wrong and dead-letters it.  So the fast path never decides a dead letter.  Plain JSON
+payloads first go through the same pass in C (``ingest/_fastrows.c``, built on install);
+whatever it does not take, and MessagePack, go through msgspec here.
 
 :func:`decode`: in, the same arguments as :func:`citypulse.wire.payload.decode`.  Out: the
 same :class:`~citypulse.wire.payload.Decoded` it would return.  Well-formed messages (``ts`` an
@@ -24,6 +26,11 @@ from citypulse.catalogue import MAX_SLOTS
 from citypulse.wire import payload as wp
 from citypulse.wire.topics import GATEWAY, TELEMETRY, Topic
 from ingest.validate import LIMITS, Window, to_time
+
+try:
+    from ingest import _fastrows as native
+except ImportError:  # not compiled (a checkout used without `make deps`): the msgspec path
+    native = None
 
 _TS_LIMIT = 2**62
 _SEQ_LIMIT = 2**63
@@ -101,6 +108,9 @@ if MAX_SLOTS != 8:  # rows() spells the row out: time, sensor, seq and 8 value s
 # finite bounds reject NaN and infinities by the range check alone
 _FINITE = all(math.isfinite(b) for m in LIMITS.values() for _, lo, hi in m.values()
               for b in (lo, hi))
+# the same, as the C pass reads it: kind -> ((metric name as bytes, row index, min, max), ...)
+_NATIVE_LIMITS = {k: tuple((n.encode(), i, float(lo), float(hi)) for n, (i, lo, hi) in m.items())
+                  for k, m in _ROW_LIMITS.items()}
 
 
 def rows(payload: bytes, topic: Topic, received_ms: int, content_type: str | None,
@@ -112,9 +122,29 @@ def rows(payload: bytes, topic: Topic, received_ms: int, content_type: str | Non
     policy): the caller then takes the full
     path.  ``times`` caches epoch ms -> datetime across a batch.  Never raises.
     """
-    dec = _DECODERS.get((topic.kind, content_type == wp.CONTENT_MSGPACK))
+    msgpack = content_type == wp.CONTENT_MSGPACK
+    dec = _DECODERS.get((topic.kind, msgpack))
     if dec is None:
         return None
+    oldest, newest = window.oldest_ms, window.newest_ms
+    if window.ahead_ms is not None:  # a clock ahead of its arrival: the full path's policy
+        newest = min(newest, received_ms + window.ahead_ms)
+    if native is not None and not msgpack:
+        gw = topic.kind == GATEWAY
+        try:
+            out = native.rows(payload, topic.ident if gw else None, None if gw else topic.ident,
+                              received_ms, registry, _NATIVE_LIMITS, oldest, newest, times,
+                              to_time, MAX_SLOTS)
+        except Exception:  # noqa: BLE001 - never raises: the msgspec path decides
+            out = None
+        if out is not None:
+            return out
+    return _typed(payload, topic, received_ms, dec, registry, oldest, newest, times)
+
+
+def _typed(payload: bytes, topic: Topic, received_ms: int, dec, registry, oldest: int,
+           newest: int, times: dict[int, object]) -> list[tuple] | None:
+    """:func:`rows` through msgspec (MessagePack, or JSON the C pass left to it)."""
     try:
         doc = dec.decode(payload)
     except (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError, RecursionError):
@@ -125,9 +155,6 @@ def rows(payload: bytes, topic: Topic, received_ms: int, content_type: str | Non
     else:
         groups = doc.items()
         gateway = topic.ident
-    oldest, newest = window.oldest_ms, window.newest_ms
-    if window.ahead_ms is not None:  # a clock ahead of its arrival: the full path's policy
-        newest = min(newest, received_ms + window.ahead_ms)
     out: list[tuple] = []
     append = out.append
     for sid, items in groups:
