@@ -1,7 +1,7 @@
 /* ingest._fastrows: the collector's hot path for JSON payloads, in C.
  *
  * rows(payload, gateway, sensor, received_ms, registry, limits, oldest_ms, newest_ms,
- *      times, to_time, slots) -> list of row tuples, or None
+ *      times, to_time, slots, copy) -> list of row tuples, or None
  *
  * One pass over the bytes: parse, look each sensor up in the registry snapshot, check its
  * gateway, the reading's time window, seq, and each value against its kind's catalogue
@@ -17,7 +17,10 @@
  * sensor: the sensor id of a telemetry topic (payload reading or [reading, ...]), else None;
  * registry: {sensor id: object with .id, .kind, .gateway_id};
  * limits: {kind: ((metric name as bytes, row index, min, max), ...)};
- * times: {epoch ms: datetime} cache, filled with to_time(ms).
+ * times: {epoch ms: datetime} cache, filled with to_time(ms);
+ * copy: a bytearray, or None.  When given and rows are returned, the same rows are appended
+ * to it in PostgreSQL's binary COPY row format, as columns (timestamptz, int4, int8,
+ * float8 x slots), so the store sends them without formatting each row again.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -27,6 +30,7 @@
 
 #define MAX_METRICS 32
 #define MAX_ROW 64
+#define PG_EPOCH_MS 946684800000LL /* 2000-01-01 UTC, PostgreSQL's timestamp zero */
 
 static PyObject *s_id, *s_kind, *s_gateway_id;
 
@@ -50,7 +54,73 @@ typedef struct {               /* what the whole call shares */
     PyObject *kind;            /* the kind whose metrics are in m[] (a reference) */
     Metric m[MAX_METRICS];
     Py_ssize_t nm;
+    int copy;                  /* encode COPY rows into buf */
+    int32_t rid;               /* the current sensor's id, for the COPY row */
+    char *buf;
+    size_t len, cap;
 } Ctx;
+
+static inline void put16(char *p, uint16_t v) {
+    p[0] = (char)(v >> 8);
+    p[1] = (char)v;
+}
+
+static inline void put32(char *p, uint32_t v) {
+    for (int i = 3; i >= 0; i--, v >>= 8)
+        p[i] = (char)v;
+}
+
+static inline void put64(char *p, uint64_t v) {
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (char)v;
+}
+
+/* One row in binary COPY format: field count, then per field a length (-1: NULL) and data. */
+static int encode(Ctx *x, long long ts, int has_seq, long long seq, const signed char *set,
+                  const double *val) {
+    size_t need = 2 + 12 + 8 + 12 + 12 * (size_t)(x->width - 3);
+    if (x->len + need > x->cap) {
+        size_t cap = x->cap ? x->cap * 2 : 4096;
+        while (cap < x->len + need)
+            cap *= 2;
+        char *b = PyMem_Realloc(x->buf, cap);
+        if (b == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        x->buf = b;
+        x->cap = cap;
+    }
+    char *p = x->buf + x->len;
+    put16(p, (uint16_t)x->width);
+    put32(p + 2, 8);
+    put64(p + 6, (uint64_t)((ts - PG_EPOCH_MS) * 1000));
+    put32(p + 14, 4);
+    put32(p + 18, (uint32_t)x->rid);
+    p += 22;
+    if (has_seq) {
+        put32(p, 8);
+        put64(p + 4, (uint64_t)seq);
+        p += 12;
+    } else {
+        put32(p, 0xFFFFFFFFu);
+        p += 4;
+    }
+    for (Py_ssize_t i = 3; i < x->width; i++) {
+        if (set[i]) {
+            uint64_t bits;
+            memcpy(&bits, &val[i], 8);
+            put32(p, 8);
+            put64(p + 4, bits);
+            p += 12;
+        } else {
+            put32(p, 0xFFFFFFFFu);
+            p += 4;
+        }
+    }
+    x->len = (size_t)(p - x->buf);
+    return 1;
+}
 
 static inline void ws(Cur *c) {
     while (c->p < c->end && (*c->p == ' ' || *c->p == '\n' || *c->p == '\r' || *c->p == '\t'))
@@ -312,6 +382,8 @@ static int reading(Ctx *x, Cur *c, PyObject *rid) {
         ts = x->received;
     if (ts < x->oldest || ts > x->newest || (has_seq && seq < 0))
         return 0;
+    if (x->copy && encode(x, ts, has_seq, seq, set, val) < 0)
+        return -1;
     PyObject *t = time_of(x, ts);
     if (t == NULL)
         return -1;
@@ -367,7 +439,17 @@ static int sensor(Ctx *x, PyObject *sid, PyObject **hold) {
     if (!ok)
         return PyErr_Occurred() ? -1 : 0;
     *hold = PyObject_GetAttr(reg, s_id);
-    return *hold == NULL ? -1 : 1;
+    if (*hold == NULL)
+        return -1;
+    if (x->copy) { /* the store's int4 column */
+        long id = PyLong_Check(*hold) ? PyLong_AsLong(*hold) : -1;
+        if (id < INT32_MIN || id > INT32_MAX || (id == -1 && PyErr_Occurred())) {
+            PyErr_Clear();
+            return 0;
+        }
+        x->rid = (int32_t)id;
+    }
+    return 1;
 }
 
 /* `reading` or `[reading, ...]` (at least one) for the sensor with id `rid`. */
@@ -434,11 +516,11 @@ static int gateway_doc(Ctx *x, Cur *c) {
 }
 
 static PyObject *rows(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 11) {
-        PyErr_SetString(PyExc_TypeError, "rows() takes 11 arguments");
+    if (nargs != 12) {
+        PyErr_SetString(PyExc_TypeError, "rows() takes 12 arguments");
         return NULL;
     }
-    PyObject *payload = args[0], *sid = args[2];
+    PyObject *payload = args[0], *sid = args[2], *copy = args[11];
     Ctx x = {.gateway = args[1], .registry = args[4], .limits = args[5], .times = args[8],
              .to_time = args[9]};
     x.received = PyLong_AsLongLong(args[3]);
@@ -449,11 +531,13 @@ static PyObject *rows(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize
         return NULL;
     if (!PyBytes_Check(payload) || !PyDict_Check(x.registry) || !PyDict_Check(x.limits) ||
         !PyDict_Check(x.times) || (x.gateway != Py_None && !PyUnicode_Check(x.gateway)) ||
-        (x.gateway == Py_None) == (sid == Py_None) || x.width < 4 || x.width > MAX_ROW) {
+        (x.gateway == Py_None) == (sid == Py_None) || x.width < 4 || x.width > MAX_ROW ||
+        (copy != Py_None && !PyByteArray_Check(copy))) {
         PyErr_SetString(PyExc_TypeError, "rows(): bad arguments");
         return NULL;
     }
     Cur c = {PyBytes_AS_STRING(payload), PyBytes_AS_STRING(payload) + PyBytes_GET_SIZE(payload)};
+    x.copy = copy != Py_None;
     x.out = PyList_New(0);
     if (x.out == NULL)
         return NULL;
@@ -470,10 +554,18 @@ static PyObject *rows(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize
     Py_XDECREF(x.kind);
     if (r == 1) {
         ws(&c);
-        if (c.p == c.end)
-            return x.out;
-        r = 0;
+        r = c.p == c.end;
     }
+    if (r == 1 && x.copy) { /* only a message taken whole adds to the COPY data */
+        Py_ssize_t at = PyByteArray_GET_SIZE(copy);
+        if (PyByteArray_Resize(copy, at + (Py_ssize_t)x.len) == 0)
+            memcpy(PyByteArray_AS_STRING(copy) + at, x.buf, x.len);
+        else
+            r = -1;
+    }
+    PyMem_Free(x.buf);
+    if (r == 1)
+        return x.out;
     Py_DECREF(x.out);
     if (r < 0)
         return NULL;
@@ -483,7 +575,7 @@ static PyObject *rows(PyObject *Py_UNUSED(self), PyObject *const *args, Py_ssize
 static PyMethodDef methods[] = {
     {"rows", (PyCFunction)(void (*)(void))rows, METH_FASTCALL,
      "rows(payload, gateway, sensor, received_ms, registry, limits, oldest_ms, newest_ms, "
-     "times, to_time, slots) -> list of row tuples, or None (see the module source)"},
+     "times, to_time, slots, copy) -> list of row tuples, or None (see the module source)"},
     {NULL, NULL, 0, NULL},
 };
 

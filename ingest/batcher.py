@@ -61,6 +61,8 @@ class Batch:
     side: tuple[tuple, ...] = ()     # source adapters' side records (SourceHub.write_side)
     foreign: tuple = ()              # (source, Handled) per source message: metrics, not spooled
     received_ms: int | None = field(default=None, compare=False)  # oldest arrival: metrics only
+    # rows[:n] already in binary COPY row format (data, n), made by the C pass: not spooled
+    encoded: tuple[bytes, int] = field(default=(b"", 0), compare=False)
 
 
 class Inbox:
@@ -179,6 +181,8 @@ class Batcher:
         foreign: list[tuple[str, object]] = []  # (source, Handled)
         src_retry: list = []
         times: dict[int, datetime] = {}
+        copy = bytearray()  # rows[:copied] in COPY format while every row so far has a copy
+        copied = 0
         hub = self.sources if self.sources is not None and self.sources.active else None
         for m in msgs:
             topic = wt.parse(m.topic, s.topic_prefix)
@@ -211,9 +215,13 @@ class Batcher:
                                         topic.ident or None))
                 continue
             if len(m.payload) <= s.max_payload_bytes:  # the typed one-pass path
+                size = len(copy)
                 fast = fastdecode.rows(m.payload, topic, m.received_ms, m.content_type,
-                                       self.registry, window, times)
+                                       self.registry, window, times,
+                                       copy if copied == len(rows) else None)
                 if fast is not None:
+                    if len(copy) != size:
+                        copied += len(fast)
                     rows.extend(fast)
                     continue
             decoded = fastdecode.decode(m.payload, topic, m.received_ms,
@@ -255,4 +263,5 @@ class Batcher:
         # stops the COPY (Store.write_rows), not checked here for every batch
         return Batch(tuple(rows), tuple(dead), tuple(status), dups,
                      tuple((g, to_time(t), n) for g, (t, n) in seen.items()), tuple(side),
-                     tuple(foreign), min((m.received_ms for m in msgs), default=None))
+                     tuple(foreign), min((m.received_ms for m in msgs), default=None),
+                     (bytes(copy), copied) if copied else (b"", 0))

@@ -23,6 +23,7 @@ import math
 import msgspec
 
 from citypulse.catalogue import MAX_SLOTS
+from citypulse.schema.store import RAW_TYPES
 from citypulse.wire import payload as wp
 from citypulse.wire.topics import GATEWAY, TELEMETRY, Topic
 from ingest.validate import LIMITS, Window, to_time
@@ -108,19 +109,27 @@ if MAX_SLOTS != 8:  # rows() spells the row out: time, sensor, seq and 8 value s
 # finite bounds reject NaN and infinities by the range check alone
 _FINITE = all(math.isfinite(b) for m in LIMITS.values() for _, lo, hi in m.values()
               for b in (lo, hi))
+# the layout the C pass writes COPY rows in (checked, so a schema change cannot go unnoticed)
+_COPY_LAYOUT = RAW_TYPES == ("timestamptz", "int4", "int8") + ("float8",) * MAX_SLOTS
 # the same, as the C pass reads it: kind -> ((metric name as bytes, row index, min, max), ...)
 _NATIVE_LIMITS = {k: tuple((n.encode(), i, float(lo), float(hi)) for n, (i, lo, hi) in m.items())
                   for k, m in _ROW_LIMITS.items()}
 
 
 def rows(payload: bytes, topic: Topic, received_ms: int, content_type: str | None,
-         registry, window: Window, times: dict[int, object]) -> list[tuple] | None:
+         registry, window: Window, times: dict[int, object],
+         copy: bytearray | None = None) -> list[tuple] | None:
     """Store rows ``(time, sensor, seq, v0..v7)`` of a message whose every reading is storable.
 
     None when anything is not (malformed, unknown or misplaced sensor, unknown metric, value
     out of range or not finite, time outside ``window`` or ahead of arrival beyond its clock
     policy): the caller then takes the full
     path.  ``times`` caches epoch ms -> datetime across a batch.  Never raises.
+
+    ``copy``: when the C pass takes the message, it also appends the rows to ``copy`` in
+    PostgreSQL's binary COPY row format (:data:`citypulse.schema.RAW_TYPES`), which the store
+    then sends as they are; the msgspec path leaves ``copy`` as it was (the caller tells by
+    its length).
     """
     msgpack = content_type == wp.CONTENT_MSGPACK
     dec = _DECODERS.get((topic.kind, msgpack))
@@ -134,7 +143,7 @@ def rows(payload: bytes, topic: Topic, received_ms: int, content_type: str | Non
         try:
             out = native.rows(payload, topic.ident if gw else None, None if gw else topic.ident,
                               received_ms, registry, _NATIVE_LIMITS, oldest, newest, times,
-                              to_time, MAX_SLOTS)
+                              to_time, MAX_SLOTS, copy if _COPY_LAYOUT else None)
         except Exception:  # noqa: BLE001 - never raises: the msgspec path decides
             out = None
         if out is not None:

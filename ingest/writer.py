@@ -115,12 +115,15 @@ class Writer:
         self.account(batch, duplicates=res.duplicates, stored=res.stored)
 
     def _write_all(self, conn: psycopg.Connection, rows, batch: Batch) -> schema.WriteResult:
+        encoded = batch.encoded if rows is batch.rows else (b"", 0)
         if not batch.side:
             return self.store.write_batch(conn, rows, [d.as_row() for d in batch.dead],
-                                          batch.status, {g: (t, n) for g, t, n in batch.gateways})
+                                          batch.status, {g: (t, n) for g, t, n in batch.gateways},
+                                          encoded)
         with conn.transaction():  # source side records (attributes, devices) in the same commit
             res = self.store.write_batch(conn, rows, [d.as_row() for d in batch.dead],
-                                         batch.status, {g: (t, n) for g, t, n in batch.gateways})
+                                         batch.status, {g: (t, n) for g, t, n in batch.gateways},
+                                         encoded)
             SourceHub.write_side(conn, batch.side)
         return res
 

@@ -75,6 +75,9 @@ class WriteResult:
 
 
 _COPY_RAW = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)")
+# PostgreSQL's binary COPY framing: the header (signature, flags, extension length), trailer
+COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+COPY_TRAILER = b"\xff\xff"
 _GATEWAY_SEEN = """
 INSERT INTO citypulse.gateway_seen AS g (gateway_id, last_seen, messages)
 SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::int8[])
@@ -119,10 +122,13 @@ class Store:
     def write_batch(self, conn: psycopg.Connection, rows: Sequence[Row] = (),
                     dead: Sequence[tuple] = (),
                     status: Sequence[tuple[str, str, datetime]] = (),
-                    gateways: Mapping[str, tuple[datetime, int]] | None = None) -> WriteResult:
+                    gateways: Mapping[str, tuple[datetime, int]] | None = None,
+                    encoded: tuple[bytes, int] = (b"", 0)) -> WriteResult:
         """Write what one ingest batch carries, in one transaction.
 
-        ``rows`` as :meth:`write_rows`; ``dead`` dead letters as tuples in
+        ``rows`` as :meth:`write_rows`; ``encoded`` (data, n): the first n of ``rows``
+        already in binary COPY row format (:data:`RAW_COLUMNS` as :data:`RAW_TYPES`, no
+        header), sent as they are; ``dead`` dead letters as tuples in
         :data:`DEAD_COLUMNS` order; ``status`` (sensor id, ``online``/``offline``, time)
         upserted when changed; ``gateways`` heartbeats as :meth:`touch_gateways`.  Raises
         psycopg errors (nothing is written then); the caller tells temporary from permanent.
@@ -131,7 +137,7 @@ class Store:
         # it, the whole transaction is redone with the merge (the rare path), so the usual
         # batch costs no SAVEPOINT/RELEASE round trips
         try:
-            return self._batch(conn, rows, dead, status, gateways, merge=False)
+            return self._batch(conn, rows, dead, status, gateways, merge=False, encoded=encoded)
         except psycopg.errors.UniqueViolation:
             return self._batch(conn, rows, dead, status, gateways, merge=True)
 
@@ -152,7 +158,8 @@ class Store:
 
     def _batch(self, conn: psycopg.Connection, rows: Sequence[Row], dead: Sequence[tuple],
                status: Sequence[tuple[str, str, datetime]],
-               gateways: Mapping[str, tuple[datetime, int]] | None, merge: bool) -> WriteResult:
+               gateways: Mapping[str, tuple[datetime, int]] | None, merge: bool,
+               encoded: tuple[bytes, int] = (b"", 0)) -> WriteResult:
         """:meth:`write_batch`'s one transaction, the rows by COPY or (``merge``) merged."""
         with conn.transaction(), conn.cursor() as cur:
             result = WriteResult(0, 0, 0)
@@ -160,7 +167,7 @@ class Store:
                 if merge:
                     result = self._merge(conn, rows)
                 else:
-                    self._copy(cur, sql.Identifier("citypulse", "raw"), rows)
+                    self._copy(cur, sql.Identifier("citypulse", "raw"), rows, encoded)
                     result = WriteResult(len(rows), 0, 0)
                 self._mark_dirty(conn, rows)
             if gateways:
@@ -175,11 +182,18 @@ class Store:
         return result
 
     @staticmethod
-    def _copy(cur: psycopg.Cursor, table: sql.Composable, rows: Sequence[Row]) -> None:
+    def _copy(cur: psycopg.Cursor, table: sql.Composable, rows: Sequence[Row],
+              encoded: tuple[bytes, int] = (b"", 0)) -> None:
         stmt = _COPY_RAW.format(table, sql.SQL(", ").join(map(sql.Identifier, RAW_COLUMNS)))
+        data, n = encoded
         with cur.copy(stmt) as copy:
             copy.set_types(RAW_TYPES)
-            for row in rows:
+            if n:  # psycopg adds the trailer only after write_row: a whole block carries its own
+                copy.write(COPY_HEADER)
+                copy.write(data)
+                if n == len(rows):
+                    copy.write(COPY_TRAILER)
+            for row in rows[n:] if n else rows:
                 copy.write_row(row)
 
     @staticmethod

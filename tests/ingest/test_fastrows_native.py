@@ -11,8 +11,12 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from psycopg import adapt, postgres
+from psycopg._copy_base import BinaryFormatter  # psycopg's own COPY formatting, compared with
+from psycopg.pq import Format
 
 from citypulse.catalogue import MAX_SLOTS
+from citypulse.schema.store import COPY_HEADER, COPY_TRAILER, RAW_TYPES
 from citypulse.wire.topics import Topic
 from ingest import fastdecode
 from ingest.registry import Registered
@@ -32,11 +36,26 @@ def test_the_c_pass_is_built_by_the_install():
     assert NATIVE is not None, "ingest/_fastrows.c was not compiled: run `make deps`"
 
 
+def _psycopg_copy(rows) -> bytes:
+    """psycopg's own binary COPY of ``rows`` (header, rows, trailer), to compare bytes with."""
+    tx = adapt.Transformer()
+    tx.set_dumper_types([postgres.types.get(t).oid for t in RAW_TYPES], Format.BINARY)
+    f = BinaryFormatter(tx)
+    return b"".join(bytes(f.write_row(r)) for r in rows) + bytes(f.end())
+
+
 def _c(payload: bytes, topic: Topic):
+    """The C pass's rows; its COPY data must be psycopg's formatting of them, byte for byte."""
     gw = topic.kind == "gateway"
-    return NATIVE.rows(payload, topic.ident if gw else None, None if gw else topic.ident, NOW,
-                       REG, fastdecode._NATIVE_LIMITS, WINDOW.oldest_ms, WINDOW.newest_ms, {},
-                       fastdecode.to_time, MAX_SLOTS)
+    copy = bytearray(b"earlier")
+    out = NATIVE.rows(payload, topic.ident if gw else None, None if gw else topic.ident, NOW,
+                      REG, fastdecode._NATIVE_LIMITS, WINDOW.oldest_ms, WINDOW.newest_ms, {},
+                      fastdecode.to_time, MAX_SLOTS, copy)
+    if out is None:
+        assert copy == b"earlier"  # a refused message adds nothing
+    else:
+        assert COPY_HEADER + copy[7:] + COPY_TRAILER == _psycopg_copy(out)
+    return out
 
 
 def _typed(payload: bytes, topic: Topic):
@@ -163,7 +182,8 @@ def test_not_storable_is_refused_by_both(payload):
 @needs_native
 def test_bad_arguments_raise_and_rows_falls_back():
     with pytest.raises(TypeError):
-        NATIVE.rows(b"{}", None, None, NOW, REG, {}, 0, 1, {}, fastdecode.to_time, MAX_SLOTS)
+        NATIVE.rows(b"{}", None, None, NOW, REG, {}, 0, 1, {}, fastdecode.to_time, MAX_SLOTS,
+                    None)
     times: dict = {}
     fastdecode.rows(GOOD_T, T, NOW, None, REG, WINDOW, times)
     assert set(times) == {NOW - 5, NOW}

@@ -17,7 +17,8 @@ def test_hotpath_reports_each_part_for_both_shapes_and_encodings():
         for x in runs:
             us = x["us_per_reading"]
             assert x["readings"] == 2000 and x["encoding"] == enc
-            assert set(us) == {"decode", "bare", "rows", "seq", "paho_publish", "publish"}
+            assert set(us) == {"decode", "bare", "rows", "rows_typed", "seq", "paho_publish",
+                                "publish"}
             assert min(us.values()) > 0
             assert x["guarantees_us"] == {
                 "validation_and_rows_vs_bare": round(us["rows"] - us["bare"], 3),
