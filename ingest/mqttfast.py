@@ -9,6 +9,11 @@ reading per message (see docs/benchmarks.md):
   chunks and every complete packet in the chunk is handled before the loop sleeps again.
 - paho matches every message's topic against ``message_callback_add`` filters; the
   collector registers none, so ``on_message`` is called straight away.
+- ``hold``: while the receiver holds more than it asked the broker for (a broker ignoring
+  the Receive Maximum), the socket is not read between packets: TCP's flow control then
+  keeps the backlog at the broker instead of in this process.  At most one packet more is
+  taken in, and a held connection still reads one chunk every third of the keepalive, so
+  paho's keepalive sees it alive.
 - paho decodes an MQTT 5 PUBLISH with three ``struct.unpack`` calls on format strings built
   per packet, each copying the rest of the packet, builds a ``Properties`` object even when
   the packet has none, and decodes the topic for a debug line nobody logs.  Here a QoS 0/1
@@ -21,6 +26,9 @@ Everything else (acks, reconnects, keepalive, TLS) is paho's own code.
 """
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -57,6 +65,24 @@ class BufferedClient(mqtt.Client):
 
     _rbuf: bytes = b""
     _rpos: int = 0
+    # the receiver's gate: hold(timeout) waits up to timeout while it holds too much, and
+    # says whether it still does (set by the collector's session)
+    hold: Callable[[float], bool] | None = None
+    _held_since = 0.0
+
+    def _holding(self, wait: float) -> bool:
+        """Whether to leave the socket unread now (see the module docstring)."""
+        hold = self.hold
+        if hold is None or not hold(wait):
+            self._held_since = 0.0
+            return False
+        now = time.monotonic()
+        if not self._held_since:
+            self._held_since = now
+        elif now - self._held_since >= max(1.0, self._keepalive / 3):
+            self._held_since = now  # one chunk in: bytes received keep the connection alive
+            return False
+        return True
 
     def _sock_recv(self, bufsize: int) -> bytes:
         buf, pos = self._rbuf, self._rpos
@@ -70,12 +96,29 @@ class BufferedClient(mqtt.Client):
         return buf[pos:end]
 
     def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
-        """Paho's loop_read, repeated while whole packets wait in the read buffer."""
+        """Paho's loop_read, repeated while whole packets wait in the read buffer.
+
+        Held (see :attr:`hold`): waits up to 50 ms for the receiver, then leaves the socket
+        for the next turn of the loop, which flushes the acks that free the receiver.
+        """
+        if self._holding(0.05):
+            return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
         rc = super().loop_read(max_packets)
         while (rc == mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS and self._sock is not None
-               and self._rpos < len(self._rbuf)):
+               and self._rpos < len(self._rbuf) and not self._holding(0)):
             rc = super().loop_read(1)
         return rc
+
+    def loop_misc(self) -> mqtt.MQTTErrorCode:
+        """Paho's loop_misc; first, packets left in the read buffer by a hold, once released.
+
+        The socket may have nothing new to wake the loop's select for them.
+        """
+        if self._sock is not None and self._rpos < len(self._rbuf) and not self._holding(0):
+            rc = self.loop_read()
+            if rc != mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return rc
+        return super().loop_misc()
 
     def _sock_close(self) -> None:
         self._rbuf, self._rpos = b"", 0  # nothing of a closed connection reaches the next

@@ -44,6 +44,7 @@ class Session:
         self.client: mqtt.Client | None = None
         self.pending = 0  # received, not yet acked
         self._pending_lock = threading.Lock()
+        self._below = threading.Condition(self._pending_lock)  # pending back to the bound
         self.max_pending = max(1, min(settings.max_inflight_messages, 65535))  # Receive Maximum
         self._overrun_logged = False
         self._buckets: dict[str, list[float]] = {}
@@ -66,6 +67,7 @@ class Session:
         c.on_disconnect = self._on_disconnect
         c.on_subscribe = self._on_subscribe
         c.on_message = self._on_message
+        c.hold = self._hold
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 7 * 86400
         props.ReceiveMaximum = self.max_pending
@@ -92,6 +94,20 @@ class Session:
         """``n`` messages will never be acked (an internal error): stop waiting for them."""
         with self._pending_lock:
             self.pending -= n
+            if self.pending <= self.max_pending:
+                self._below.notify_all()
+
+    def _hold(self, timeout: float) -> bool:
+        """Whether the network thread should leave the socket unread (past the bound).
+
+        A broker that ignores the Receive Maximum is held back by TCP instead: the backlog
+        waits at the broker, and this process holds at most one packet past the bound.
+        Waits up to ``timeout`` for acks to bring ``pending`` back first.
+        """
+        with self._below:
+            if self.pending > self.max_pending and timeout > 0:
+                self._below.wait(timeout)
+            return self.pending > self.max_pending
 
     def ack(self, msgs: list[Message]) -> None:
         """Acknowledge messages whose content is stored, on the connection they came on."""
@@ -103,6 +119,8 @@ class Session:
                     client.ack(m.mid, m.qos)
         with self._pending_lock:
             self.pending -= len(msgs)
+            if self.pending <= self.max_pending:
+                self._below.notify_all()
         self.metrics.queue.set(self.pending)
 
     # --- paho callbacks (network thread) ---------------------------------------------------
@@ -167,15 +185,16 @@ class Session:
         """A message past the Receive Maximum: counted, and logged once per session.
 
         The broker broke MQTT 5's flow control (mosquitto before 2.0.13 sends another Receive
-        Maximum of queued messages on every ack), so a backlog it should hold piles up here.
+        Maximum of queued messages on every ack); :meth:`_hold` then stops reading the
+        socket, so the backlog waits at the broker, held back by TCP.
         """
         self.metrics.receive_max_exceeded.inc()
         if not self._overrun_logged:
             self._overrun_logged = True
             log.warning("event=receive_maximum_exceeded receive_maximum=%d pending=%d hint=%r",
                         self.max_pending, self.pending, "the broker ignores the Receive Maximum "
-                        "(mosquitto < 2.0.13 does): an overload piles up in the collector's "
-                        "memory; upgrade the broker")
+                        "(mosquitto < 2.0.13 does): the collector stops reading past it, so "
+                        "an overload waits in the broker's memory; upgrade the broker")
 
     def _one_device(self, topic: str) -> bool:
         """Whether ``topic`` is one device's (not a source topic all its gateways share)."""
