@@ -28,9 +28,12 @@ COPY standards ./standards
 COPY control ./control
 COPY bench ./bench
 COPY scripts ./scripts
-RUN pip install -c constraints.txt . \
+# gcc compiles the collector's JSON pass (ingest/_fastrows.c) and leaves the image after it
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && pip install -c constraints.txt . \
+ && apt-get purge -y --auto-remove gcc libc6-dev && rm -rf /var/lib/apt/lists/* \
  && if [ -f scripts/build-assets.sh ]; then bash scripts/build-assets.sh; fi \
- && python -c "import citypulse.cli"
+ && python -c "import citypulse.cli, ingest._fastrows"
 
 USER citypulse
 WORKDIR /var/lib/citypulse

@@ -39,6 +39,7 @@ from prometheus_client import start_http_server
 
 from citypulse import schema
 from citypulse.settings import Settings
+from ingest import fastdecode
 from ingest import registry as reg
 from ingest.announce import Announcer
 from ingest.batcher import TEMPORARY, Batch, Batcher, Message, take
@@ -140,8 +141,9 @@ class Collector:
         self.session.accepting.set()
         self.session.connect()
         ep = s.mqtt
-        log.info("event=started client_id=%s broker=%s:%s writers=%d share=%s", self.client_id,
-                 ep.host, ep.port, s.writer_connections, s.share_group)
+        log.info("event=started client_id=%s broker=%s:%s writers=%d share=%s json_pass=%s",
+                 self.client_id, ep.host, ep.port, s.writer_connections, s.share_group,
+                 "c" if fastdecode.native is not None else "python (ingest._fastrows not built)")
 
     def _spawn(self, fn, name: str) -> None:
         t = threading.Thread(target=fn, name=f"{self.client_id}-{name}", daemon=True)
