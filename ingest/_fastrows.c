@@ -408,9 +408,11 @@ static int reading(Ctx *x, Cur *c, PyObject *rid) {
         }
         PyTuple_SET_ITEM(row, i, v);
     }
-    /* only atomic objects inside: no cycle can pass through it (what the collector's first
-     * pass over it would conclude), so the garbage collector need not walk every row */
-    PyObject_GC_UnTrack(row);
+    /* only objects the garbage collector does not track inside (a datetime, ints, floats):
+     * no cycle can pass through the row, as its first pass over it would conclude, so it
+     * need not walk every row */
+    if (!PyObject_GC_IsTracked(t) && !PyObject_GC_IsTracked(rid))
+        PyObject_GC_UnTrack(row);
     int rc = PyList_Append(x->out, row);
     Py_DECREF(row);
     return rc == 0 ? 1 : -1;
