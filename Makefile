@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt ingest/_fastrows.c
 	@touch $(STAMP)
 
 system-deps:
-	@bash scripts/system-deps.sh --browser
+	@PYTHON=$(PYTHON) bash scripts/system-deps.sh --browser
 
 deps: system-deps $(STAMP) assets vendor
 

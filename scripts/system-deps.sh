@@ -5,6 +5,13 @@
 # As root it installs with apt-get; otherwise it prints the exact command to run.
 set -euo pipefail
 want=(mosquitto mosquitto-clients postgresql-15 postgresql-client-15 postgresql-15-postgis-3)
+# the collector's C pass (ingest/_fastrows.c) is compiled on install: a C compiler, and the
+# Python headers when the Python in use is Debian's own
+want+=(gcc libc6-dev)
+py=${PYTHON:-python3}
+if ! "$py" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' 2>/dev/null; then
+  want+=(python3-dev)
+fi
 if [[ "${1:-}" == "--browser" ]]; then
   want+=(chromium chromium-driver fonts-dejavu-core libegl-mesa0 libgl1-mesa-dri)
 fi
