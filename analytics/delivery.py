@@ -159,21 +159,23 @@ class Delivery:
                 error = f"HTTP {r.status_code}"
         except requests.RequestException as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
+        # the delivery log first, then the counters: whoever reads a counter finds the log
+        # already saying so
         if not error:
-            self.stats["webhook_ok"] += 1
             self._log_update(job.delivery_id, "ok", attempt, "")
+            self.stats["webhook_ok"] += 1
             return
         if attempt >= self.max_attempts:
-            self.stats["webhook_failed"] += 1
             log.error("alert %s: webhook %s failed after %d attempts: %s", job.alert_id,
                       job.url, attempt, error)
             self._log_update(job.delivery_id, "failed", attempt, error)
+            self.stats["webhook_failed"] += 1
             return
-        self.stats["webhook_retries"] += 1
         delay = min(self.backoff_cap_s, self.backoff_s * 2 ** (attempt - 1))
         log.warning("alert %s: webhook %s attempt %d failed (%s); retry in %.1f s",
                     job.alert_id, job.url, attempt, error, delay)
         self._log_update(job.delivery_id, "retrying", attempt, error)
+        self.stats["webhook_retries"] += 1
         self._push(delay, _Job(job.delivery_id, job.alert_id, job.url, job.body, attempt))
 
     def _conn(self) -> psycopg.Connection | None:
