@@ -92,6 +92,10 @@ class Session:
 
     def done(self, n: int) -> None:
         """``n`` messages will never be acked (an internal error): stop waiting for them."""
+        self._settle(n)
+
+    def _settle(self, n: int) -> None:
+        """``n`` messages are off the books: wake a held network thread once back in bounds."""
         with self._pending_lock:
             self.pending -= n
             if self.pending <= self.max_pending:
@@ -117,10 +121,7 @@ class Session:
             for m in msgs:
                 if m.qos > 0 and m.gen == gen and client is not None:
                     client.ack(m.mid, m.qos)
-        with self._pending_lock:
-            self.pending -= len(msgs)
-            if self.pending <= self.max_pending:
-                self._below.notify_all()
+        self._settle(len(msgs))
         self.metrics.queue.set(self.pending)
 
     # --- paho callbacks (network thread) ---------------------------------------------------

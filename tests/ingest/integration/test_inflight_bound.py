@@ -19,18 +19,27 @@ SENT = 200
 WINDOW = 10
 
 
-def test_messages_past_the_receive_maximum_are_counted(broker, tmp_path, caplog):
+def _session(broker, tmp_path) -> tuple[str, Session, Metrics, list[int]]:
+    """A connected session with a window of WINDOW on its own prefix, and what it held.
+
+    ``held``: the messages the session held unacked as it took in each one.
+    """
     prefix = "ib" + uuid.uuid4().hex[:8]
     s = Settings(mqtt_url=broker.url, topic_prefix=prefix, max_inflight_messages=WINDOW,
                  spool_dir=tmp_path / "spool")
     metrics = Metrics()
     session = Session(s, "ib-" + uuid.uuid4().hex[:8], metrics)
-    held: list[int] = []  # what the session held unacked at each message it took in
+    held: list[int] = []
     put = session.inbox.put
     session.inbox.put = lambda m: (put(m), held.append(session.pending))
     session.accepting.set()
     session.connect()
     wait_until(lambda: metrics.value("citypulse_ingest_mqtt_connected") == 1, 15)
+    return prefix, session, metrics, held
+
+
+def test_messages_past_the_receive_maximum_are_counted(broker, tmp_path, caplog):
+    prefix, session, metrics, held = _session(broker, tmp_path)
     pub = Publisher(broker.port)
     caplog.set_level(logging.WARNING, "citypulse.ingest")
     try:
@@ -60,17 +69,7 @@ def test_past_the_receive_maximum_the_backlog_waits_at_the_broker(broker, tmp_pa
     (a broker ignoring it would otherwise push another window on every ack), and every
     message still arrives once acks free the window.
     """
-    prefix = "ih" + uuid.uuid4().hex[:8]
-    s = Settings(mqtt_url=broker.url, topic_prefix=prefix, max_inflight_messages=WINDOW,
-                 spool_dir=tmp_path / "spool")
-    metrics = Metrics()
-    session = Session(s, "ih-" + uuid.uuid4().hex[:8], metrics)
-    held: list[int] = []
-    put = session.inbox.put
-    session.inbox.put = lambda m: (put(m), held.append(session.pending))
-    session.accepting.set()
-    session.connect()
-    wait_until(lambda: metrics.value("citypulse_ingest_mqtt_connected") == 1, 15)
+    prefix, session, _metrics, held = _session(broker, tmp_path)
     pub = Publisher(broker.port)
     pad = "x" * 4000  # big messages: a 64 KB read would otherwise take in 16 at once
     sent = 400
